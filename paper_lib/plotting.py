@@ -1,0 +1,123 @@
+"""Figures of the data and training stages (results figures live in :mod:`evaluation`).
+
+Every function draws one figure, saves it when ``path`` is given (PNG, 120 dpi) and returns
+the matplotlib Figure, so notebooks show and store the same picture.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("agg", force=False)
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+MG_B = {"Mg b1": 5183.604, "Mg b2": 5172.684, "Mg b4": 5167.321}  # air Å
+FE_LINES = {"Fe I 5269.5": 5269.537, "Fe I 5328.0": 5328.039, "Fe I 5227.2": 5227.189,
+            "Fe I 5171.6": 5171.596}
+
+
+def _save(fig, path) -> None:
+    if path is not None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120, bbox_inches="tight", metadata={"Software": None})
+
+
+def plot_grid_coverage(grid, path=None):
+    """Which Table-1 nodes exist: one Teff–log g panel per [M/H] (filled = present)."""
+    fig, axes = plt.subplots(1, len(grid.axes[2]), figsize=(2.3 * len(grid.axes[2]), 3.2),
+                             sharey=True)
+    axes = np.atleast_1d(axes)
+    teff, logg = np.meshgrid(grid.axes[0], grid.axes[1], indexing="ij")
+    for k, (ax, mh) in enumerate(zip(axes, grid.axes[2])):
+        present = grid.row_of[:, :, k] >= 0
+        ax.scatter(teff[~present], logg[~present], s=8, facecolors="none", edgecolors="0.6",
+                   linewidths=0.6, label="absent")
+        ax.scatter(teff[present], logg[present], s=8, c="C0", label="present")
+        ax.set_title(f"[M/H] = {mh:+.1f}", fontsize=9)
+        ax.set_xlabel("Teff [K]")
+        ax.invert_xaxis()
+    axes[0].invert_yaxis()
+    axes[0].set_ylabel("log g [dex]")
+    axes[-1].legend(fontsize=7, loc="lower left")
+    fig.suptitle(f"grid coverage: {len(grid.labels)} of {grid.row_of.size} Table-1 nodes",
+                 fontsize=10)
+    fig.tight_layout()
+    _save(fig, path)
+    return fig
+
+
+def plot_spectra_window(wave, fluxes, labels, window=(5160.0, 5190.0), path=None, lines=MG_B):
+    """Normalised spectra of several stars in a wavelength window, offset for clarity."""
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.9 * len(fluxes)))
+    inside = (wave >= window[0]) & (wave <= window[1])
+    for i, (flux, label) in enumerate(zip(fluxes, labels)):
+        ax.plot(wave[inside], np.asarray(flux)[inside] + 0.8 * i, lw=0.7, color=f"C{i}")
+        ax.text(window[1] + 0.3, 1.0 + 0.8 * i,
+                f"{label[0]:.0f} K, {label[1]:.1f}, {label[2]:+.1f}", fontsize=8, va="center")
+    for name, value in (lines or {}).items():
+        ax.axvline(value, color="0.7", lw=0.6, ls=":")
+        ax.text(value, ax.get_ylim()[1], name, fontsize=7, rotation=90, va="top", ha="right")
+    ax.set_xlabel("air wavelength [Å]")
+    ax.set_ylabel("normalised flux + offset")
+    ax.set_xlim(window[0], window[1] + 6)
+    fig.tight_layout()
+    _save(fig, path)
+    return fig
+
+
+def plot_figure1(wave, flux, image, order_wave, path=None, title=""):
+    """The paper's Figure 1: a 1D model spectrum, the same cut into orders, and the image."""
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.6), gridspec_kw={"width_ratios": [1, 1, 1.1]})
+    axes[0].plot(wave, flux, lw=0.3, color="k")
+    axes[0].set(xlabel="air wavelength [Å]", ylabel="normalised flux", title="1D model spectrum")
+    for row in range(image.shape[0]):
+        axes[1].plot(order_wave[row], image[row] + 0.0, lw=0.3, color=f"C{row % 10}")
+    axes[1].set(xlabel="air wavelength [Å]", ylabel="flux (with slant)",
+                title="the same in 8 HARPS-N orders")
+    shown = axes[2].imshow(image, aspect="auto", cmap="magma", interpolation="nearest",
+                           extent=(0, image.shape[1], image.shape[0] - 0.5, -0.5))
+    axes[2].set(xlabel="pixel", ylabel="order row (121 … 114)", title="8 × 4096 image")
+    fig.colorbar(shown, ax=axes[2], fraction=0.05)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    _save(fig, path)
+    return fig
+
+
+def plot_image_rows(order_wave, images, names, window, path=None, lines=MG_B, offset=0.6):
+    """Several 8×4096 images, shown in one wavelength window (the orders that cover it)."""
+    fig, ax = plt.subplots(figsize=(8, 1.4 + 0.9 * len(images)))
+    for i, (image, name) in enumerate(zip(images, names)):
+        for row in range(image.shape[0]):
+            inside = (order_wave[row] >= window[0]) & (order_wave[row] <= window[1])
+            if inside.any():
+                ax.plot(order_wave[row][inside], image[row][inside] + offset * i, lw=0.6,
+                        color=f"C{i}", label=name if row == np.argmax(
+                            [((w >= window[0]) & (w <= window[1])).any() for w in order_wave]) else None)
+    for label, value in (lines or {}).items():
+        ax.axvline(value, color="0.7", lw=0.6, ls=":")
+    ax.set(xlabel="air wavelength [Å]", ylabel="normalised flux + offset", xlim=window)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    _save(fig, path)
+    return fig
+
+
+def plot_loss_curves(histories: dict, path=None, title="training"):
+    """Training and validation loss per epoch for several runs ({name: history dict})."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, (name, history) in enumerate(histories.items()):
+        epochs = np.arange(1, len(history["train_loss"]) + 1)
+        ax.plot(epochs, history["train_loss"], color=f"C{i}", lw=1, label=f"{name} (train)")
+        if history.get("val_loss"):
+            ax.plot(epochs, history["val_loss"], color=f"C{i}", lw=1, ls="--", label=f"{name} (val)")
+    ax.set(xlabel="epoch", ylabel="loss", title=title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    _save(fig, path)
+    return fig

@@ -1,0 +1,151 @@
+"""Run profiles: the one place where ``smoke``, ``cpu`` and ``paper`` differ.
+
+Every notebook takes ``profile`` as a papermill parameter and calls :func:`get_profile`;
+the code is the same for all three.
+
+* ``smoke`` – CI: 14 real grid nodes around the Sun (plus one hot and one cool metal-poor
+  star), tiny models, a few optimisation steps. Minutes on 2 CPU cores.
+* ``cpu``   – a real run on the full grid that fits in about an hour on a 2-core CPU.
+* ``paper`` – the paper's settings (750 epochs, DAE 1500 epochs, lr decay ×0.1 for the last
+  50 epochs, 5667 test spectra), meant for a GPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+# Table 1 of the paper: (min, max, step) of each label.
+LABEL_NAMES = ("teff", "logg", "mh", "vsini")
+LABEL_UNITS = ("K", "dex", "dex", "km/s")
+LABEL_RANGES = {
+    "teff": (3500.0, 9750.0, 250.0),
+    "logg": (0.0, 5.0, 0.5),
+    "mh": (-2.5, 0.5, 0.5),
+    "vsini": (0.0, 30.0, 2.0),
+}
+
+SMOKE_NODES = tuple(
+    [(t, g, m) for t in (5500.0, 5750.0, 6000.0) for g in (4.0, 4.5) for m in (-0.5, 0.0)]
+    + [(9500.0, 4.0, 0.0), (4000.0, 1.0, -2.0)]
+)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Settings of one run. Sizes are numbers of spectra, steps are optimiser steps."""
+
+    name: str
+    description: str
+    grid_nodes: str  # "smoke" (SMOKE_NODES) or "full" (every node of Table 1)
+    label_box: dict  # label sub-region used for sampling; {} means the whole grid
+    limited_teff: tuple  # Teff range of the paper's † rows (K)
+    snr_train: float  # SNR of the main experiments (paper: 20)
+    snr_limited: float  # SNR of the † rows and the Sun test (paper: 100)
+    n_test: int  # fixed, seeded test set size per SNR (paper: 5667)
+    n_val: int  # validation set size (also used for σ recalibration)
+    batch_size: int
+    steps_per_epoch: int
+    epochs: int  # regressor epochs (paper: 750)
+    dae_epochs: int  # DAE epochs (paper: 1500)
+    finetune_epochs: int  # epochs of a regressor behind the frozen DAE
+    lr_decay_fraction: float  # last fraction of training at lr × 0.1 (paper: 50/750)
+    slant_max: float  # max |relative slope| of the linear slant across one order
+    resnet: dict = field(default_factory=dict)
+    attention: dict = field(default_factory=dict)
+    dae: dict = field(default_factory=dict)
+    variants: tuple = ()
+    snr_curve: tuple = (5, 10, 20, 50, 100, 200, 300)
+    seed: int = 2021
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# Variant names: <network>_<covariance>[_dae][_limited]
+ALL_VARIANTS = (
+    "resnet_diagonal", "attention_diagonal", "resnet_full", "attention_full",
+    "resnet_diagonal_dae", "attention_diagonal_dae", "resnet_full_dae", "attention_full_dae",
+    "resnet_diagonal_limited", "attention_diagonal_limited",
+)
+
+PROFILES = {
+    "smoke": Profile(
+        name="smoke",
+        description="CI: 14 real nodes, tiny models, a few steps",
+        grid_nodes="smoke",
+        label_box={"teff": (5500.0, 6000.0), "logg": (4.0, 4.5), "mh": (-0.5, 0.0)},
+        limited_teff=(5500.0, 6000.0),
+        snr_train=20.0,
+        snr_limited=100.0,
+        n_test=24,
+        n_val=16,
+        batch_size=4,
+        steps_per_epoch=2,
+        epochs=2,
+        dae_epochs=2,
+        finetune_epochs=1,
+        lr_decay_fraction=0.5,
+        slant_max=0.05,
+        resnet={"width": 4, "fc_hidden": (16, 16), "dropout": 0.1, "stem_stride": 8},
+        attention={"width": 4, "inter_channels": 4, "stem_stride": 8},
+        dae={"width": 4, "depth": 2},
+        variants=ALL_VARIANTS,
+        snr_curve=(10, 100),
+    ),
+    "cpu": Profile(
+        name="cpu",
+        description="a real run on the full grid in about an hour on 2 CPU cores",
+        grid_nodes="full",
+        label_box={},
+        limited_teff=(4000.0, 6000.0),
+        snr_train=20.0,
+        snr_limited=100.0,
+        n_test=5667,
+        n_val=1000,
+        batch_size=32,
+        steps_per_epoch=50,
+        epochs=12,
+        dae_epochs=10,
+        finetune_epochs=4,
+        lr_decay_fraction=50 / 750,
+        slant_max=0.05,
+        resnet={"width": 16, "fc_hidden": (256, 64), "dropout": 0.1, "stem_stride": 4},
+        attention={"width": 16, "inter_channels": 16, "stem_stride": 4},
+        dae={"width": 16, "depth": 3},
+        variants=ALL_VARIANTS,
+    ),
+    "paper": Profile(
+        name="paper",
+        description="the paper's settings (750 epochs, DAE 1500), for a GPU",
+        grid_nodes="full",
+        label_box={},
+        limited_teff=(4000.0, 6000.0),
+        snr_train=20.0,
+        snr_limited=100.0,
+        n_test=5667,
+        n_val=5667,
+        batch_size=64,
+        steps_per_epoch=100,
+        epochs=750,
+        dae_epochs=1500,
+        finetune_epochs=100,
+        lr_decay_fraction=50 / 750,
+        slant_max=0.05,
+        resnet={"width": 32, "fc_hidden": (512, 128), "dropout": 0.2, "stem_stride": 1},
+        attention={"width": 32, "inter_channels": 32, "stem_stride": 1},
+        dae={"width": 32, "depth": 4},
+        variants=ALL_VARIANTS,
+    ),
+}
+
+
+def get_profile(name: str | Profile) -> Profile:
+    """Return the profile called ``name``; a clear ValueError lists the valid names."""
+    if isinstance(name, Profile):
+        return name
+    try:
+        return PROFILES[name]
+    except (KeyError, TypeError):
+        valid = ", ".join(sorted(PROFILES))
+        raise ValueError(f"unknown profile {name!r}; valid profiles are: {valid}") from None

@@ -1,0 +1,100 @@
+"""The grid object: interpolation, holes, sampling, label scaling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from paper_lib.grid import Grid, OutsideGridError, scale_labels, table1_axis, unscale_labels
+
+
+def linear_grid(drop=()):
+    """A grid over a 3×2×2 block whose 'flux' is linear in the labels (so trilinear is exact)."""
+    nodes = [(t, g, m) for t in (5500.0, 5750.0, 6000.0) for g in (4.0, 4.5) for m in (-0.5, 0.0)]
+    nodes = [n for n in nodes if n not in drop]
+    labels = np.array(nodes)
+    wave = np.linspace(5020, 5400, 5)
+    coeff = np.array([1e-4, 0.1, 0.3])
+    flux = (labels @ coeff)[:, None] * np.linspace(1, 2, 5)[None, :]
+    return Grid(wave, labels, flux.astype(np.float32)), coeff
+
+
+def test_exact_at_nodes():
+    grid, _ = linear_grid()
+    for row, label in enumerate(grid.labels):
+        np.testing.assert_array_equal(grid.interpolate(label), grid.flux[row])
+
+
+def test_linear_between_nodes():
+    grid, coeff = linear_grid()
+    rng = np.random.default_rng(1)
+    points = rng.uniform([5500, 4.0, -0.5], [6000, 4.5, 0.0], size=(50, 3))
+    expected = (points @ coeff)[:, None] * np.linspace(1, 2, 5)[None, :]
+    np.testing.assert_allclose(grid.interpolate(points), expected, rtol=1e-5)
+    a, b = grid.labels[0], grid.labels[-1]
+    mid = grid.interpolate((a + b) / 2)
+    np.testing.assert_allclose(mid, (grid.interpolate(a) + grid.interpolate(b)) / 2, rtol=1e-5)
+
+
+def test_refuses_holes_naming_missing_nodes():
+    grid, _ = linear_grid(drop=[(6000.0, 4.5, 0.0)])
+    with pytest.raises(OutsideGridError, match=r"missing node\(s\) \(6000, 4.5, \+0\)"):
+        grid.interpolate([5900.0, 4.3, -0.2])
+    grid.interpolate([5600.0, 4.3, -0.2])  # the other cell is complete
+    grid.interpolate([6000.0, 4.0, -0.5])  # a node beside the hole is still exact
+
+
+def test_refuses_points_outside():
+    grid, _ = linear_grid()
+    with pytest.raises(OutsideGridError, match="outside the grid: teff"):
+        grid.interpolate([3000.0, 4.0, 0.0])
+    with pytest.raises(OutsideGridError, match="hole"):
+        grid.interpolate([5000.0, 4.0, 0.0])  # inside Table 1, not in this small grid
+    with pytest.raises(OutsideGridError, match="NaN"):
+        grid.interpolate([np.nan, 4.0, 0.0])
+
+
+def test_sampler_stays_in_valid_cells():
+    grid, _ = linear_grid(drop=[(6000.0, 4.5, 0.0)])
+    labels = grid.sample_labels(500, np.random.default_rng(0))
+    assert labels.shape == (500, 3)
+    assert np.all(labels[:, 0] <= 5750.0 + 1e-9)  # only the complete cell
+    grid.interpolate(labels)
+    again = grid.sample_labels(500, np.random.default_rng(0))
+    np.testing.assert_array_equal(labels, again)
+
+
+def test_sampler_respects_box_and_teff_range(reference_grid):
+    labels = reference_grid.sample_labels(2000, np.random.default_rng(3), teff_range=(4000, 6000))
+    assert labels[:, 0].min() >= 4000 and labels[:, 0].max() <= 6000
+    assert labels[:, 1].min() < 0.5 and labels[:, 1].max() > 4.5  # whole log g range
+    hot = reference_grid.sample_labels(2000, np.random.default_rng(4), box={"teff": (9000, 9750)})
+    assert hot[:, 1].min() >= 1.0  # the hole of the hot, low-gravity corner is avoided
+
+
+def test_reference_grid_holes(reference_grid):
+    missing = reference_grid.missing_nodes()
+    assert len(missing) == 231
+    assert reference_grid.valid_cells().sum() > 1000
+    with pytest.raises(OutsideGridError, match="hole"):
+        reference_grid.interpolate([7000.0, 0.2, 0.0])
+
+
+def test_label_scaling_round_trip():
+    labels = np.array([[3500, 0, -2.5, 0], [9750, 5, 0.5, 30], [5772, 4.44, 0.0, 2.0]])
+    scaled = scale_labels(labels)
+    np.testing.assert_allclose(scaled[0], 0)
+    np.testing.assert_allclose(scaled[1], 1)
+    np.testing.assert_allclose(unscale_labels(scaled), labels)
+    assert len(table1_axis("teff")) == 26 and len(table1_axis("mh")) == 7
+
+
+def test_bad_grid_files(tmp_path):
+    bad = tmp_path / "bad.fits"
+    bad.write_bytes(b"SIMPLE  = T" + b" " * 100)
+    with pytest.raises(ValueError, match="bad.fits"):
+        Grid.from_fits(bad)
+    with pytest.raises(ValueError, match="NaN"):
+        Grid(np.arange(3.0), [[5500, 4.0, 0.0]], [[1.0, np.nan, 1.0]])
+    with pytest.raises(ValueError, match="not a Table-1 node"):
+        Grid(np.arange(3.0), [[5600, 4.0, 0.0]], [[1.0, 1.0, 1.0]])
