@@ -121,3 +121,53 @@ def plot_loss_curves(histories: dict, path=None, title="training"):
     fig.tight_layout()
     _save(fig, path)
     return fig
+
+
+def plot_attention_maps(image, maps, order_wave, path=None, lines=None, title=""):
+    """The paper's Figure 5: the input image and the attention maps α upsampled to it.
+
+    ``image`` (8, 4096); ``maps`` list of (8, 4096) arrays (each sums to one); ``lines``
+    {name: air Å} marked on every panel at their pixel positions.
+    """
+    lines = {**MG_B, **FE_LINES} if lines is None else lines
+    panels = [image, *maps]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(12, 1.6 * len(panels)), sharex=True)
+    names = ["input (normalised flux)"] + [f"attention map α{i + 1}" for i in range(len(maps))]
+    for ax, panel, name in zip(axes, panels, names):
+        shown = ax.imshow(panel, aspect="auto", interpolation="nearest",
+                          cmap="gray" if name.startswith("input") else "viridis",
+                          extent=(0, panel.shape[1], panel.shape[0] - 0.5, -0.5))
+        ax.set_ylabel("order row", fontsize=8)
+        ax.set_title(name, fontsize=9, loc="left")
+        fig.colorbar(shown, ax=ax, fraction=0.02, pad=0.01)
+        for label, wave in lines.items():
+            for row in range(order_wave.shape[0]):
+                if order_wave[row, 0] <= wave <= order_wave[row, -1]:
+                    px = np.interp(wave, order_wave[row], np.arange(order_wave.shape[1]))
+                    ax.plot(px, row, marker="v", color="C3", ms=4, mec="w", mew=0.4)
+    axes[0].set_title(f"input (normalised flux); ▼ {', '.join(lines)}", fontsize=8, loc="left")
+    axes[-1].set_xlabel("pixel")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    _save(fig, path)
+    return fig
+
+
+def attention_near_lines(maps, order_wave, lines, half_width_A: float = 0.5) -> list[dict]:
+    """How much attention falls within ±``half_width_A`` of the given lines, per map.
+
+    Returns, per map, the attention mass near the lines and the mass a uniform map would put
+    there (their ratio > 1 means the map prefers those lines).
+    """
+    near = np.zeros(order_wave.shape, dtype=bool)
+    for wave in lines.values():
+        near |= np.abs(order_wave - wave) <= half_width_A
+    out = []
+    for alpha in maps:
+        alpha = np.asarray(alpha, dtype=np.float64)
+        mass = float(alpha[near].sum() / alpha.sum())
+        uniform = float(near.mean())
+        out.append({"mass_near_lines": mass, "uniform_mass": uniform,
+                    "enhancement": mass / uniform if uniform > 0 else float("nan")})
+    return out
