@@ -171,3 +171,24 @@ def attention_near_lines(maps, order_wave, lines, half_width_A: float = 0.5) -> 
         out.append({"mass_near_lines": mass, "uniform_mass": uniform,
                     "enhancement": mass / uniform if uniform > 0 else float("nan")})
     return out
+
+
+def plot_sun_overlay(order_wave, real, mask, synthetic, rows, path=None, title=""):
+    """Real (normalised) spectrum and the synthetic spectrum at the predicted labels, per order."""
+    fig, axes = plt.subplots(len(rows), 1, figsize=(12, 2.6 * len(rows)))
+    for ax, row in zip(np.atleast_1d(axes), rows):
+        wave = order_wave[row]
+        ax.plot(wave, np.where(mask[row], real[row], np.nan), lw=0.5, color="k", label="observed")
+        ax.plot(wave, synthetic[row], lw=0.5, color="C3", alpha=0.8,
+                label="synthetic at the predicted labels")
+        if (~mask[row]).any():
+            ax.fill_between(wave, 0, 1.1, where=~mask[row], color="0.85", label="no data (filled)")
+        ax.set(xlim=(wave[0], wave[-1]), ylim=(0, 1.15), ylabel="normalised flux")
+        ax.set_title(f"order {121 - row} ({wave[0]:.0f}–{wave[-1]:.0f} Å)", fontsize=9, loc="left")
+    np.atleast_1d(axes)[0].legend(fontsize=7, loc="lower left", ncols=3)
+    np.atleast_1d(axes)[-1].set_xlabel("air wavelength [Å]")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    _save(fig, path)
+    return fig

@@ -1,0 +1,123 @@
+"""The README's results section, generated from ``results/<profile>/*.json``.
+
+``python -m paper_lib report --profile cpu`` rewrites the block between
+``<!-- results:<profile>:start -->`` and ``<!-- results:<profile>:end -->`` in README.md, so
+the numbers people read are exactly the numbers a run wrote (a test checks they agree).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from . import paths
+from .profiles import LABEL_NAMES, get_profile
+
+DECIMALS = {"teff": 1, "logg": 3, "mh": 3, "vsini": 2}
+HEADERS = {"teff": "Teff [K]", "logg": "log g [dex]", "mh": "[M/H] [dex]", "vsini": "v sin i [km/s]"}
+
+
+def _load(profile: str, notebook: str) -> dict | None:
+    path = paths.results / profile / f"{notebook}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _row(cells) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def _fmt(value, label) -> str:
+    return "–" if value is None else f"{value:.{DECIMALS[label]}f}"
+
+
+def table2_block(results: dict) -> list[str]:
+    from .evaluation import PAPER_TABLE2
+
+    lines = [_row(["variant", "SNR", *(HEADERS[n] for n in LABEL_NAMES),
+                   *(f"paper {HEADERS[n]}" for n in LABEL_NAMES)]),
+             _row(["---"] * (2 + 2 * len(LABEL_NAMES)))]
+    for variant, mae in results["table2"].items():
+        paper = PAPER_TABLE2.get(variant, {})
+        lines.append(_row([variant, f"{results['snr'][variant]:g}",
+                           *(_fmt(mae[n], n) for n in LABEL_NAMES),
+                           *(_fmt(paper.get(n), n) for n in LABEL_NAMES)]))
+    return lines
+
+
+def table3_block(results: dict) -> list[str]:
+    lines = [_row(["variant", "within 1σ", "within 2σ", "1σ after recalibration",
+                   "2σ after recalibration"]), _row(["---"] * 5)]
+    for variant, cov in results["table3"].items():
+        after = results["recalibration"][variant]["after"]
+        lines.append(_row([variant, f"{100 * cov['1']['overall']:.1f} %",
+                           f"{100 * cov['2']['overall']:.1f} %",
+                           f"{100 * after['1']['overall']:.1f} %",
+                           f"{100 * after['2']['overall']:.1f} %"]))
+    lines.append(_row(["Gaussian ideal", "68.3 %", "95.4 %", "68.3 %", "95.4 %"]))
+    lines.append(_row(["paper: ResNet / attention (comparison)", "79.9 % / 65.5 %",
+                       "98.4 % / 93.4 %", "–", "–"]))
+    return lines
+
+
+def table4_block(results: dict) -> list[str]:
+    lines = [_row(["spectrum", "variant", *(HEADERS[n] for n in LABEL_NAMES)]),
+             _row(["---"] * (2 + len(LABEL_NAMES)))]
+    for spectrum, rows in results["predictions"].items():
+        for variant, pred in rows.items():
+            lines.append(_row([spectrum, variant, *(
+                f"{_fmt(pred['mean'][i], n)} ± {_fmt(pred['sigma'][i], n)}"
+                for i, n in enumerate(LABEL_NAMES))]))
+    return lines
+
+
+def results_section(profile: str) -> str:
+    """Markdown of a profile's results with provenance; raises if notebook 05 has not run."""
+    profile = get_profile(profile).name
+    tables = _load(profile, "05_results_tables")
+    if tables is None:
+        raise FileNotFoundError(f"no results/{profile}/05_results_tables.json: run "
+                                f"./run_all.sh --profile {profile} first")
+    prov = tables["provenance"]
+    hw = prov["hardware"]
+    train = [_load(profile, nb) for nb in ("02_train_dae", "03_train_resnet", "04_train_attention")]
+    train_s = sum(r["provenance"].get("wall_time_s", 0) for r in train if r)
+    out = [f"Profile `{profile}`, commit `{prov['commit'][:10]}`, {hw['cpu']} "
+           f"({hw['cpu_count']} cores), GPU: {hw['gpu'] or 'none'}, torch {hw['torch']}; "
+           f"training notebooks 02–04 took {train_s / 60:.0f} min. Our grid is rebuilt from "
+           f"public inputs (Turbospectrum, ATLAS9 ODFNEW, Gaia-ESO lines), not the authors' "
+           f"grid; paper columns are the published numbers, for comparison only.", "",
+           "**Table 2 — mean absolute error on the test set** "
+           f"({next(iter(tables['results']['test_sizes'].values()))} spectra)", ""]
+    out += table2_block(tables["results"])
+    out += ["", "**Table 3 — fraction of test residuals within ±1σ / ±2σ (all labels), before "
+            "and after the σ recalibration fitted on the validation set**", ""]
+    out += table3_block(tables["results"])
+    sun = _load(profile, "06_harpsn_sun")
+    if sun is not None:
+        out += ["", "**Table 4 — real solar spectra** (reference: Teff 5772 K, log g 4.438, "
+                "[M/H] 0, v sin i ≈ 2 km/s; paper's HARPS-N Sun: ResNet 5791.6 ± 140.1 K, "
+                "4.72 ± 0.28, 0.035 ± 0.15, 0.76 ± 1.76 km/s)", ""]
+        out += table4_block(sun["results"])
+    return "\n".join(out)
+
+
+def update_readme(profile: str) -> bool:
+    """Rewrite the profile's results block in README.md; returns True if it changed."""
+    readme = paths.root / "README.md"
+    text = readme.read_text()
+    start, end = f"<!-- results:{profile}:start -->", f"<!-- results:{profile}:end -->"
+    block = f"{start}\n{results_section(profile)}\n{end}"
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
+    if not pattern.search(text):
+        raise ValueError(f"README.md has no {start} … {end} block")
+    new = pattern.sub(lambda _: block, text)
+    readme.write_text(new)
+    return new != text
+
+
+def readme_block(profile: str) -> str | None:
+    """The text between the profile's markers in README.md (None if absent)."""
+    text = (paths.root / "README.md").read_text()
+    match = re.search(f"<!-- results:{profile}:start -->\n(.*?)\n<!-- results:{profile}:end -->",
+                      text, re.S)
+    return match.group(1) if match else None
