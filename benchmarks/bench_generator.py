@@ -1,0 +1,106 @@
+"""Can the on-the-fly generator keep up with training? Spectra per second of both, on CPU.
+
+Measures :class:`paper_lib.dataset.SpectrumGenerator` on the CPU (batch 32 by default: labels →
+grid interpolation → broadening → échelle pixels → slant → noise → normalisation) and the
+training loop's consumption (``paper_lib.training.train_step`` of
+``build_model('resnet', covariance='diagonal', **profile.resnet)``, Adam) on the device the
+training loop picks (the CPU here; a GPU where there is one), with the same torch thread count. The last line is ``ratio: <generator rate / training rate>``;
+above 1 the generator is not the bottleneck (the training loop draws the next batch in a
+background thread while it trains on the current one).
+
+    python benchmarks/bench_generator.py [--profile cpu] [--quick] [--threads N] [--grid FILE]
+
+Without ``--grid`` the profile's grid is used if it has been built, else the shared 5030–5370 Å
+reference grid padded with continuum to reach the orders (same cost per spectrum).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from paper_lib import paths  # noqa: E402
+from paper_lib.dataset import SpectrumGenerator  # noqa: E402
+from paper_lib.grid import Grid, load_grid  # noqa: E402
+from paper_lib.models import build_model  # noqa: E402
+from paper_lib.profiles import get_profile  # noqa: E402
+from paper_lib.training import TrainConfig, make_optimizer, make_scheduler, setup_runtime  # noqa: E402
+from paper_lib.training import train_step  # noqa: E402
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="cpu", help="run profile (smoke, cpu, paper)")
+    parser.add_argument("--quick", action="store_true", help="a few repetitions (< 1 minute)")
+    parser.add_argument("--batch", type=int, default=32, help="spectra per batch (default 32)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: the training loop's own choice)")
+    parser.add_argument("--grid", type=Path, default=None, help="grid FITS file to use")
+    return parser.parse_args(argv)
+
+
+def open_grid(profile, path: Path | None) -> tuple[Grid, bool, str]:
+    """(grid, pad_with_continuum, description) for the benchmark."""
+    if path is not None:
+        return Grid.from_fits(path), False, str(path)
+    try:
+        return load_grid(profile), False, f"the {profile.name} profile's grid"
+    except FileNotFoundError:
+        reference = paths.shared_file("reference_grid/reference_grid.fits")
+        return Grid.from_fits(reference), True, f"{reference} (padded with continuum)"
+
+
+def timed(function, repeats: int) -> float:
+    """Median wall time [s] of ``repeats`` calls after one warm-up call."""
+    function()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def main(argv=None) -> float:
+    args = parse_args(argv)
+    profile = get_profile(args.profile)
+    runtime = setup_runtime(args.threads)  # training runs where the training loop would run
+    repeats = 3 if args.quick else 10
+    grid, pad, grid_name = open_grid(profile, args.grid)
+
+    generator = SpectrumGenerator(
+        grid, snr=profile.snr_train, box=profile.label_box or None, slant_max=profile.slant_max,
+        seed=profile.seed, pad_with_continuum=pad,
+    )
+    rng = np.random.default_rng(profile.seed)
+    generator_s = timed(lambda: generator.sample(args.batch, rng), repeats)
+
+    torch.manual_seed(profile.seed)
+    model = build_model("resnet", covariance="diagonal", **profile.resnet).to(runtime.device)
+    model.train()
+    config = TrainConfig(epochs=1, steps_per_epoch=10 * repeats, batch_size=args.batch, lr=1e-4)
+    optimizer, batch = make_optimizer(model, config), generator.sample(args.batch, rng)
+    scheduler = make_scheduler(optimizer, config)
+    train_s = timed(lambda: train_step(model, batch, optimizer, scheduler, runtime, "regression"),
+                    repeats)
+
+    generator_rate, training_rate = args.batch / generator_s, args.batch / train_s
+    print(f"profile: {profile.name}; grid: {grid_name}; batch: {args.batch}; "
+          f"torch threads: {torch.get_num_threads()}; repeats: {repeats}")
+    print(f"generator: {generator_rate:8.1f} spectra/s  ({generator_s * 1e3:.0f} ms per batch)")
+    print(f"training:  {training_rate:8.1f} spectra/s  ({train_s * 1e3:.0f} ms per step on "
+          f"{runtime.device}, ResNet {profile.resnet})")
+    ratio = generator_rate / training_rate
+    print(f"ratio: {ratio:.3f}")
+    return ratio
+
+
+if __name__ == "__main__":
+    main()

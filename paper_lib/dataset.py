@@ -1,0 +1,324 @@
+"""Synthetic HARPS-N spectrum images generated on the fly, and fixed, cached test sets.
+
+Pipeline of :meth:`SpectrumGenerator.sample` (one batch, all in torch after step 2):
+
+1. labels: (Teff, log g, [M/H]) uniform over the valid part of the grid (``grid.sample_labels``,
+   optionally inside ``box`` / ``teff_range``), v sin i uniform in ``vsini_range`` [km/s];
+2. ``grid.interpolate`` – trilinear between the 8 surrounding nodes → normalised 1D flux on the
+   grid's 0.01 Å air-wavelength axis;
+3. cubic resampling onto a log-λ grid (``velocity_step_kms``, default 0.5 km/s per pixel);
+4. :func:`paper_lib.broadening.broaden` – Gray rotation (ε = 0.6) + Gaussian R = 115 000;
+5. :func:`paper_lib.echelle.resample_to_orders` – onto the 8 × 4096 HARPS-N pixels;
+6. :func:`paper_lib.echelle.apply_slant` – a random linear slant per order, slope uniform in
+   ±``slant_max`` (relative change from the order centre to its end);
+7. Gaussian noise at the requested SNR (definition below), fresh for every call;
+8. :func:`paper_lib.echelle.normalise_orders` – the same continuum normalisation applied to real
+   spectra.
+
+**SNR definition** (used everywhere in the project): per échelle pixel, at the continuum. A pixel
+of an order with continuum level c(x) (the slant ramp, 1 ± slant_max) receives Gaussian noise of
+standard deviation σ(x) = c(x) / SNR, whatever the line depth at that pixel (additive Gaussian
+noise, as in the paper). After normalisation the continuum is ≈ 1 and the noise σ ≈ 1 / SNR.
+
+**Targets.** ``noisy`` is the network input (step 8). ``clean`` is the noise-free slanted image
+divided by the *same* continuum that :func:`~paper_lib.echelle.normalise_orders` fitted to the
+noisy image, so ``noisy − clean`` is exactly the normalised noise and a denoising auto-encoder
+only has to remove noise, not to re-normalise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import echelle, paths
+from .broadening import DEFAULT_EPSILON, DEFAULT_R, Resampler, broaden, instrument_sigma_kms
+from .broadening import log_lambda_grid
+from .grid import scale_labels
+
+CHUNK = 64  # spectra rendered at once inside sample() (bounds memory; fixed for determinism)
+TESTSET_FORMAT = 1  # bump when the generator's output for the same arguments changes
+
+
+@dataclass
+class Batch:
+    """A batch of spectrum images and their labels (all torch tensors on one device).
+
+    noisy : (n, 8, 4096) float32 – normalised noisy image, the model input
+    clean : (n, 8, 4096) float32 – noise-free image on the same normalisation (DAE target)
+    labels : (n, 4) float32 – (Teff, log g, [M/H], v sin i) scaled to [0, 1] (Table 1 ranges)
+    labels_physical : (n, 4) float64 – the same in K, dex, dex, km/s
+    """
+
+    noisy: torch.Tensor
+    clean: torch.Tensor
+    labels: torch.Tensor
+    labels_physical: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.noisy.shape[0]
+
+    def __getitem__(self, index) -> "Batch":
+        return Batch(self.noisy[index], self.clean[index], self.labels[index],
+                     self.labels_physical[index])
+
+    def to(self, device) -> "Batch":
+        return Batch(self.noisy.to(device), self.clean.to(device), self.labels.to(device),
+                     self.labels_physical.to(device))
+
+
+def _check_positive(value, name: str) -> float:
+    value = float(value)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive finite number, got {value}")
+    return value
+
+
+class SpectrumGenerator:
+    """Random synthetic HARPS-N images with continuous labels (see the module docstring).
+
+    Parameters
+    ----------
+    grid : paper_lib.grid.Grid
+        Normalised synthetic spectra (air Å, uniform 0.01 Å step); must cover the orders plus
+        the broadening margin (≈ 5025.5–5395.4 Å) unless ``pad_with_continuum``.
+    snr : float
+        Signal-to-noise ratio per pixel at the continuum (σ = continuum / snr).
+    box, teff_range :
+        Optional label sub-region passed to ``grid.sample_labels`` (e.g. the smoke profile's
+        box, or the paper's limited Teff range for the † rows).
+    slant_max : float
+        Maximum |relative slope| of the slant of each order.
+    vsini_range : (float, float)
+        v sin i [km/s] is drawn uniformly in this interval.
+    seed : int
+        Seeds the generator's own ``numpy.random.Generator`` (used when ``sample`` gets none).
+    velocity_step_kms, R, epsilon :
+        Log-λ step [km/s], resolving power and limb darkening of the broadening.
+    order_wave : (n_orders, n_pixels) array, optional
+        Pixel wavelengths [Å]; default :func:`paper_lib.echelle.order_wavelengths`.
+    pad_with_continuum : bool
+        If the grid does not cover the orders (e.g. the 5030–5370 Å reference grid used in
+        tests), extend it with continuum (flux 1) instead of raising ValueError.
+    """
+
+    def __init__(self, grid, *, snr: float, box: dict | None = None, teff_range=None,
+                 slant_max: float = 0.05, vsini_range=(0.0, 30.0), seed: int,
+                 velocity_step_kms: float = 0.5, R: float = DEFAULT_R,
+                 epsilon: float = DEFAULT_EPSILON, order_wave=None,
+                 pad_with_continuum: bool = False):
+        self.grid = grid
+        self.snr = _check_positive(snr, "snr")
+        self.box = dict(box) if box else None
+        self.teff_range = tuple(teff_range) if teff_range is not None else None
+        self.slant_max = float(slant_max)
+        if not 0.0 <= self.slant_max < 1.0:
+            raise ValueError(f"slant_max must lie in [0, 1), got {slant_max}")
+        lo, hi = (float(v) for v in vsini_range)
+        if not 0.0 <= lo <= hi or not math.isfinite(hi):
+            raise ValueError(f"vsini_range must satisfy 0 <= min <= max, got {vsini_range}")
+        self.vsini_range = (lo, hi)
+        self.seed = int(seed)
+        self.rng = np.random.default_rng(self.seed)
+        self.velocity_step_kms = _check_positive(velocity_step_kms, "velocity_step_kms")
+        self.R = R
+        self.epsilon = float(epsilon)
+        self.order_wave = (echelle.order_wavelengths() if order_wave is None
+                           else np.asarray(order_wave, dtype=np.float64))
+        self.pad_with_continuum = bool(pad_with_continuum)
+        self._setup_wavelengths()
+
+    # ------------------------------------------------------------------ set-up
+    def _setup_wavelengths(self) -> None:
+        """Log-λ grid around the orders and the (cached) resamplers between the grids."""
+        margin_kms = self.vsini_range[1] + 7.0 * instrument_sigma_kms(self.R or DEFAULT_R)
+        margin_kms += 4.0 * self.velocity_step_kms
+        lo = self.order_wave.min() * (1.0 - margin_kms / 299792.458)
+        hi = self.order_wave.max() * (1.0 + margin_kms / 299792.458)
+        self.log_wave = log_lambda_grid(lo, hi, self.velocity_step_kms)
+
+        wave = np.asarray(self.grid.wavelength, dtype=np.float64)
+        self._pad = (0, 0)
+        if wave[0] > self.log_wave[0] or wave[-1] < self.log_wave[-1]:
+            if not self.pad_with_continuum:
+                raise ValueError(
+                    f"the grid covers {wave[0]:.2f}–{wave[-1]:.2f} Å but the échelle orders "
+                    f"with the broadening margin need {self.log_wave[0]:.2f}–"
+                    f"{self.log_wave[-1]:.2f} Å; use a grid over 5020–5400 Å "
+                    f"(or pad_with_continuum=True for tests)"
+                )
+            step = float(np.median(np.diff(wave)))
+            n_before = max(0, int(math.ceil((wave[0] - self.log_wave[0]) / step)))
+            n_after = max(0, int(math.ceil((self.log_wave[-1] - wave[-1]) / step)))
+            wave = np.concatenate([wave[0] - step * np.arange(n_before, 0, -1), wave,
+                                   wave[-1] + step * np.arange(1, n_after + 1)])
+            self._pad = (n_before, n_after)
+        self.n_wave = len(self.grid.wavelength)
+        self._to_log = Resampler(wave, self.log_wave)
+        self._to_orders = Resampler(self.log_wave, self.order_wave)
+
+    # ------------------------------------------------------------------ stages
+    def sample_physical_labels(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """(n, 4) labels [K, dex, dex, km/s]: grid labels in the box, v sin i uniform."""
+        labels3 = np.asarray(self.grid.sample_labels(n, rng, box=self.box,
+                                                     teff_range=self.teff_range))
+        vsini = rng.uniform(*self.vsini_range, size=n)
+        return np.column_stack([labels3, vsini])
+
+    def render(self, flux, vsini) -> torch.Tensor:
+        """Noise-free, unslanted images (n, 8, 4096) float32 of 1D grid-sampled spectra.
+
+        ``flux`` (n, n_wave) numpy/torch on ``grid.wavelength``; ``vsini`` (n,) [km/s].
+        Raises ValueError for a wrong shape or non-finite values.
+        """
+        flux = torch.as_tensor(np.asarray(flux) if not isinstance(flux, torch.Tensor) else flux,
+                               dtype=torch.float32)
+        if flux.ndim != 2 or flux.shape[1] != self.n_wave:
+            raise ValueError(
+                f"spectra must have shape (n, {self.n_wave}) on the grid's wavelengths, "
+                f"got {tuple(flux.shape)}"
+            )
+        if not bool(torch.isfinite(flux).all()):
+            raise ValueError("spectra contain NaN or infinite values")
+        if any(self._pad):
+            flux = torch.nn.functional.pad(flux, self._pad, value=1.0)
+        log_flux = self._to_log(flux)
+        broadened = broaden(log_flux, torch.as_tensor(vsini, dtype=torch.float64),
+                            self.velocity_step_kms, R=self.R, epsilon=self.epsilon)
+        return self._to_orders(broadened)
+
+    def observe(self, image: torch.Tensor, rng: np.random.Generator):
+        """Slant, add noise at ``snr`` and normalise noise-free images (n, 8, 4096).
+
+        Returns ``(noisy, clean)`` float32 tensors, both divided by the continuum fitted to
+        the noisy image (see the module docstring).
+        """
+        if not isinstance(image, torch.Tensor) or image.ndim != 3:
+            raise ValueError("image must be a torch tensor of shape (n, n_orders, n_pixels)")
+        n, n_orders, n_pixels = image.shape
+        slopes = rng.uniform(-self.slant_max, self.slant_max, size=(n, n_orders))
+        ramp = torch.as_tensor(echelle.slant_ramp(slopes, n_pixels), dtype=torch.float32)
+        slanted = image * ramp
+        noise = torch.from_numpy(rng.standard_normal((n, n_orders, n_pixels), dtype=np.float32))
+        noisy = slanted + noise * (ramp / self.snr)
+        noisy_norm, continuum = echelle.normalise_orders(noisy, return_continuum=True)
+        return noisy_norm, slanted / continuum
+
+    def sample(self, n: int, rng: np.random.Generator | None = None) -> Batch:
+        """A :class:`Batch` of ``n`` new spectra (own random generator unless ``rng`` given)."""
+        if int(n) != n or n < 1:
+            raise ValueError(f"n must be a positive integer, got {n}")
+        n = int(n)
+        rng = self.rng if rng is None else rng
+        physical = self.sample_physical_labels(n, rng)
+        noisy = torch.empty((n, *self.order_wave.shape), dtype=torch.float32)
+        clean = torch.empty_like(noisy)
+        for start in range(0, n, CHUNK):
+            stop = min(n, start + CHUNK)
+            flux = self.grid.interpolate(physical[start:stop, :3])
+            image = self.render(flux, physical[start:stop, 3])
+            noisy[start:stop], clean[start:stop] = self.observe(image, rng)
+        labels = torch.as_tensor(scale_labels(physical), dtype=torch.float32)
+        return Batch(noisy, clean, labels, torch.as_tensor(physical, dtype=torch.float64))
+
+    def batches(self, batch_size: int, n_batches: int, rng: np.random.Generator | None = None):
+        """Yield ``n_batches`` fresh batches of ``batch_size`` spectra."""
+        for _ in range(n_batches):
+            yield self.sample(batch_size, rng)
+
+    def settings(self) -> dict:
+        """The arguments that determine this generator's output (for cache keys/metadata)."""
+        return {
+            "snr": self.snr, "box": self.box, "teff_range": self.teff_range,
+            "slant_max": self.slant_max, "vsini_range": self.vsini_range, "seed": self.seed,
+            "velocity_step_kms": self.velocity_step_kms, "R": self.R, "epsilon": self.epsilon,
+            "pad_with_continuum": self.pad_with_continuum,
+            "order_wave_sha1": hashlib.sha1(self.order_wave.tobytes()).hexdigest(),
+        }
+
+
+# ---------------------------------------------------------------------------- test sets
+
+
+def grid_checksum(grid) -> str:
+    """SHA-1 of a grid's wavelengths, labels and flux (identifies it in cache keys)."""
+    digest = hashlib.sha1()
+    for array, dtype in ((grid.wavelength, np.float64), (grid.labels, np.float64),
+                         (grid.flux, np.float32)):
+        digest.update(np.ascontiguousarray(array, dtype=dtype).tobytes())
+    return digest.hexdigest()
+
+
+def _testset_path(grid, n: int, settings: dict, storage_dtype: str) -> Path:
+    key = json.dumps({"grid": grid_checksum(grid), "n": n, "format": TESTSET_FORMAT,
+                      "storage_dtype": storage_dtype, **settings}, sort_keys=True, default=list)
+    digest = hashlib.sha1(key.encode()).hexdigest()[:16]
+    name = f"testset_n{n}_snr{settings['snr']:g}_seed{settings['seed']}_{digest}.npz"
+    return paths.cache_dir() / "testsets" / name
+
+
+def _save_atomic(path: Path, arrays: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            np.savez(stream, **arrays)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a cache is meant to be readable
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _batch_from_arrays(arrays) -> Batch:
+    return Batch(
+        torch.from_numpy(np.asarray(arrays["noisy"], dtype=np.float32)),
+        torch.from_numpy(np.asarray(arrays["clean"], dtype=np.float32)),
+        torch.from_numpy(np.asarray(arrays["labels"], dtype=np.float32)),
+        torch.from_numpy(np.asarray(arrays["labels_physical"], dtype=np.float64)),
+    )
+
+
+def make_test_set(grid, n: int, snr: float, seed: int, *, box: dict | None = None,
+                  teff_range=None, cache: bool = True, storage_dtype: str = "float16",
+                  **generator_kwargs) -> Batch:
+    """A fixed, seeded test set of ``n`` spectra at ``snr`` (paper: 5667 spectra).
+
+    Generated by a :class:`SpectrumGenerator` (extra keyword arguments go to it) and, with
+    ``cache=True``, stored once under ``paths.cache_dir()/testsets/`` as ``.npz`` (written to a
+    temporary file and renamed, so an interrupted run never leaves a broken file). The file name
+    holds n, SNR, seed and a hash of the grid's contents and of every generator setting, so a
+    changed grid or setting makes a new set. Images are stored as ``storage_dtype`` (float16
+    halves the 2 × n × 8 × 4096 floats; its rounding, ≤ 2.4e-4 near 1, is far below the noise
+    σ = 1/SNR ≥ 3.3e-3 for SNR ≤ 300); the returned batch is always the stored one, so a first
+    and a cached call give identical tensors. Errors of the grid (labels outside it or in holes)
+    propagate.
+    """
+    if storage_dtype not in ("float16", "float32"):
+        raise ValueError(f"storage_dtype must be 'float16' or 'float32', got {storage_dtype!r}")
+    generator = SpectrumGenerator(grid, snr=snr, box=box, teff_range=teff_range, seed=seed,
+                                  **generator_kwargs)
+    path = _testset_path(grid, int(n), generator.settings(), storage_dtype)
+    if cache and path.exists():
+        with np.load(path) as arrays:
+            return _batch_from_arrays(arrays)
+    batch = generator.sample(int(n))
+    arrays = {
+        "noisy": batch.noisy.numpy().astype(storage_dtype),
+        "clean": batch.clean.numpy().astype(storage_dtype),
+        "labels": batch.labels.numpy(),
+        "labels_physical": batch.labels_physical.numpy(),
+        "settings": np.array(json.dumps(generator.settings(), default=list)),
+    }
+    del batch  # the float32 images: 2 × n × 128 KiB
+    if cache:
+        _save_atomic(path, arrays)
+    return _batch_from_arrays(arrays)

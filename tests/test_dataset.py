@@ -1,0 +1,139 @@
+"""Tests of paper_lib.dataset: the on-the-fly generator and the cached test sets.
+
+They use the shared reference grid (5030–5370 Å), padded with continuum to reach the orders'
+5026–5395 Å; the first and last orders are therefore partly continuum, which none of the
+checks below depends on.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from paper_lib.dataset import Batch, SpectrumGenerator, make_test_set
+from paper_lib.grid import OutsideGridError, unscale_labels
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """One intra-op thread: on a shared 2-core machine more threads slow torch down badly."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+HOT_BOX = {"teff": (9000.0, 9750.0), "logg": (4.0, 5.0), "mh": (-0.5, 0.5)}  # few lines
+SUN_BOX = {"teff": (5500.0, 6000.0), "logg": (4.0, 4.5), "mh": (-0.5, 0.0)}
+
+
+@pytest.fixture
+def grid(reference_grid):
+    """The shared reference grid (session fixture of conftest.py; skips if it is absent)."""
+    return reference_grid
+
+
+def generator(grid, **kwargs):
+    settings = {"snr": 50.0, "seed": 7, "box": SUN_BOX, "pad_with_continuum": True}
+    settings.update(kwargs)
+    return SpectrumGenerator(grid, **settings)
+
+
+def test_batch_shapes_dtypes_and_labels(grid):
+    batch = generator(grid).sample(5)
+    assert isinstance(batch, Batch) and len(batch) == 5
+    assert batch.noisy.shape == batch.clean.shape == (5, 8, 4096)
+    assert batch.noisy.dtype == batch.clean.dtype == torch.float32
+    assert batch.labels.shape == batch.labels_physical.shape == (5, 4)
+    assert batch.labels.dtype == torch.float32
+    assert bool(torch.isfinite(batch.noisy).all() and torch.isfinite(batch.clean).all())
+    assert bool(((batch.labels >= 0) & (batch.labels <= 1)).all())
+    np.testing.assert_allclose(unscale_labels(batch.labels.numpy()),
+                               batch.labels_physical.numpy(), rtol=1e-5)
+    physical = batch.labels_physical.numpy()
+    for d, name in enumerate(("teff", "logg", "mh")):
+        assert np.all((physical[:, d] >= SUN_BOX[name][0]) & (physical[:, d] <= SUN_BOX[name][1]))
+    assert np.all((physical[:, 3] >= 0) & (physical[:, 3] <= 30))
+    assert torch.median(batch.clean) > 0.9  # normalised: the continuum is near 1
+    assert batch[1:3].noisy.shape == (2, 8, 4096)
+
+
+def test_deterministic_for_a_seed_with_fresh_noise_per_call(grid):
+    first, second = generator(grid), generator(grid)
+    a, b = first.sample(3), second.sample(3)
+    for name in ("noisy", "clean", "labels", "labels_physical"):
+        torch.testing.assert_close(getattr(a, name), getattr(b, name), rtol=0, atol=0)
+    again = first.sample(3)
+    assert not torch.equal(again.noisy, a.noisy)
+    other_seed = generator(grid, seed=8).sample(3)
+    assert not torch.equal(other_seed.labels, a.labels)
+    rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
+    torch.testing.assert_close(first.sample(2, rng_a).noisy, second.sample(2, rng_b).noisy)
+
+
+@pytest.mark.parametrize("snr", [20.0, 100.0])
+def test_empirical_snr_on_the_continuum(grid, snr):
+    batch = generator(grid, snr=snr, box=HOT_BOX).sample(4)
+    noise = batch.noisy - batch.clean
+    assert 1.0 / noise.std().item() == pytest.approx(snr, rel=0.05)
+    # independent of the clean target: the scatter of the normalised noisy flux where the
+    # hot stars are line-free
+    continuum = batch.clean > 0.998
+    assert continuum.float().mean() > 0.5
+    assert 1.0 / batch.noisy[continuum].std().item() == pytest.approx(snr, rel=0.05)
+    assert batch.noisy[continuum].mean().item() == pytest.approx(1.0, abs=0.3 / snr)
+
+
+def test_clean_target_shares_the_noisy_normalisation(grid):
+    batch = generator(grid, snr=1e5).sample(2)
+    torch.testing.assert_close(batch.noisy, batch.clean, atol=1e-4, rtol=0)
+    slanted = generator(grid, snr=1e5, slant_max=0.0).sample(2)
+    assert (slanted.noisy - slanted.clean).abs().max() < 1e-4
+
+
+def test_render_rejects_bad_spectra(grid):
+    gen = generator(grid)
+    flux = grid.interpolate(np.array([[5777.0, 4.44, 0.0]]))
+    image = gen.render(flux, np.array([2.0]))
+    assert image.shape == (1, 8, 4096)
+    with pytest.raises(ValueError, match="shape"):
+        gen.render(flux[:, :-1], np.array([2.0]))
+    with pytest.raises(ValueError, match="shape"):
+        gen.render(flux[0], np.array([2.0]))
+    bad = flux.copy()
+    bad[0, 1000] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        gen.render(bad, np.array([2.0]))
+    with pytest.raises(ValueError, match="batch of 1"):
+        gen.render(flux, np.array([2.0, 3.0]))
+
+
+def test_requests_outside_the_grid_raise(grid):
+    with pytest.raises(OutsideGridError):
+        generator(grid, box={"teff": (12000.0, 13000.0)}).sample(1)
+    hole = {"teff": (7750.0, 8250.0), "logg": (0.0, 0.5)}  # missing Castelli–Kurucz models
+    with pytest.raises(OutsideGridError):
+        generator(grid, box=hole).sample(1)
+    with pytest.raises(ValueError, match="5020–5400"):
+        SpectrumGenerator(grid, snr=20.0, seed=0)  # reference grid is too short, no padding
+    with pytest.raises(ValueError, match="snr"):
+        generator(grid, snr=0.0)
+
+
+def test_make_test_set_is_cached_atomically(grid, tmp_path, monkeypatch):
+    monkeypatch.setenv("PAPER_LIB_CACHE", str(tmp_path))
+    kwargs = {"box": SUN_BOX, "pad_with_continuum": True}
+    first = make_test_set(grid, 3, 30.0, 11, **kwargs)
+    files = sorted((tmp_path / "testsets").iterdir())
+    assert [f.suffix for f in files] == [".npz"]  # no temporary file left behind
+    assert "n3_snr30_seed11" in files[0].name
+    stamp = files[0].stat().st_mtime_ns
+    second = make_test_set(grid, 3, 30.0, 11, **kwargs)
+    assert files[0].stat().st_mtime_ns == stamp  # read, not rewritten
+    for name in ("noisy", "clean", "labels", "labels_physical"):
+        torch.testing.assert_close(getattr(first, name), getattr(second, name), rtol=0, atol=0)
+    fresh = SpectrumGenerator(grid, snr=30.0, seed=11, **kwargs).sample(3)
+    torch.testing.assert_close(first.noisy, fresh.noisy, atol=5e-4, rtol=0)  # float16 storage
+    torch.testing.assert_close(first.labels_physical, fresh.labels_physical)
+    make_test_set(grid, 3, 60.0, 11, **kwargs)
+    assert len(list((tmp_path / "testsets").iterdir())) == 2  # a new key for a new SNR
