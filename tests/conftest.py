@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import pytest
@@ -39,5 +38,8 @@ def private_cache(tmp_path, monkeypatch):
 def _few_threads():
     import torch
 
+    previous = torch.get_num_threads()
     torch.set_num_threads(1)  # tests share 2 cores with other work; 1 thread is fastest here
     np.random.seed(0)
+    yield
+    torch.set_num_threads(previous)

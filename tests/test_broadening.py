@@ -13,13 +13,6 @@ from paper_lib import broadening as br
 from paper_lib import paths
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine more threads slow torch down badly."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 STEP = 0.5  # km/s per log-λ pixel, as used by the generator
 

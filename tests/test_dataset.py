@@ -15,13 +15,6 @@ from paper_lib.dataset import Batch, SpectrumGenerator, make_test_set
 from paper_lib.grid import OutsideGridError, unscale_labels
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine more threads slow torch down badly."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 HOT_BOX = {"teff": (9000.0, 9750.0), "logg": (4.0, 5.0), "mh": (-0.5, 0.5)}  # few lines
 SUN_BOX = {"teff": (5500.0, 6000.0), "logg": (4.0, 4.5), "mh": (-0.5, 0.0)}

@@ -11,13 +11,6 @@ from paper_lib import echelle as ech
 from paper_lib import paths
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine more threads slow torch down badly."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def shared(relative):

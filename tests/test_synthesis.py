@@ -15,7 +15,6 @@ from astropy.io import fits
 from paper_lib import synthesis
 from paper_lib.grid import Grid
 
-from .conftest import shared_or_skip
 
 NARROW = (5160.0, 5190.0)  # Mg b: fast builds for the resume tests
 REAL_NODES = [(5750.0, 4.5, 0.0), (9500.0, 4.0, 0.0), (4000.0, 1.0, -2.0)]
