@@ -57,7 +57,7 @@ grid = load_grid(P)
 # %%
 source = experiments.training_source(grid, P)
 val_batch = experiments.validation_batch(grid, P)
-result = training.train_variant("dae", P, source, val_batch, models)
+result = training.train_variant("dae", P, source, val_batch, models, lr=P.dae_lr)
 dae = result.model
 
 # %%

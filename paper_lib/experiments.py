@@ -77,7 +77,7 @@ def train_variants(variants, profile, grid, out_dir=None, *, progress: bool = Tr
         results[variant] = training.train_variant(
             variant, profile, training_source(grid, profile, limited=spec.limited),
             validation_batch(grid, profile, limited=spec.limited), out_dir, dae=dae,
-            progress=progress)
+            lr=profile.regressor_lr, progress=progress)
     return results
 
 
@@ -155,11 +155,12 @@ def showcase_variant(evaluated: dict) -> str:
 
 
 def mae_vs_snr(profile, grid, out_dir=None, *, n: int = 1000, variants=None) -> list[dict]:
-    """MAE per label at each SNR of ``profile.snr_curve`` for the SNR-20 variants."""
+    """MAE per label at each SNR of ``profile.snr_curve`` for the SNR-20 diagonal variants."""
     from . import evaluation
 
     profile = get_profile(profile)
-    variants = variants or [v for v in profile.variants if not v.endswith("_limited")]
+    variants = variants or [v for v in profile.variants
+                            if not v.endswith("_limited") and "_full" not in v]
     rows = []
     for variant in variants:
         model = load_variant(profile, variant, out_dir)

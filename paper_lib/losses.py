@@ -54,10 +54,10 @@ class GaussianOutput(NamedTuple):
         """(B, 4) marginal standard deviations ``sqrt(diag(Σ))`` (row norms of ``L``)."""
         return self.scale_tril.square().sum(dim=-1).sqrt()
 
-    def detach(self) -> "GaussianOutput":
+    def detach(self) -> GaussianOutput:
         return GaussianOutput(self.mean.detach(), self.scale_tril.detach())
 
-    def to(self, *args, **kwargs) -> "GaussianOutput":
+    def to(self, *args, **kwargs) -> GaussianOutput:
         return GaussianOutput(self.mean.to(*args, **kwargs), self.scale_tril.to(*args, **kwargs))
 
 

@@ -7,7 +7,8 @@ holding ``.noisy`` (n, 8, 4096) float32 model input, ``.clean`` (n, 8, 4096) noi
 from ``rng`` (not from torch's or numpy's global generators): that is what makes runs
 reproducible and resumable.
 
-Paper §4 settings: Adam, lr 1e-4 for the regressors; AdamW, lr 3e-4 for the DAE; lr × 0.1 for
+Paper §4 settings: Adam, lr 1e-4 for the regressors; AdamW, lr 3e-4 for the DAE (the profile's
+``regressor_lr`` / ``dae_lr``, which a short CPU run may raise); lr × 0.1 for
 the last ``lr_decay_fraction`` of training (counted in optimiser steps, so it also works when
 that fraction is less than one epoch).
 
@@ -17,7 +18,8 @@ JSON beside it (``<name>.pt`` → ``<name>.history.json``). Calling :func:`fit` 
 same checkpoint path resumes where it stopped; a run that already finished returns at once.
 
 Device: CUDA (bfloat16 autocast) when available, else CPU with ``torch.set_num_threads`` set to
-the cores this process may use (unless ``OMP_NUM_THREADS`` is set). Launched under
+the cores that other processes leave free (:func:`default_cpu_threads`; ``OMP_NUM_THREADS`` or
+``num_threads=`` override it). Launched under
 ``torchrun`` (``WORLD_SIZE`` > 1) the model is wrapped in DistributedDataParallel, each rank
 draws its own share of the global batch from its own random stream, and rank 0 validates and
 writes the files.
@@ -33,10 +35,11 @@ import re
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -44,13 +47,22 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from paper_lib.losses import GaussianOutput, check_labels, gaussian_nll, reconstruction_loss
-from paper_lib.models import DenoisedRegressor, build_from_arch, build_model, describe, unwrap
+from paper_lib.losses import (
+    GaussianOutput,
+    check_labels,
+    gaussian_nll,
+    reconstruction_loss,
+)
+from paper_lib.models import (
+    DenoisedRegressor,
+    build_from_arch,
+    build_model,
+    describe,
+    unwrap,
+)
 from paper_lib.profiles import Profile, get_profile
 
 CHECKPOINT_FORMAT = "paper_lib-checkpoint-1"
-REGRESSOR_LR = 1e-4  # paper §4, Adam
-DAE_LR = 3e-4  # paper §4, AdamW
 TASKS = ("regression", "denoising")
 VARIANT_PATTERN = re.compile(r"^(resnet|attention)_(diagonal|full)(_dae)?(_limited)?$")
 
@@ -58,7 +70,7 @@ VARIANT_PATTERN = re.compile(r"^(resnet|attention)_(diagonal|full)(_dae)?(_limit
 # configuration
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TrainConfig:
     """What to train for. Batch sizes are numbers of spectra (global, over all DDP ranks)."""
 
@@ -123,7 +135,7 @@ def parse_variant(name: str) -> Variant:
 # runtime
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Runtime:
     """Where this process trains: device, autocast dtype (None = float32) and DDP rank."""
 
@@ -142,11 +154,23 @@ class Runtime:
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
 
+def default_cpu_threads(local_world_size: int = 1) -> int:
+    """Torch threads for this process: the cores it may use (shared among the local DDP ranks),
+    less the cores other processes keep busy (1-minute load average, one unit assumed ours).
+
+    More threads than free cores is far worse than fewer: OpenMP threads spin-wait on each
+    other, and on a 2-core machine with a busy neighbour 2 threads trained 4–25× slower than 1.
+    """
+    cores = max(1, len(os.sched_getaffinity(0)) // max(1, local_world_size))
+    busy_elsewhere = max(0.0, os.getloadavg()[0] - 1.0)
+    return max(1, min(cores, int(len(os.sched_getaffinity(0)) - busy_elsewhere + 0.5)))
+
+
 def setup_runtime(num_threads: int | None = None) -> Runtime:
     """Pick the device (CUDA + bf16 autocast, else CPU), set CPU threads, join DDP under torchrun.
 
-    num_threads: CPU threads for torch; None = the cores this process may use divided by the
-    local number of ranks, unless OMP_NUM_THREADS is set (then torch's choice is kept).
+    num_threads: CPU threads for torch; None = :func:`default_cpu_threads`, unless
+    OMP_NUM_THREADS is set (then torch's choice is kept).
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -161,11 +185,10 @@ def setup_runtime(num_threads: int | None = None) -> Runtime:
     if num_threads is not None:
         torch.set_num_threads(num_threads)
     elif device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
-        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // local_world))
+        torch.set_num_threads(default_cpu_threads(int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return Runtime(device, amp_dtype, rank, world_size)
+    return Runtime(device=device, amp_dtype=amp_dtype, rank=rank, world_size=world_size)
 
 
 # pieces of the loop
@@ -244,8 +267,10 @@ def predict(model: nn.Module, spectra, *, batch_size: int = 64, device: torch.de
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.to(device).eval()
-    runtime = Runtime(device, torch.bfloat16 if device.type == "cuda" else None)
+    runtime = Runtime(device=device, amp_dtype=torch.bfloat16 if device.type == "cuda" else None)
     spectra = torch.as_tensor(spectra, dtype=torch.float32)
+    if len(spectra) == 0:
+        raise ValueError("predict() got no spectra; expected shape (N ≥ 1, 8, 4096)")
     chunks = []
     for start in range(0, len(spectra), batch_size):
         with runtime.autocast():
@@ -415,6 +440,18 @@ def _resume(path: Path, model, optimizer, scheduler, config: TrainConfig, runtim
     return ckpt["epoch"], ckpt["history"]
 
 
+def _train_epoch(net, batches, optimizer, scheduler, runtime: Runtime, task: str, bar, epoch: int) -> tuple[list, float]:
+    """One optimiser step per batch; returns (the step losses, the lr of the last step)."""
+    net.train()
+    losses = []
+    for batch in batches:
+        lr = optimizer.param_groups[0]["lr"]
+        losses.append(train_step(net, batch, optimizer, scheduler, runtime, task))
+        bar.update(1)
+        bar.set_postfix(loss=f"{losses[-1]:.4g}", epoch=epoch + 1, refresh=False)
+    return losses, lr
+
+
 def fit(
     model: nn.Module,
     source,
@@ -434,7 +471,8 @@ def fit(
     val_batch: a fixed Batch for the per-epoch validation.
     until_epoch: stop after this epoch (the lr schedule still follows ``config.epochs``), e.g. to
     split a long run over several sessions; None = train to ``config.epochs``.
-    prefetch: draw the next batch in a background thread while training (default: on CUDA).
+    prefetch: draw the next batch in a background thread while training (default: on CUDA, or
+    when torch uses fewer threads than there are cores). Results do not depend on it.
     History: one dict per epoch — epoch, lr, train_loss (mean), step_losses, validation
     metrics (see :func:`evaluate`), train_seconds and spectra_per_s (training steps only,
     data generation included), val_seconds.
@@ -459,33 +497,32 @@ def fit(
     if runtime.world_size > 1:
         device_ids = [runtime.device] if runtime.device.type == "cuda" else None
         net = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
-    use_pool = runtime.device.type == "cuda" if prefetch is None else prefetch
+    if prefetch is None:  # a data thread pays off on a GPU or when torch leaves a core idle
+        prefetch = runtime.device.type == "cuda" or torch.get_num_threads() < len(os.sched_getaffinity(0))
     bar = tqdm(total=last_epoch * config.steps_per_epoch, initial=start_epoch * config.steps_per_epoch,
                desc=variant or path.stem, disable=not (progress and runtime.is_main), mininterval=1.0, dynamic_ncols=True)
-    with bar, ThreadPoolExecutor(max_workers=1) if use_pool else contextlib.nullcontext() as pool:
+    with bar, ThreadPoolExecutor(max_workers=1) if prefetch else contextlib.nullcontext() as pool:
         for epoch in range(start_epoch, last_epoch):
-            net.train()
-            losses, t0 = [], time.perf_counter()
-            for batch in iterate_batches(source, per_rank, rng, config.steps_per_epoch, pool):
-                lr = optimizer.param_groups[0]["lr"]  # recorded: the lr of the epoch's last step
-                losses.append(train_step(net, batch, optimizer, scheduler, runtime, config.task))
-                bar.update(1)
-                bar.set_postfix(loss=f"{losses[-1]:.4g}", epoch=epoch + 1, refresh=False)
-            train_seconds = time.perf_counter() - t0
-            rng_states = _gather(_rng_states(rng))
-            if not runtime.is_main:
-                continue
             t0 = time.perf_counter()
-            metrics = evaluate(model, val_batch, config, runtime)
-            history.append({
-                "epoch": epoch + 1, "lr": lr, "train_loss": float(np.mean(losses)), "step_losses": losses, **metrics,
-                "train_seconds": train_seconds, "spectra_per_s": len(losses) * config.batch_size / train_seconds,
-                "val_seconds": time.perf_counter() - t0,
-            })
-            bar.set_postfix(loss=f"{history[-1]['train_loss']:.4g}", val=f"{metrics['val_loss']:.4g}", epoch=epoch + 1)
-            _save_epoch(path, model, optimizer, scheduler, config, runtime, rng_states, epoch + 1, history, variant)
-    if runtime.world_size > 1:
-        dist.barrier()
+            batches = iterate_batches(source, per_rank, rng, config.steps_per_epoch, pool)
+            losses, lr = _train_epoch(net, batches, optimizer, scheduler, runtime, config.task, bar, epoch)
+            train_seconds = time.perf_counter() - t0
+            rng_states = _gather(_rng_states(rng))  # a collective: every rank takes part
+            if runtime.is_main:
+                t0 = time.perf_counter()
+                metrics = evaluate(model, val_batch, config, runtime)
+                history.append({
+                    "epoch": epoch + 1, "lr": lr, "train_loss": float(np.mean(losses)), "step_losses": losses,
+                    **metrics, "train_seconds": train_seconds,
+                    "spectra_per_s": len(losses) * config.batch_size / train_seconds,
+                    "val_seconds": time.perf_counter() - t0,
+                })
+                bar.set_postfix(loss=f"{history[-1]['train_loss']:.4g}", val=f"{metrics['val_loss']:.4g}", epoch=epoch + 1)
+                _save_epoch(path, model, optimizer, scheduler, config, runtime, rng_states, epoch + 1, history, variant)
+    if runtime.world_size > 1:  # every rank returns rank 0's history
+        shared = [history]
+        dist.broadcast_object_list(shared, src=0)
+        history = shared[0]
     return history
 
 
@@ -514,14 +551,15 @@ class TrainResult(NamedTuple):
 
 
 def variant_config(variant: Variant, profile: Profile, *, lr: float | None = None, finetune: bool = False) -> TrainConfig:
-    """The TrainConfig of a variant under a profile (paper §4 optimisers and learning rates)."""
-    common = dict(steps_per_epoch=profile.steps_per_epoch, batch_size=profile.batch_size,
-                  lr_decay_fraction=profile.lr_decay_fraction, seed=profile.seed)
+    """The TrainConfig of a variant under a profile: paper §4 optimisers (Adam for regressors,
+    AdamW for the DAE) at ``profile.regressor_lr`` / ``profile.dae_lr`` unless ``lr`` is given."""
+    common = {"steps_per_epoch": profile.steps_per_epoch, "batch_size": profile.batch_size,
+              "lr_decay_fraction": profile.lr_decay_fraction, "seed": profile.seed}
     if variant.network == "dae":
-        return TrainConfig(epochs=profile.dae_epochs, lr=lr or DAE_LR, optimizer="adamw", weight_decay=0.01,
+        return TrainConfig(epochs=profile.dae_epochs, lr=lr or profile.dae_lr, optimizer="adamw", weight_decay=0.01,
                            task="denoising", **common)
     epochs = profile.finetune_epochs if finetune else profile.epochs
-    return TrainConfig(epochs=epochs, lr=lr or REGRESSOR_LR, optimizer="adam", task="regression", **common)
+    return TrainConfig(epochs=epochs, lr=lr or profile.regressor_lr, optimizer="adam", task="regression", **common)
 
 
 def _load_dae(dae) -> nn.Module:
@@ -562,7 +600,7 @@ def train_variant(
     init_from: for ``_dae`` variants, the checkpoint of the regressor to fine-tune behind the DAE
     for ``profile.finetune_epochs``; default ``out_dir/<variant without _dae>.pt`` if it exists,
     else the regressor is trained from scratch for ``profile.epochs`` (with a warning).
-    lr: override the paper's learning rate (1e-4 regressors, 3e-4 DAE).
+    lr: override the profile's learning rate (``regressor_lr`` or ``dae_lr``; paper 1e-4 / 3e-4).
     Model sizes come from ``profile.resnet`` / ``profile.attention`` / ``profile.dae``.
     """
     profile = get_profile(profile)
