@@ -8,16 +8,8 @@ import torch
 
 from paper_lib import broadening as br
 from paper_lib import echelle as ech
-from paper_lib import paths
 
-
-
-
-def shared(relative):
-    try:
-        return paths.shared_file(relative)
-    except FileNotFoundError as error:
-        pytest.skip(f"shared data file not available: {error}")
+from .conftest import shared_or_skip
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +21,7 @@ def solar_image():
     """
     from astropy.io import fits
 
-    path = shared("reference_grid/reference_grid.fits")
+    path = shared_or_skip("reference_grid/reference_grid.fits")
     with fits.open(path, memmap=True, do_not_scale_image_data=True) as hdul:
         table = hdul["LABELS"].data
         row = np.flatnonzero((table["teff"] == 5750) & (table["logg"] == 4.5) & (table["mh"] == 0))
@@ -72,7 +64,7 @@ def test_stored_layout_records_its_source():
 def test_layout_matches_the_harpsn_wave_matrix():
     from astropy.io import fits
 
-    path = shared("harpsn/HARPN_WAVE_MATRIX_A.fits")
+    path = shared_or_skip("harpsn/HARPN_WAVE_MATRIX_A.fits")
     matrix = fits.getdata(path).astype(np.float64)[36:44]
     assert np.abs(ech.order_wavelengths() - matrix).max() <= 1e-3
     extracted = ech.extract_layout_from_fits(path)
@@ -90,7 +82,7 @@ def test_user_layouts_are_accepted_and_sorted():
 
 
 def test_load_blaze():
-    blaze = ech.load_blaze(shared("harpsn/HARPN_BLAZE_A.fits"))
+    blaze = ech.load_blaze(shared_or_skip("harpsn/HARPN_BLAZE_A.fits"))
     assert blaze.shape == (8, 4096)
     assert np.all((blaze.max(1) > 1.0) & (blaze.max(1) < 1.1))
     assert np.all(blaze[:, 0] < 0.2) and np.all(blaze[:, -1] < 0.6)  # asymmetric, low at the ends
