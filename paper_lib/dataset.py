@@ -31,8 +31,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +38,7 @@ import numpy as np
 import torch
 
 from . import echelle, paths
+from .fileio import atomic_path
 from .broadening import DEFAULT_EPSILON, DEFAULT_R, Resampler, broaden, instrument_sigma_kms
 from .broadening import log_lambda_grid
 from .grid import scale_labels
@@ -266,16 +265,8 @@ def _testset_path(grid, n: int, settings: dict, storage_dtype: str) -> Path:
 
 
 def _save_atomic(path: Path, arrays: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            np.savez(stream, **arrays)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a cache is meant to be readable
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as stream:
+        np.savez(stream, **arrays)
 
 
 def _batch_from_arrays(arrays) -> Batch:

@@ -19,6 +19,9 @@ def atomic_path(path, suffix: str = ".tmp"):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; results should be readable like any file
     try:
         yield Path(tmp)
         os.replace(tmp, path)

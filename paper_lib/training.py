@@ -32,7 +32,6 @@ import dataclasses
 import json
 import os
 import re
-import tempfile
 import time
 import warnings
 from collections.abc import Iterator
@@ -47,6 +46,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from paper_lib.fileio import atomic_path
 from paper_lib.losses import (
     GaussianOutput,
     check_labels,
@@ -307,18 +307,10 @@ def evaluate(model: nn.Module, val_batch, config: TrainConfig, runtime: Runtime)
 
 def _atomic_write(path: Path, write) -> None:
     """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def history_path(checkpoint_path: str | Path) -> Path:
