@@ -86,5 +86,5 @@ write_results(P.name, "02_train_dae", {
     "checkpoint": str(result.checkpoint.relative_to(paths.root)),
     "epochs": len(result.history), "final_val_loss": result.history[-1]["val_loss"],
     "rms_noisy": rms_noisy, "rms_denoised": rms_denoised,
-    "train_wall_time_s": float(sum(h.get("seconds", 0.0) for h in result.history)),
+    "train_wall_time_s": float(sum(h["train_seconds"] for h in result.history)),
 }, seed=seed, started=started)
