@@ -17,14 +17,25 @@ from . import paths
 from .fileio import atomic_write_json
 
 
+# What a run writes: changes there do not make the code that produced a number "dirty".
+OUTPUT_PATHSPECS = (":(exclude)results", ":(exclude)figures", ":(exclude)models",
+                    ":(exclude)notebooks/*.ipynb")
+
+
 def git_commit() -> dict:
-    """{'commit': sha or 'unknown', 'dirty': bool} of the repository."""
+    """{'commit': sha or 'unknown', 'dirty': bool} of the repository.
+
+    ``dirty`` is True when tracked source files differ from the commit; the run's own outputs
+    (results/, figures/, models/, the notebooks' .ipynb twins) are left out, so rerunning a
+    committed profile over its committed outputs stays clean.
+    """
     def git(*args):
         return subprocess.run(["git", *args], cwd=paths.root, capture_output=True, text=True,
                               timeout=10)
     try:
         head = git("rev-parse", "HEAD")
-        status = git("status", "--porcelain", "--untracked-files=no")
+        status = git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                     *OUTPUT_PATHSPECS)
     except (OSError, subprocess.TimeoutExpired):
         return {"commit": "unknown", "dirty": None}
     if head.returncode != 0:

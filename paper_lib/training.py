@@ -16,6 +16,9 @@ Each epoch ends with a validation pass on a fixed batch and an atomic checkpoint
 optimiser, scheduler, numpy and torch RNG states, epoch, history) plus the loss history as
 JSON beside it (``<name>.pt`` → ``<name>.history.json``). Calling :func:`fit` again with the
 same checkpoint path resumes where it stopped; a run that already finished returns at once.
+A finished run's checkpoint keeps the weights, settings and history but drops the optimiser,
+scheduler and RNG states (:data:`TRAINING_STATE`): they only serve to resume, and would
+triple the size of the files that ``models/<profile>/`` commits.
 
 Device: CUDA (bfloat16 autocast) when available, else CPU with ``torch.set_num_threads`` set to
 the cores that other processes leave free (:func:`default_cpu_threads`; ``OMP_NUM_THREADS`` or
@@ -63,6 +66,7 @@ from paper_lib.models import (
 from paper_lib.profiles import Profile, get_profile
 
 CHECKPOINT_FORMAT = "paper_lib-checkpoint-1"
+TRAINING_STATE = ("optimizer", "scheduler", "rng")  # needed to resume; dropped once finished
 TASKS = ("regression", "denoising")
 VARIANT_PATTERN = re.compile(r"^(resnet|attention)_(diagonal|full)(_dae)?(_limited)?$")
 
@@ -323,6 +327,11 @@ def save_checkpoint(path: str | Path, state: dict) -> None:
     _atomic_write(Path(path), lambda f: torch.save({"format": CHECKPOINT_FORMAT, **state}, f))
 
 
+def finished_state(ckpt: dict) -> dict:
+    """A checkpoint dict without the state that only resuming needs (:data:`TRAINING_STATE`)."""
+    return {key: value for key, value in ckpt.items() if key not in (*TRAINING_STATE, "format")}
+
+
 def write_history(path: str | Path, record: dict) -> None:
     """Write the JSON history record atomically."""
     text = json.dumps(record, indent=1)
@@ -426,9 +435,17 @@ def _resume(path: Path, model, optimizer, scheduler, config: TrainConfig, runtim
     if ckpt["world_size"] != runtime.world_size:
         raise ValueError(f"checkpoint {path} was written by {ckpt['world_size']} rank(s), this run has {runtime.world_size}")
     model.load_state_dict(ckpt["model"])
+    if not all(key in ckpt for key in TRAINING_STATE):
+        if ckpt["epoch"] < config.epochs:
+            raise ValueError(f"checkpoint {path} holds the weights of a finished {ckpt['epoch']}-epoch run "
+                             f"but no optimiser state, so it cannot train on to {config.epochs} epochs; "
+                             f"delete it or use another output folder")
+        return ckpt["epoch"], ckpt["history"]
     optimizer.load_state_dict(ckpt["optimizer"])
     scheduler.load_state_dict(ckpt["scheduler"])
     _restore_rng(ckpt["rng"], runtime.rank, rng)
+    if ckpt["epoch"] >= config.epochs and runtime.is_main:  # written before finished runs were slimmed
+        save_checkpoint(path, finished_state(ckpt))
     return ckpt["epoch"], ckpt["history"]
 
 
@@ -521,11 +538,12 @@ def fit(
 def _save_epoch(path, model, optimizer, scheduler, config, runtime, rng_states, epoch, history, variant) -> None:
     """Checkpoint + JSON history after an epoch (rank 0 only)."""
     arch = describe(model)
-    save_checkpoint(path, {
+    state = {
         "variant": variant, "arch": arch, "config": dataclasses.asdict(config), "epoch": epoch,
         "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
         "rng": rng_states, "history": history, "world_size": runtime.world_size,
-    })
+    }
+    save_checkpoint(path, finished_state(state) if epoch >= config.epochs else state)
     write_history(history_path(path), {
         "variant": variant, "arch": arch, "config": dataclasses.asdict(config), "epochs_done": epoch,
         "device": str(runtime.device), "world_size": runtime.world_size, "torch_threads": torch.get_num_threads(),

@@ -61,6 +61,26 @@ def _code_cells(notebook):
             if "injected-parameters" not in c.metadata.get("tags", [])]
 
 
+def test_dirty_flag_ignores_the_runs_own_outputs(tmp_path, monkeypatch):
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path,
+                       check=True, capture_output=True)
+
+    (tmp_path / "results").mkdir()
+    (tmp_path / "code.py").write_text("x = 1\n")
+    (tmp_path / "results" / "r.json").write_text("{}\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "init")
+    monkeypatch.setattr(paths, "root", tmp_path)
+    assert provenance.git_commit()["dirty"] is False
+    (tmp_path / "results" / "r.json").write_text('{"mae": 2}\n')  # a rerun rewrote its output
+    assert provenance.git_commit()["dirty"] is False
+    (tmp_path / "code.py").write_text("x = 2\n")  # the code changed
+    record = provenance.git_commit()
+    assert record["dirty"] is True and len(record["commit"]) == 40
+
+
 @pytest.mark.parametrize("name", pipeline.NOTEBOOKS)
 def test_notebook_pairs_agree(name):
     """The .py (reviewed source) and its .ipynb twin (with smoke outputs) hold the same cells."""

@@ -13,6 +13,7 @@ import torch
 from paper_lib.models import build_model, describe
 from paper_lib.profiles import ALL_VARIANTS, get_profile
 from paper_lib.training import (
+    TRAINING_STATE,
     TrainConfig,
     fit,
     history_path,
@@ -149,8 +150,39 @@ def test_checkpoint_and_history_files(tmp_path, val_batch):
         assert np.isfinite(entry["val_loss"]) and entry["spectra_per_s"] > 0
     ckpt = load_checkpoint(path)
     assert ckpt["epoch"] == 2 and ckpt["config"]["epochs"] == 2
-    assert {"model", "optimizer", "scheduler", "rng", "history", "arch"} <= set(ckpt)
+    assert {"model", "history", "arch", "config"} <= set(ckpt)
+    assert not set(TRAINING_STATE) & set(ckpt)  # a finished run keeps no optimiser state
+
+
+def test_interrupted_checkpoint_keeps_the_training_state(tmp_path, val_batch):
+    path = tmp_path / "run.pt"
+    run(new_model(), path, val_batch, config(epochs=2, steps_per_epoch=2), until_epoch=1)
+    ckpt = load_checkpoint(path)
+    assert set(TRAINING_STATE) <= set(ckpt)
     assert {"numpy", "torch"} <= set(ckpt["rng"][0])
+
+
+def test_finished_checkpoint_with_training_state_is_slimmed(tmp_path, val_batch):
+    """A finished checkpoint that still holds its optimiser state (as written before finished
+    runs were slimmed) is slimmed on the next call: weights and history stay, nothing trains."""
+    path = tmp_path / "run.pt"
+    history = run(new_model(), path, val_batch, config(epochs=2, steps_per_epoch=2), until_epoch=1)
+    full = load_checkpoint(path)
+    assert set(TRAINING_STATE) <= set(full)
+    again = run(new_model(seed=5), path, val_batch, config(epochs=1, steps_per_epoch=2))  # 1 of 1 done
+    slim = load_checkpoint(path)
+    assert again == history and not set(TRAINING_STATE) & set(slim)
+    for key, value in full["model"].items():
+        torch.testing.assert_close(slim["model"][key], value)
+    weights = sum(v.numel() * v.element_size() for v in full["model"].values())
+    assert path.stat().st_size < 1.5 * weights  # Adam's two moments alone would double it
+
+
+def test_finished_checkpoint_cannot_train_further(tmp_path, val_batch):
+    path = tmp_path / "run.pt"
+    run(new_model(), path, val_batch, config(epochs=1, steps_per_epoch=2))
+    with pytest.raises(ValueError, match="no optimiser state.*cannot train on to 3 epochs"):
+        run(new_model(), path, val_batch, config(epochs=3, steps_per_epoch=2))
 
 
 def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path, val_batch, monkeypatch):
