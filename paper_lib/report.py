@@ -70,6 +70,27 @@ def table4_block(results: dict) -> list[str]:
     return lines
 
 
+FIGURES = (  # (file in figures/<profile>/, caption), shown under the tables when present
+    ("fig3_residuals.png", "Fig. 3: residuals against the true labels"),
+    ("fig4_sigma.png", "Fig. 4: predicted σ against the true labels"),
+    ("calibration.png", "σ calibration before and after recalibration"),
+    ("mae_vs_snr.png", "MAE against SNR"),
+    ("sun_overlay.png", "HARPS Sun against the synthetic spectrum at the predicted labels"),
+    ("fig5_attention.png", "Fig. 5: attention maps"),
+)
+
+
+def figures_block(profile: str) -> list[str]:
+    """Markdown image links to the profile's figures that exist (paths relative to the root)."""
+    lines = []
+    for name, caption in FIGURES:
+        path = paths.figures / profile / name
+        if path.exists():
+            lines += ["", f"![{caption}]({path.relative_to(paths.root).as_posix()})"]
+    return ["", "**Figures** (all from this run; every figure of the run is in "
+            f"`figures/{profile}/`)", *lines] if lines else []
+
+
 def results_section(profile: str) -> str:
     """Markdown of a profile's results with provenance; raises if notebook 05 has not run."""
     profile = get_profile(profile).name
@@ -98,6 +119,7 @@ def results_section(profile: str) -> str:
                 "[M/H] 0, v sin i ≈ 2 km/s; paper's HARPS-N Sun: ResNet 5791.6 ± 140.1 K, "
                 "4.72 ± 0.28, 0.035 ± 0.15, 0.76 ± 1.76 km/s)", ""]
         out += table4_block(sun["results"])
+    out += figures_block(profile)
     return "\n".join(out)
 
 

@@ -31,3 +31,4 @@ def test_smoke_section_lists_every_variant():
     for variant in get_profile("smoke").variants:
         assert f"| {variant} |" in text
     assert "Table 2" in text and "Table 3" in text and "Table 4" in text
+    assert "![Fig. 3: residuals against the true labels](figures/smoke/fig3_residuals.png)" in text
