@@ -60,7 +60,7 @@ rng = np.random.default_rng(seed)
 # `build_profile_grid` synthesises every node the profile needs, in parallel, skipping nodes
 # already on disk (an interrupted build resumes), and writes one FITS file plus a manifest
 # (inputs with checksums, code versions, per-node wall time, absent nodes). The full grid takes
-# about 80 minutes on 2 cores; set `PAPER_LIB_GRID` to reuse an existing full grid.
+# about 90 minutes on 2 cores; set `PAPER_LIB_GRID` to reuse an existing full grid.
 
 # %%
 grid_file = synthesis.build_profile_grid(P, workers=workers)

@@ -97,8 +97,8 @@ PROFILES = {
     ),
     "cpu": Profile(
         name="cpu",
-        description="a real run on the full grid: ~30 min of training and evaluation on 2 CPU "
-                    "cores (after the grid is built once, ~80 min)",
+        description="a real run on the full grid: ~13 min of training, ~25 min for all notebooks "
+                    "on 2 CPU cores (after the grid is built once, ~90 min)",
         grid_nodes="full",
         label_box={},
         limited_teff=(4000.0, 6000.0),
