@@ -435,17 +435,17 @@ def _resume(path: Path, model, optimizer, scheduler, config: TrainConfig, runtim
     if ckpt["world_size"] != runtime.world_size:
         raise ValueError(f"checkpoint {path} was written by {ckpt['world_size']} rank(s), this run has {runtime.world_size}")
     model.load_state_dict(ckpt["model"])
-    if not all(key in ckpt for key in TRAINING_STATE):
-        if ckpt["epoch"] < config.epochs:
-            raise ValueError(f"checkpoint {path} holds the weights of a finished {ckpt['epoch']}-epoch run "
-                             f"but no optimiser state, so it cannot train on to {config.epochs} epochs; "
-                             f"delete it or use another output folder")
+    if ckpt["epoch"] >= config.epochs:  # finished: nothing left to resume
+        if runtime.is_main and any(key in ckpt for key in TRAINING_STATE):  # written before slimming
+            save_checkpoint(path, finished_state(ckpt))
         return ckpt["epoch"], ckpt["history"]
+    if not all(key in ckpt for key in TRAINING_STATE):
+        raise ValueError(f"checkpoint {path} holds the weights of a finished {ckpt['epoch']}-epoch run "
+                         f"but no optimiser state, so it cannot train on to {config.epochs} epochs; "
+                         f"delete it or use another output folder")
     optimizer.load_state_dict(ckpt["optimizer"])
     scheduler.load_state_dict(ckpt["scheduler"])
     _restore_rng(ckpt["rng"], runtime.rank, rng)
-    if ckpt["epoch"] >= config.epochs and runtime.is_main:  # written before finished runs were slimmed
-        save_checkpoint(path, finished_state(ckpt))
     return ckpt["epoch"], ckpt["history"]
 
 
