@@ -5,8 +5,9 @@ grid interpolation → broadening → échelle pixels → slant → noise → no
 training loop's consumption (``paper_lib.training.train_step`` of
 ``build_model('resnet', covariance='diagonal', **profile.resnet)``, Adam) on the device the
 training loop picks (the CPU here; a GPU where there is one), with the same torch thread count. The last line is ``ratio: <generator rate / training rate>``;
-above 1 the generator is not the bottleneck (the training loop draws the next batch in a
-background thread while it trains on the current one).
+above 1 the generator is not the bottleneck where the training loop can draw the next batch in a
+background thread while it trains (on a GPU, or with a core to spare). Where torch already uses
+every core the loop generates and trains in series; the ``in series`` line gives that rate.
 
     python benchmarks/bench_generator.py [--profile cpu] [--quick] [--threads N] [--grid FILE]
 
@@ -97,6 +98,10 @@ def main(argv=None) -> float:
     print(f"generator: {generator_rate:8.1f} spectra/s  ({generator_s * 1e3:.0f} ms per batch)")
     print(f"training:  {training_rate:8.1f} spectra/s  ({train_s * 1e3:.0f} ms per step on "
           f"{runtime.device}, ResNet {profile.resnet})")
+    serial_rate = 1.0 / (1.0 / generator_rate + 1.0 / training_rate)
+    print(f"in series: {serial_rate:8.1f} spectra/s  (generating and training one after the "
+          f"other, as the training loop does when torch uses every core; "
+          f"{100 * training_rate / (generator_rate + training_rate):.0f} % of the time generating)")
     ratio = generator_rate / training_rate
     print(f"ratio: {ratio:.3f}")
     return ratio

@@ -160,9 +160,21 @@ def apply_interpolation(flux, index: np.ndarray, weight: np.ndarray):
     if isinstance(flux, torch.Tensor):
         index_t = torch.as_tensor(index, device=flux.device)
         weight_t = torch.as_tensor(weight, dtype=flux.dtype, device=flux.device)
-        return (flux[..., index_t] * weight_t).sum(-1)
+        return _weighted_taps(flux, index_t.T.contiguous(), weight_t.T.contiguous())
     flux = np.asarray(flux)
     return (flux[..., index] * weight.astype(np.result_type(flux.dtype, np.float32))).sum(-1)
+
+
+def _weighted_taps(flux: torch.Tensor, index: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Σ_k weight[k] · flux[..., index[k]] with ``index``, ``weight`` of shape (k, n_out).
+
+    One contiguous gather per tap (``index_select``) and an in-place multiply-add: several
+    times faster on the CPU than fancy indexing into a (..., n_out, k) temporary.
+    """
+    out = flux.index_select(-1, index[0]) * weight[0]
+    for tap in range(1, index.shape[0]):
+        out.addcmul_(flux.index_select(-1, index[tap]), weight[tap])
+    return out
 
 
 def _interpolation_coordinate(wave: np.ndarray) -> str:
@@ -200,9 +212,9 @@ class Resampler:
     def _torch_weights(self, dtype, device):
         key = (dtype, str(device))
         if key not in self._torch_cache:
-            self._torch_cache[key] = (
-                torch.as_tensor(self.index, device=device),
-                torch.as_tensor(self.weight, dtype=dtype, device=device),
+            self._torch_cache[key] = (  # taps first: (k, n_out), contiguous per tap
+                torch.as_tensor(self.index.T.copy(), device=device),
+                torch.as_tensor(self.weight.T.copy(), dtype=dtype, device=device),
             )
         return self._torch_cache[key]
 
@@ -216,7 +228,7 @@ class Resampler:
             )
         if isinstance(flux, torch.Tensor):
             index, weight = self._torch_weights(flux.dtype, flux.device)
-            out = (flux[..., index] * weight).sum(-1)
+            out = _weighted_taps(flux, index, weight)
         else:
             out = apply_interpolation(flux, self.index, self.weight)
         return out.reshape(*flux.shape[:-1], *self.out_shape)
@@ -408,6 +420,40 @@ def instrument_transfer(frequency, R: float) -> torch.Tensor:
 # broadening -------------------------------------------------------------------------------
 
 
+def fft_layout(n: int, vsini_max_kms: float, velocity_step_kms: float,
+               R: float | None = DEFAULT_R) -> tuple[int, int]:
+    """``(pad, n_fft)`` of the FFT convolution of ``n`` log-λ samples by :func:`broaden`.
+
+    ``pad`` samples of edge value on each side cover the profiles' reach (v sin i up to
+    ``vsini_max_kms`` [km/s] plus 6 σ of the instrument), so the circular convolution never
+    wraps around into the spectrum; ``n_fft`` ≥ n + 2·pad is a fast FFT length. Raises
+    ValueError if the step [km/s] undersamples the instrument profile.
+    """
+    step = _check_positive(velocity_step_kms, "velocity_step_kms")
+    sigma = instrument_sigma_kms(R) if R is not None else 0.0
+    if sigma and step > sigma:
+        raise ValueError(
+            f"velocity step {step} km/s undersamples the instrument profile (σ = {sigma:.3f} "
+            f"km/s for R = {R:g}); use a step ≤ σ"
+        )
+    reach_kms = float(vsini_max_kms) + INSTRUMENT_N_SIGMA * sigma
+    pad = int(math.ceil(reach_kms / step)) + 2
+    return pad, scipy.fft.next_fast_len(int(n) + 2 * pad, real=True)
+
+
+def broadening_transfer(frequency: torch.Tensor, vsini: torch.Tensor, R: float | None,
+                        epsilon: float, dtype=torch.float32) -> torch.Tensor:
+    """Ĝ(f; v sin i)·exp(−2π²σ²f²) for each v sin i, shape (B, m), in ``dtype``.
+
+    ``frequency`` (m,) [cycles per km/s]; ``vsini`` (B,) [km/s]; ``R`` None skips the
+    instrument. The rotation part is interpolated in a fine table (error < 1e-6).
+    """
+    transfer = _rotation_transfer_tabulated(frequency, vsini.cpu(), epsilon, dtype)
+    if R is not None:
+        transfer = transfer * instrument_transfer(frequency, R).to(dtype)
+    return transfer
+
+
 def _check_flux(flux) -> torch.Tensor:
     if not isinstance(flux, torch.Tensor):
         raise ValueError(f"flux must be a torch tensor of shape (B, n), got {type(flux).__name__}")
@@ -456,21 +502,10 @@ def broaden(flux: torch.Tensor, vsini, velocity_step_kms: float, R: float | None
     else:
         vsini_t = _check_vsini(vsini, batch)
 
-    sigma = instrument_sigma_kms(R) if R is not None else 0.0
-    if sigma and step > sigma:
-        raise ValueError(
-            f"velocity step {step} km/s undersamples the instrument profile (σ = {sigma:.3f} "
-            f"km/s for R = {R:g}); use a step ≤ σ"
-        )
-    reach_kms = float(vsini_t.max()) + INSTRUMENT_N_SIGMA * sigma
-    pad = int(math.ceil(reach_kms / step)) + 2
-    n_fft = scipy.fft.next_fast_len(n + 2 * pad, real=True)
+    pad, n_fft = fft_layout(n, float(vsini_t.max()), step, R)
     frequency = torch.fft.rfftfreq(n_fft, d=step, dtype=torch.float64)
-
     real_dtype = torch.float64 if flux.dtype == torch.float64 else torch.float32
-    transfer = _rotation_transfer_tabulated(frequency, vsini_t.cpu(), epsilon, real_dtype)
-    if R is not None:
-        transfer = transfer * instrument_transfer(frequency, R).to(real_dtype)
+    transfer = broadening_transfer(frequency, vsini_t, R, epsilon, real_dtype)
     transfer = transfer.to(device=flux.device)
 
     padded = torch.nn.functional.pad(flux[:, None, :], (pad, pad), mode="replicate")[:, 0, :]

