@@ -79,6 +79,18 @@ def test_cubic_resampling_is_exact_for_cubics_and_round_trips():
                                atol=2e-3)
 
 
+def test_torch_and_numpy_resampling_agree():
+    wave = np.arange(5100.0, 5110.0, 0.01)
+    flux = 1.0 - 0.5 * np.exp(-0.5 * ((wave[None, :] - [[5103.0], [5106.0]]) / 0.05) ** 2)
+    out_wave = np.linspace(5101.0, 5109.0, 12 * 40).reshape(12, 40)  # any output shape
+    for kind in ("cubic", "linear"):
+        resampler = br.Resampler(wave, out_wave, kind=kind)
+        as_numpy = resampler(flux)
+        as_torch = resampler(torch.tensor(flux))
+        assert as_numpy.shape == tuple(as_torch.shape) == (2, 12, 40)
+        np.testing.assert_allclose(as_torch.numpy(), as_numpy, atol=1e-12)
+
+
 def test_resampling_outside_the_input_raises():
     wave = np.arange(5100.0, 5110.0, 0.01)
     with pytest.raises(ValueError, match="outside the input range"):
@@ -143,6 +155,25 @@ def test_tabulated_transfer_used_by_broaden_matches_the_exact_one():
     for dtype in (torch.float64, torch.float32):
         fast = br._rotation_transfer_tabulated(frequency, vsini, br.DEFAULT_EPSILON, dtype)
         assert (fast.double() - exact).abs().max() < 2e-6
+
+
+def test_fft_layout_and_transfer_shared_with_the_generator():
+    pad, n_fft = br.fft_layout(1000, 30.0, STEP)
+    reach = 30.0 + br.INSTRUMENT_N_SIGMA * br.instrument_sigma_kms(br.DEFAULT_R)
+    assert pad * STEP >= reach and n_fft >= 1000 + 2 * pad
+    assert br.fft_layout(1000, 0.0, STEP, None)[0] == 2  # no reach: only the safety samples
+    with pytest.raises(ValueError, match="undersamples"):
+        br.fft_layout(1000, 30.0, 2.0)
+    frequency = torch.fft.rfftfreq(n_fft, d=STEP, dtype=torch.float64)
+    vsini = torch.tensor([0.0, 4.2, 30.0], dtype=torch.float64)
+    transfer = br.broadening_transfer(frequency, vsini, br.DEFAULT_R, br.DEFAULT_EPSILON,
+                                      torch.float64)
+    expected = br.rotation_transfer(frequency, vsini) * br.instrument_transfer(frequency,
+                                                                               br.DEFAULT_R)
+    assert (transfer - expected).abs().max() < 2e-6
+    rotation_only = br.broadening_transfer(frequency, vsini, None, br.DEFAULT_EPSILON)
+    assert rotation_only.dtype == torch.float32
+    assert (rotation_only.double() - br.rotation_transfer(frequency, vsini)).abs().max() < 2e-6
 
 
 def test_instrument_kernel_is_normalised_with_the_right_width():

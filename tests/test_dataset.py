@@ -101,6 +101,44 @@ def test_render_rejects_bad_spectra(grid):
         gen.render(flux, np.array([2.0, 3.0]))
 
 
+def test_fast_render_matches_the_literal_pipeline(grid):
+    """Interpolating node transforms in Fourier space = interpolate, resample, broaden, resample."""
+    gen = generator(grid, box=None)
+    labels = np.array([[5777.0, 4.44, 0.0, 2.0],      # Sun-like, between nodes
+                       [5750.0, 4.5, 0.0, 0.0],       # a node, no rotation
+                       [3612.0, 0.7, -2.3, 30.0],     # cool giant, the fastest rotation
+                       [9610.0, 4.9, 0.4, 17.3]])
+    fast = gen.render_labels(labels)
+    literal = gen.render(grid.interpolate(labels[:, :3]), labels[:, 3])
+    assert fast.shape == (4, 8, 4096) and fast.dtype == torch.float32
+    assert (fast - literal).abs().max().item() < 1e-5
+    assert fast[2].min() < 0.5  # deep lines survive: this is not a comparison of continua
+
+
+def test_node_transforms_are_computed_once_per_grid_and_layout(grid):
+    first, second = generator(grid), generator(grid, snr=5.0, seed=1)
+    assert first.node_transforms() is second.node_transforms()
+    slower = generator(grid, vsini_range=(0.0, 10.0))  # a shorter pad: another layout
+    assert slower.node_transforms() is not first.node_transforms()
+    n_nodes = grid.flux.shape[0]
+    assert first.node_transforms().shape[0] == n_nodes
+    assert first.node_transforms().dtype == torch.float32
+
+
+def test_render_labels_rejects_bad_labels(grid):
+    gen = generator(grid)
+    with pytest.raises(ValueError, match="shape"):
+        gen.render_labels(np.array([[5777.0, 4.44, 0.0]]))
+    with pytest.raises(ValueError, match="v sin i"):
+        gen.render_labels(np.array([[5777.0, 4.44, 0.0, -1.0]]))
+    with pytest.raises(ValueError, match="v sin i"):
+        gen.render_labels(np.array([[5777.0, 4.44, 0.0, np.nan]]))
+    with pytest.raises(OutsideGridError, match="outside"):
+        gen.render_labels(np.array([[12000.0, 4.44, 0.0, 2.0]]))
+    with pytest.raises(OutsideGridError, match="hole"):
+        gen.render_labels(np.array([[8000.0, 0.2, 0.0, 2.0]]))
+
+
 def test_requests_outside_the_grid_raise(grid):
     with pytest.raises(OutsideGridError):
         generator(grid, box={"teff": (12000.0, 13000.0)}).sample(1)

@@ -36,6 +36,22 @@ def test_linear_between_nodes():
     np.testing.assert_allclose(mid, (grid.interpolate(a) + grid.interpolate(b)) / 2, rtol=1e-5)
 
 
+def test_corner_weights_mix_the_surrounding_nodes():
+    grid, _ = linear_grid(drop=[(6000.0, 4.5, 0.0)])
+    # the last point is a node beside the hole: the missing node is a corner of zero weight
+    points = np.array([[5600.0, 4.2, -0.3], [5750.0, 4.0, -0.5], [6000.0, 4.0, -0.5]])
+    rows, weights = grid.corner_weights(points)
+    assert rows.shape == weights.shape == (3, 8)
+    np.testing.assert_allclose(weights.sum(1), 1.0)
+    mixed = np.einsum("nk,nkw->nw", weights, grid.flux[rows])
+    np.testing.assert_allclose(mixed, grid.interpolate(points), rtol=1e-6)
+    assert weights[1].max() == 1.0 and weights[2].max() == 1.0  # nodes: one corner carries all
+    with pytest.raises(OutsideGridError, match=r"\(6000, 4.5, \+0\)"):
+        grid.corner_weights(np.array([[5900.0, 4.3, -0.2]]))
+    with pytest.raises(OutsideGridError, match="NaN"):
+        grid.corner_weights(np.array([[np.nan, 4.2, -0.3]]))
+
+
 def test_refuses_holes_naming_missing_nodes():
     grid, _ = linear_grid(drop=[(6000.0, 4.5, 0.0)])
     with pytest.raises(OutsideGridError, match=r"missing node\(s\) \(6000, 4.5, \+0\)"):
