@@ -52,6 +52,14 @@ from .broadening import broadening_transfer, fft_layout, instrument_sigma_kms, i
 from .broadening import log_lambda_grid
 from .grid import scale_labels
 
+# torch warns once that CSR tensors are "beta" and skip invariant checks; ours are built right
+# here (8 sorted corners per row). Set once at import: ``catch_warnings`` is not thread-safe and
+# the training loop samples in a background thread.
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta",
+                        category=UserWarning)
+warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled",
+                        category=UserWarning)
+
 CHUNK = 64  # spectra rendered at once inside sample() (bounds memory; fixed for determinism)
 FOURIER_CUT = 1e-7  # the fast path drops frequencies where the instrument transfer is below
 TESTSET_FORMAT = 2  # bump when the generator's output for the same arguments changes
@@ -276,12 +284,10 @@ class SpectrumGenerator:
         rows, weights = self.grid.corner_weights(physical[:, :3])
         nodes = self.node_transforms()
         n = len(rows)
-        with warnings.catch_warnings():  # torch calls sparse CSR tensors "beta"
-            warnings.simplefilter("ignore", UserWarning)
-            mixing = torch.sparse_csr_tensor(
-                torch.arange(0, 8 * n + 1, 8), torch.from_numpy(rows.ravel()),
-                torch.from_numpy(weights.ravel().astype(np.float32)), size=(n, len(nodes)))
-            spectra = torch.view_as_complex((mixing @ nodes).view(n, -1, 2))
+        mixing = torch.sparse_csr_tensor(
+            torch.arange(0, 8 * n + 1, 8), torch.from_numpy(rows.ravel()),
+            torch.from_numpy(weights.ravel().astype(np.float32)), size=(n, len(nodes)))
+        spectra = torch.view_as_complex((mixing @ nodes).view(n, -1, 2))
         spectra = spectra * broadening_transfer(self._frequency, torch.from_numpy(vsini),
                                                 None, self.epsilon, torch.float32)
         return self._from_fft(torch.fft.irfft(spectra, n=self._n_fft))
