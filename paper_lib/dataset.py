@@ -52,12 +52,9 @@ from .broadening import broadening_transfer, fft_layout, instrument_sigma_kms, i
 from .broadening import log_lambda_grid
 from .grid import scale_labels
 
-# torch warns once that CSR tensors are "beta" and skip invariant checks; ours are built right
-# here (8 sorted corners per row). Set once at import: ``catch_warnings`` is not thread-safe and
-# the training loop samples in a background thread.
+# torch warns once that CSR tensors are "beta"; ours are plain (8 corners per row). Set once at
+# import: ``catch_warnings`` is not thread-safe and the training loop samples in a thread.
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta",
-                        category=UserWarning)
-warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled",
                         category=UserWarning)
 
 CHUNK = 64  # spectra rendered at once inside sample() (bounds memory; fixed for determinism)
@@ -286,7 +283,8 @@ class SpectrumGenerator:
         n = len(rows)
         mixing = torch.sparse_csr_tensor(
             torch.arange(0, 8 * n + 1, 8), torch.from_numpy(rows.ravel()),
-            torch.from_numpy(weights.ravel().astype(np.float32)), size=(n, len(nodes)))
+            torch.from_numpy(weights.ravel().astype(np.float32)), size=(n, len(nodes)),
+            check_invariants=False)  # built right here: 8 column indices per row, all valid
         spectra = torch.view_as_complex((mixing @ nodes).view(n, -1, 2))
         spectra = spectra * broadening_transfer(self._frequency, torch.from_numpy(vsini),
                                                 None, self.epsilon, torch.float32)
