@@ -454,6 +454,11 @@ def broadening_transfer(frequency: torch.Tensor, vsini: torch.Tensor, R: float |
     return transfer
 
 
+def pad_with_edges(flux: torch.Tensor, pad: int) -> torch.Tensor:
+    """(B, n) → (B, n + 2·pad): each spectrum continued by its first and last values."""
+    return torch.nn.functional.pad(flux[:, None, :], (pad, pad), mode="replicate")[:, 0, :]
+
+
 def _check_flux(flux) -> torch.Tensor:
     if not isinstance(flux, torch.Tensor):
         raise ValueError(f"flux must be a torch tensor of shape (B, n), got {type(flux).__name__}")
@@ -508,6 +513,5 @@ def broaden(flux: torch.Tensor, vsini, velocity_step_kms: float, R: float | None
     transfer = broadening_transfer(frequency, vsini_t, R, epsilon, real_dtype)
     transfer = transfer.to(device=flux.device)
 
-    padded = torch.nn.functional.pad(flux[:, None, :], (pad, pad), mode="replicate")[:, 0, :]
-    spectrum = torch.fft.rfft(padded, n=n_fft) * transfer
+    spectrum = torch.fft.rfft(pad_with_edges(flux, pad), n=n_fft) * transfer
     return torch.fft.irfft(spectrum, n=n_fft)[:, pad: pad + n].contiguous()

@@ -49,7 +49,7 @@ from . import echelle, paths
 from .fileio import atomic_path
 from .broadening import C_KMS, DEFAULT_EPSILON, DEFAULT_R, Resampler, broaden
 from .broadening import broadening_transfer, fft_layout, instrument_sigma_kms, instrument_transfer
-from .broadening import log_lambda_grid
+from .broadening import log_lambda_grid, pad_with_edges
 from .grid import scale_labels
 
 # torch warns once that CSR tensors are "beta"; ours are plain (8 corners per row). Set once at
@@ -222,14 +222,18 @@ class SpectrumGenerator:
         for start in range(0, n_nodes, 256):
             block = torch.as_tensor(np.asarray(self.grid.flux[start:start + 256],
                                                dtype=np.float32))
-            if any(self._pad):
-                block = torch.nn.functional.pad(block, self._pad, value=1.0)
-            log_flux = self._to_log(block)[:, None, :]
-            padded = torch.nn.functional.pad(log_flux, (self._fft_pad,) * 2, mode="replicate")
-            transform = torch.fft.rfft(padded[:, 0, :].double(), n=self._n_fft)[:, :n_freq]
+            padded = pad_with_edges(self._on_log_grid(block), self._fft_pad)
+            transform = torch.fft.rfft(padded.double(), n=self._n_fft)[:, :n_freq]
             transform = transform * instrument
             out[start:start + len(block)] = torch.view_as_real(transform.to(torch.complex64))
         return out.reshape(n_nodes, 2 * n_freq)
+
+    def _on_log_grid(self, flux: torch.Tensor) -> torch.Tensor:
+        """Spectra (n, n_wave) on the grid's wavelengths → the log-λ grid (continuum-padded
+        first where the grid is shorter than the orders need, see ``pad_with_continuum``)."""
+        if any(self._pad):
+            flux = torch.nn.functional.pad(flux, self._pad, value=1.0)
+        return self._to_log(flux)
 
     # ------------------------------------------------------------------ stages
     def sample_physical_labels(self, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -254,10 +258,7 @@ class SpectrumGenerator:
             )
         if not bool(torch.isfinite(flux).all()):
             raise ValueError("spectra contain NaN or infinite values")
-        if any(self._pad):
-            flux = torch.nn.functional.pad(flux, self._pad, value=1.0)
-        log_flux = self._to_log(flux)
-        broadened = broaden(log_flux, torch.as_tensor(vsini, dtype=torch.float64),
+        broadened = broaden(self._on_log_grid(flux), torch.as_tensor(vsini, dtype=torch.float64),
                             self.velocity_step_kms, R=self.R, epsilon=self.epsilon)
         return self._to_orders(broadened)
 
