@@ -422,6 +422,8 @@ def normalise_orders(image, mask=None, *, n_iter: int = 8, clip_low: float = 2.0
     compute_dtype = torch.float64 if y.dtype == torch.float64 or was_numpy else torch.float32
     y = y.to(compute_dtype)
     usable = None if mask is None else _usable_pixels(mask, y)
+    if usable is not None and bool(usable.all()):  # nothing masked: the unmasked algorithm
+        usable = None
     if usable is None:  # a finite sum proves every term finite; else look closer
         finite = bool(torch.isfinite(y.sum())) or bool(torch.isfinite(y).all())
     else:
@@ -435,7 +437,9 @@ def normalise_orders(image, mask=None, *, n_iter: int = 8, clip_low: float = 2.0
         if bool((usable.sum(-1) < min_count).any()):
             raise ValueError(f"an order has fewer than {min_count} unmasked pixels")
         y = torch.where(usable, y, torch.zeros_like(y))
-    thin = max(1, int(thin)) if n_pixels >= 256 * max(1, int(thin)) else 1
+    thin = max(1, int(thin))
+    if n_pixels < 256 * thin:
+        thin = 1
 
     x = _pixel_coordinate(n_pixels, y)
     sigma = _noise_sigma(y, usable, thin)

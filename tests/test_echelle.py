@@ -207,6 +207,12 @@ def test_normalise_ignores_masked_pixels_and_rejects_bad_input():
     mask[5, 1800:1810] = True
     normalised = ech.normalise_orders(gapped, mask=mask)
     np.testing.assert_allclose(normalised[~mask], 1.0, atol=1e-6)
+    # a mask that masks nothing gives exactly the unmasked result (real spectra always
+    # come with a mask)
+    noisy = image + np.random.default_rng(2).normal(0.0, 0.02, image.shape)
+    nothing = np.zeros_like(image, dtype=bool)
+    np.testing.assert_array_equal(ech.normalise_orders(noisy, mask=nothing),
+                                  ech.normalise_orders(noisy))
     with pytest.raises(ValueError, match="NaN"):
         ech.normalise_orders(gapped)
     with pytest.raises(ValueError, match="shape"):
