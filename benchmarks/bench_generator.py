@@ -1,7 +1,9 @@
 """Can the on-the-fly generator keep up with training? Spectra per second of both, on CPU.
 
 Measures :class:`paper_lib.dataset.SpectrumGenerator` on the CPU (batch 32 by default: labels →
-grid interpolation → broadening → échelle pixels → slant → noise → normalisation) and the
+grid interpolation → broadening → échelle pixels → slant → noise → normalisation), compiled
+where the profile's training generator is (``compile_generator``; the first batch, which
+compiles, is timed on its own and left out of the rate), and the
 training loop's consumption (``paper_lib.training.train_step`` of
 ``build_model('resnet', covariance='diagonal', **profile.resnet)``, Adam) on the device the
 training loop picks (the CPU here; a GPU where there is one), with the same torch thread count. The last line is ``ratio: <generator rate / training rate>``;
@@ -10,7 +12,7 @@ background thread while it trains (on a GPU, or with a core to spare). Where tor
 every core the loop generates and trains in series; the ``in series`` line gives that rate.
 
     python benchmarks/bench_generator.py [--profile cpu] [--quick] [--threads N] [--grid FILE]
-                                         [--stages]
+                                         [--stages] [--no-compile]
 
 Without ``--grid`` the profile's grid is used if it has been built, else the shared 5030–5370 Å
 reference grid padded with continuum to reach the orders (same cost per spectrum).
@@ -31,7 +33,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from paper_lib import paths  # noqa: E402
-from paper_lib.dataset import SpectrumGenerator  # noqa: E402
+from paper_lib.dataset import COMPILED_OBSERVE, COMPILED_RENDER, SpectrumGenerator  # noqa: E402
 from paper_lib.grid import Grid, load_grid  # noqa: E402
 from paper_lib.models import build_model  # noqa: E402
 from paper_lib.profiles import get_profile  # noqa: E402
@@ -49,6 +51,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--grid", type=Path, default=None, help="grid FITS file to use")
     parser.add_argument("--stages", action="store_true",
                         help="also print where a batch goes (cProfile of 20 batches)")
+    parser.add_argument("--no-compile", action="store_true",
+                        help="run the generator eagerly even where the profile compiles it")
     return parser.parse_args(argv)
 
 
@@ -82,6 +86,11 @@ def open_grid(profile, path: Path | None) -> tuple[Grid, bool, str]:
 def timed(function, repeats: int) -> float:
     """Median wall time [s] of ``repeats`` calls after one warm-up call."""
     function()
+    return timed_repeats(function, repeats)
+
+
+def timed_repeats(function, repeats: int) -> float:
+    """Median wall time [s] of ``repeats`` calls."""
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -97,12 +106,17 @@ def main(argv=None) -> float:
     repeats = 3 if args.quick else 10
     grid, pad, grid_name = open_grid(profile, args.grid)
 
+    compile_ = profile.compile_generator and not args.no_compile
     generator = SpectrumGenerator(
         grid, snr=profile.snr_train, box=profile.label_box or None, slant_max=profile.slant_max,
-        seed=profile.seed, pad_with_continuum=pad,
+        seed=profile.seed, pad_with_continuum=pad, compile=compile_,
     )
     rng = np.random.default_rng(profile.seed)
-    generator_s = timed(lambda: generator.sample(args.batch, rng), repeats)
+    start = time.perf_counter()
+    generator.sample(args.batch, rng)  # node transforms, and the compilation if any
+    first_s = time.perf_counter() - start
+    generator.sample(args.batch, rng)
+    generator_s = timed_repeats(lambda: generator.sample(args.batch, rng), repeats)
     if args.stages:
         print_stages(generator, args.batch, rng)
 
@@ -118,7 +132,10 @@ def main(argv=None) -> float:
     generator_rate, training_rate = args.batch / generator_s, args.batch / train_s
     print(f"profile: {profile.name}; grid: {grid_name}; batch: {args.batch}; "
           f"torch threads: {torch.get_num_threads()}; repeats: {repeats}")
-    print(f"generator: {generator_rate:8.1f} spectra/s  ({generator_s * 1e3:.0f} ms per batch)")
+    failed = compile_ and (COMPILED_OBSERVE.failed or COMPILED_RENDER.failed)
+    mode = ("torch.compile failed, eager" if failed else "compiled" if compile_ else "eager")
+    print(f"generator: {generator_rate:8.1f} spectra/s  ({generator_s * 1e3:.0f} ms per batch, "
+          f"{mode}; first batch {first_s:.1f} s)")
     print(f"training:  {training_rate:8.1f} spectra/s  ({train_s * 1e3:.0f} ms per step on "
           f"{runtime.device}, ResNet {profile.resnet})")
     serial_rate = 1.0 / (1.0 / generator_rate + 1.0 / training_rate)

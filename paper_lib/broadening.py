@@ -160,12 +160,12 @@ def apply_interpolation(flux, index: np.ndarray, weight: np.ndarray):
     if isinstance(flux, torch.Tensor):
         index_t = torch.as_tensor(index, device=flux.device)
         weight_t = torch.as_tensor(weight, dtype=flux.dtype, device=flux.device)
-        return _weighted_taps(flux, index_t.T.contiguous(), weight_t.T.contiguous())
+        return weighted_taps(flux, index_t.T.contiguous(), weight_t.T.contiguous())
     flux = np.asarray(flux)
     return (flux[..., index] * weight.astype(np.result_type(flux.dtype, np.float32))).sum(-1)
 
 
-def _weighted_taps(flux: torch.Tensor, index: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+def weighted_taps(flux: torch.Tensor, index: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """Σ_k weight[k] · flux[..., index[k]] with ``index``, ``weight`` of shape (k, n_out).
 
     One contiguous gather per tap (``index_select``) and an in-place multiply-add: several
@@ -228,7 +228,7 @@ class Resampler:
             )
         if isinstance(flux, torch.Tensor):
             index, weight = self._torch_weights(flux.dtype, flux.device)
-            out = _weighted_taps(flux, index, weight)
+            out = weighted_taps(flux, index, weight)
         else:
             out = apply_interpolation(flux, self.index, self.weight)
         return out.reshape(*flux.shape[:-1], *self.out_shape)
@@ -380,7 +380,7 @@ _TABLE_STEP = 1.0 / 256.0  # step in k of the tabulated Ĝ used by broaden (erro
 _TABLE_CACHE: dict = {}
 
 
-def _gray_transfer_table(epsilon: float, k_max: float) -> torch.Tensor:
+def gray_transfer_table(epsilon: float, k_max: float) -> torch.Tensor:
     """Ĝ tabulated on k = 0, Δk, 2Δk, … ≥ k_max (cached per ε; grown when needed)."""
     table = _TABLE_CACHE.get(epsilon)
     if table is None or (table.numel() - 2) * _TABLE_STEP < k_max:
@@ -399,9 +399,18 @@ def _rotation_transfer_tabulated(frequency: torch.Tensor, vsini: torch.Tensor,
     Computed in ``dtype`` (float32 is accurate to ~1e-6 here and twice as fast).
     """
     k_max = 2.0 * math.pi * float(vsini.max()) * float(frequency.max()) if vsini.numel() else 0.0
-    table = _gray_transfer_table(epsilon, k_max).to(dtype)
-    scale = 2.0 * math.pi / _TABLE_STEP
-    position = (vsini.to(dtype)[:, None] * scale) * frequency.to(dtype)[None, :]
+    table = gray_transfer_table(epsilon, k_max).to(dtype)
+    return rotation_transfer_lookup(table, frequency.to(dtype), vsini.to(dtype))
+
+
+def rotation_transfer_lookup(table: torch.Tensor, frequency: torch.Tensor,
+                             vsini: torch.Tensor) -> torch.Tensor:
+    """Ĝ (B, m) for ``frequency`` (m,) [cycles per km/s] and ``vsini`` (B,) [km/s], linearly
+    interpolated in ``table`` (Ĝ at k = 0, Δk, 2Δk, …, from :func:`gray_transfer_table`, long
+    enough for 2π·max(v sin i)·max(f)). Computed in the inputs' dtype; no checks and no branch
+    on the data, so ``torch.compile`` can fuse it into the multiplication that follows.
+    """
+    position = (vsini[:, None] * (2.0 * math.pi / _TABLE_STEP)) * frequency[None, :]
     index = position.floor().long()
     fraction = position - index
     return torch.lerp(table[index], table[index + 1], fraction)

@@ -10,7 +10,8 @@ Pipeline of :meth:`SpectrumGenerator.sample` (one batch):
 5. cubic resampling onto the 8 × 4096 HARPS-N pixels (:mod:`paper_lib.echelle`);
 6. a random linear slant per order, slope uniform in ±``slant_max`` (relative change from the
    order centre to its end, :func:`paper_lib.echelle.slant_ramp`);
-7. Gaussian noise at the requested SNR (definition below), fresh for every call;
+7. Gaussian noise at the requested SNR (definition below), fresh for every call (Box–Muller
+   on random bits of the numpy generator, :func:`standard_normal`);
 8. :func:`paper_lib.echelle.normalise_orders` – the same continuum normalisation applied to real
    spectra.
 
@@ -19,7 +20,9 @@ Fourier space: every node is resampled, edge-padded, transformed and multiplied 
 instrument profile once (:meth:`SpectrumGenerator.node_transforms`); a batch then costs one
 sparse mix of node transforms, one multiplication by each star's rotation transfer function and
 one inverse FFT. :meth:`SpectrumGenerator.render` does steps 3–5 literally for any 1D spectra
-(``broaden`` etc.); the two agree to float32 rounding (tested).
+(``broaden`` etc.); the two agree to float32 rounding (tested). With ``compile=True`` the
+rotation and steps 6–8 run through ``torch.compile``, which fuses them into a few C++ loops
+(:class:`CompiledStep`; the training generators of the ``cpu`` and ``paper`` profiles).
 
 **SNR definition** (used everywhere in the project): per échelle pixel, at the continuum. A pixel
 of an order with continuum level c(x) (the slant ramp, 1 ± slant_max) receives Gaussian noise of
@@ -48,19 +51,24 @@ import torch
 from . import echelle, paths
 from .fileio import atomic_path
 from .broadening import C_KMS, DEFAULT_EPSILON, DEFAULT_R, Resampler, broaden
-from .broadening import broadening_transfer, fft_layout, instrument_sigma_kms, instrument_transfer
-from .broadening import log_lambda_grid, pad_with_edges
+from .broadening import fft_layout, gray_transfer_table, instrument_sigma_kms, instrument_transfer
+from .broadening import log_lambda_grid, pad_with_edges, rotation_transfer_lookup, weighted_taps
 from .grid import scale_labels
 
 # torch warns once that CSR tensors are "beta"; ours are plain (8 corners per row). Set once at
 # import: ``catch_warnings`` is not thread-safe and the training loop samples in a thread.
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta",
                         category=UserWarning)
+# inductor warns, while compiling _render_pixels, that it leaves the complex FFT step to eager
+# code ("performance may be worse"); measured: the compiled step is 1.7× faster than eager
+warnings.filterwarnings("ignore", message="Torchinductor does not support code generation for "
+                        "complex operators", category=UserWarning)
 
 CHUNK = 64  # spectra rendered at once inside sample() (bounds memory; fixed for determinism)
 FOURIER_CUT = 1e-7  # the fast path drops frequencies where the instrument transfer is below
-TESTSET_FORMAT = 2  # bump when the generator's output for the same arguments changes
+TESTSET_FORMAT = 3  # bump when the generator's output for the same arguments changes
 # 2: interpolation in Fourier space, torch noise, thinned continuum iterations (issue 4)
+# 3: noise by Box–Muller from the numpy generator's bits (standard_normal)
 
 
 @dataclass
@@ -123,13 +131,23 @@ class SpectrumGenerator:
     pad_with_continuum : bool
         If the grid does not cover the orders (e.g. the 5030–5370 Å reference grid used in
         tests), extend it with continuum (flux 1) instead of raising ValueError.
+    compile : bool
+        Run the rotation and the observing steps (slant, noise, normalisation) through
+        ``torch.compile`` (see :class:`CompiledStep`): about 1.7× more spectra per second on 2
+        CPU cores, after a one-off compilation (≈ 20 s, then cached on disk). The images match
+        the eager ones to float32 rounding, except where a pixel sits on a clipping threshold
+        of the continuum fit and the order's continuum moves a little (measured over 256 stars
+        per SNR 5–300: max |Δ| 7e-4, 1.5 % of the noise σ at SNR 20; < 1 % of the pixels move
+        by more than 1e-5). Deterministic for a seed either way. Off by default (test sets are
+        generated eagerly, bit for bit reproducible); the training generators of the ``cpu`` and
+        ``paper`` profiles use it (``Profile.compile_generator``).
     """
 
     def __init__(self, grid, *, snr: float, box: dict | None = None, teff_range=None,
                  slant_max: float = 0.05, vsini_range=(0.0, 30.0), seed: int,
                  velocity_step_kms: float = 0.5, R: float = DEFAULT_R,
                  epsilon: float = DEFAULT_EPSILON, order_wave=None,
-                 pad_with_continuum: bool = False):
+                 pad_with_continuum: bool = False, compile: bool = False):
         self.grid = grid
         self.snr = _check_positive(snr, "snr")
         self.box = dict(box) if box else None
@@ -149,6 +167,9 @@ class SpectrumGenerator:
         self.order_wave = (echelle.order_wavelengths() if order_wave is None
                            else np.asarray(order_wave, dtype=np.float64))
         self.pad_with_continuum = bool(pad_with_continuum)
+        self.compile = bool(compile)
+        self._render = COMPILED_RENDER if self.compile else _render_pixels
+        self._observe = COMPILED_OBSERVE if self.compile else _observe_pixels
         self._setup_wavelengths()
 
     # ------------------------------------------------------------------ set-up
@@ -192,9 +213,15 @@ class SpectrumGenerator:
         if self.R is not None:  # beyond this the instrument leaves < 1e-7 of any signal
             frequency = frequency[instrument_transfer(frequency, self.R) >= FOURIER_CUT]
         self._frequency = frequency
+        self._frequency32 = frequency.to(torch.float32)
+        k_max = 2.0 * math.pi * self.vsini_range[1] * float(frequency.max())
+        self._transfer_table = gray_transfer_table(self.epsilon, k_max).to(torch.float32)
         offsets = np.arange(self._n_fft) - self._fft_pad
         fft_wave = self.log_wave[0] * np.exp(offsets * self.velocity_step_kms / C_KMS)
         self._from_fft = Resampler(fft_wave, self.order_wave)
+        self._taps = self._from_fft._torch_weights(torch.float32, "cpu")  # (k, n_pixels) each
+        if not bool((self._taps[0] - self._taps[0][0] == torch.arange(len(self._taps[0]))[:, None]).all()):
+            raise AssertionError("the FFT grid must reach beyond the pixels by two samples")
 
     def node_transforms(self) -> torch.Tensor:
         """Fourier transforms of all grid nodes on this generator's log-λ layout.
@@ -271,7 +298,8 @@ class SpectrumGenerator:
         directly between their precomputed transforms (:meth:`node_transforms`, which already
         hold the instrument profile), multiplied by the rotation transfer function of each
         v sin i and inverse-transformed once. Raises :class:`~paper_lib.grid.OutsideGridError` for labels outside the grid or
-        in its holes, ValueError for a negative or non-finite v sin i.
+        in its holes, ValueError for a negative or non-finite v sin i or one above
+        ``vsini_range`` (the FFT's padding covers the rotation up to its maximum).
         """
         physical = np.asarray(physical, dtype=np.float64)
         if physical.ndim != 2 or physical.shape[1] != 4:
@@ -279,6 +307,9 @@ class SpectrumGenerator:
         vsini = physical[:, 3]
         if not np.all(np.isfinite(vsini)) or np.any(vsini < 0):
             raise ValueError("v sin i must be finite and non-negative [km/s]")
+        if np.any(vsini > self.vsini_range[1]):
+            raise ValueError(f"v sin i {vsini.max():g} km/s is above this generator's "
+                             f"vsini_range maximum of {self.vsini_range[1]:g} km/s")
         rows, weights = self.grid.corner_weights(physical[:, :3])
         nodes = self.node_transforms()
         n = len(rows)
@@ -286,10 +317,10 @@ class SpectrumGenerator:
             torch.arange(0, 8 * n + 1, 8), torch.from_numpy(rows.ravel()),
             torch.from_numpy(weights.ravel().astype(np.float32)), size=(n, len(nodes)),
             check_invariants=False)  # built right here: 8 column indices per row, all valid
-        spectra = torch.view_as_complex((mixing @ nodes).view(n, -1, 2))
-        spectra = spectra * broadening_transfer(self._frequency, torch.from_numpy(vsini),
-                                                None, self.epsilon, torch.float32)
-        return self._from_fft(torch.fft.irfft(spectra, n=self._n_fft))
+        image = self._render((mixing @ nodes).view(n, -1, 2),
+                             torch.from_numpy(vsini.astype(np.float32)), self._frequency32,
+                             self._transfer_table, *self._taps, self._n_fft)
+        return image.view(n, *self.order_wave.shape)
 
     def observe(self, image: torch.Tensor, rng: np.random.Generator):
         """Slant, add noise at ``snr`` and normalise noise-free images (n, 8, 4096).
@@ -300,14 +331,19 @@ class SpectrumGenerator:
         if not isinstance(image, torch.Tensor) or image.ndim != 3:
             raise ValueError("image must be a torch tensor of shape (n, n_orders, n_pixels)")
         n, n_orders, n_pixels = image.shape
+        if n_pixels % 2:
+            raise ValueError(f"orders need an even number of pixels, got {n_pixels}")
         slopes = rng.uniform(-self.slant_max, self.slant_max, size=(n, n_orders))
-        ramp = echelle.slant_ramp(torch.as_tensor(slopes, dtype=image.dtype), n_pixels)
-        slanted = image * ramp
-        noise_rng = torch.Generator().manual_seed(int(rng.integers(2**63)))
-        noise = torch.randn((n, n_orders, n_pixels), generator=noise_rng, dtype=torch.float32)
-        noisy = torch.addcmul(slanted, noise, ramp, value=1.0 / self.snr)
-        noisy_norm, continuum = echelle.normalise_orders(noisy, return_continuum=True)
-        return noisy_norm, slanted / continuum
+        bits = rng.integers(0, 2**64, size=(n, n_orders, n_pixels // 2), dtype=np.uint64)
+        x = echelle.pixel_coordinate(n_pixels, image)
+        noisy, clean, total, lowest = self._observe(
+            image.to(torch.float32), torch.as_tensor(slopes, dtype=torch.float32),
+            torch.from_numpy(bits.view(np.int32)), x.to(torch.float32), 1.0 / self.snr)
+        if not bool(torch.isfinite(total)) and not bool(torch.isfinite(noisy).all()):
+            raise ValueError("image contains NaN or infinite values at unmasked pixels")
+        if not bool(lowest > 0):
+            raise ValueError("the fitted continuum is not positive everywhere; mask bad pixels")
+        return noisy, clean
 
     def sample(self, n: int, rng: np.random.Generator | None = None) -> Batch:
         """A :class:`Batch` of ``n`` new spectra (own random generator unless ``rng`` given)."""
@@ -316,12 +352,15 @@ class SpectrumGenerator:
         n = int(n)
         rng = self.rng if rng is None else rng
         physical = self.sample_physical_labels(n, rng)
-        noisy = torch.empty((n, *self.order_wave.shape), dtype=torch.float32)
-        clean = torch.empty_like(noisy)
-        for start in range(0, n, CHUNK):
-            stop = min(n, start + CHUNK)
-            image = self.render_labels(physical[start:stop])
-            noisy[start:stop], clean[start:stop] = self.observe(image, rng)
+        if n <= CHUNK:  # a training batch: no copy
+            noisy, clean = self.observe(self.render_labels(physical), rng)
+        else:  # a test set: filled chunk by chunk (bounds the memory)
+            noisy = torch.empty((n, *self.order_wave.shape), dtype=torch.float32)
+            clean = torch.empty_like(noisy)
+            for start in range(0, n, CHUNK):
+                stop = min(n, start + CHUNK)
+                image = self.render_labels(physical[start:stop])
+                noisy[start:stop], clean[start:stop] = self.observe(image, rng)
         labels = torch.as_tensor(scale_labels(physical), dtype=torch.float32)
         return Batch(noisy, clean, labels, torch.as_tensor(physical, dtype=torch.float64))
 
@@ -340,6 +379,94 @@ class SpectrumGenerator:
             "order_wave_sha1": hashlib.sha1(self.order_wave.tobytes()).hexdigest(),
         }
 
+
+def _render_pixels(spectra: torch.Tensor, vsini: torch.Tensor, frequency: torch.Tensor,
+                   table: torch.Tensor, tap_index: torch.Tensor, tap_weight: torch.Tensor,
+                   n_fft: int) -> torch.Tensor:
+    """Rotate, inverse-transform and resample onto the échelle pixels: (n, m, 2) → (n, n_pixels).
+
+    ``spectra``: Fourier transforms (real, imaginary) at ``frequency`` (m,) [cycles per km/s],
+    each multiplied by Gray's rotation transfer function of its star's ``vsini`` (n,) [km/s]
+    (``table``: see :func:`~paper_lib.broadening.rotation_transfer_lookup`), inverse-FFT-ed to
+    ``n_fft`` log-λ samples and resampled by the Keys taps ``tap_index``, ``tap_weight``
+    (k, n_pixels) of :class:`~paper_lib.broadening.Resampler` (consecutive samples).
+    """
+    rotated = spectra * rotation_transfer_lookup(table, frequency, vsini)[..., None]
+    flux = torch.fft.irfft(torch.view_as_complex(rotated), n=n_fft)
+    if torch.compiler.is_compiling():  # one indexed load per pixel, then k contiguous ones
+        windows = flux.unfold(-1, tap_index.shape[0], 1)[..., tap_index[0], :]
+        return (windows * tap_weight.T).sum(-1)
+    return weighted_taps(flux, tap_index, tap_weight)  # eagerly the fastest form
+
+
+def standard_normal(bits: torch.Tensor) -> torch.Tensor:
+    """Standard normal float32 deviates from uniform random 32-bit words (Box–Muller).
+
+    ``bits`` (..., 2m) int32 (any bit pattern, e.g. a numpy uint64 array viewed as int32) →
+    (..., 2m) float32. The low 24 bits of word i < m give u₁ = (2k + 1)/2²⁵ ∈ (0, 1), those of
+    word m + i the angle θ = 2π·k/2²⁴; out[i] = √(−2 ln u₁)·cos θ and out[m + i] =
+    √(−2 ln u₁)·sin θ are independent N(0, 1) (G. E. P. Box & M. E. Muller 1958). The 24-bit u₁
+    bounds |out| by √(50 ln 2) ≈ 5.9: a tail of probability 4e-9 is cut, as with any float32
+    uniform. Pure tensor code, so ``torch.compile`` fuses it with the use of the noise.
+    """
+    k = torch.bitwise_and(bits, 0xFFFFFF).to(torch.float32)
+    half = k.shape[-1] // 2
+    radius = torch.sqrt(-2.0 * torch.log((2.0 * k[..., :half] + 1.0) * 2.0**-25))
+    theta = (2.0 * math.pi / 2.0**24) * k[..., half:]
+    return torch.cat([radius * torch.cos(theta), radius * torch.sin(theta)], dim=-1)
+
+
+def _observe_pixels(image: torch.Tensor, slopes: torch.Tensor, bits: torch.Tensor,
+                    x: torch.Tensor, noise_scale: float):
+    """Slant, noise and continuum normalisation of noise-free images (n, n_orders, n_pixels).
+
+    ``slopes`` (n, n_orders) of the slant; ``bits`` random int32 words like ``image``, turned
+    into standard normal noise by :func:`standard_normal`; ``x`` the pixel coordinate in
+    [−1, 1]; ``noise_scale`` = 1 / SNR. Returns (noisy, clean, Σ noisy, min continuum): both
+    images divided by the continuum fitted to the noisy one, and the two numbers
+    :meth:`SpectrumGenerator.observe` checks (a finite sum, a positive continuum).
+    """
+    ramp = 1.0 + slopes[..., None] * x  # echelle.slant_ramp
+    slanted = image * ramp
+    noisy = torch.addcmul(slanted, standard_normal(bits), ramp, value=noise_scale)
+    a, b = echelle.fit_continuum(x, noisy)
+    continuum = torch.addcmul(a, b, x)
+    return noisy / continuum, slanted / continuum, noisy.sum(), continuum.amin()
+
+
+class CompiledStep:
+    """``function`` run through ``torch.compile`` (inductor: fused C++ loops on the CPU).
+
+    Compiled at the first call (≈ 20 s on 2 cores; inductor's disk cache, by default under
+    ``/tmp/torchinductor_<user>`` or wherever ``TORCHINDUCTOR_CACHE_DIR`` points, lets later
+    processes load it in a few seconds), once more when the batch size or the SNR first changes
+    (then for any size). Where compiling fails (no working C++ compiler, an unsupported
+    platform) it warns once, says why, and runs ``function`` as it is from then on.
+    """
+
+    def __init__(self, function):
+        self.function = function
+        self._compiled = None
+        self.failed: str | None = None
+
+    def __call__(self, *args):
+        if self.failed is not None:
+            return self.function(*args)
+        if self._compiled is None:
+            self._compiled = torch.compile(self.function)
+        try:
+            return self._compiled(*args)
+        except Exception as error:  # noqa: BLE001 - any compiler failure: run eagerly
+            self.failed = f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"
+            warnings.warn(f"torch.compile failed for {self.function.__name__} ({self.failed}); "
+                          "the generator runs uncompiled (≈ 1.7× slower). A C++ compiler "
+                          "(e.g. `apt-get install g++`) is what inductor usually lacks.",
+                          RuntimeWarning, stacklevel=2)
+            return self.function(*args)
+
+
+COMPILED_RENDER = CompiledStep(_render_pixels)
+COMPILED_OBSERVE = CompiledStep(_observe_pixels)
 
 # grid → node transforms, per layout (see SpectrumGenerator.node_transforms); entries vanish
 # with their grid object

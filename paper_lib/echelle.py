@@ -247,7 +247,7 @@ def resample_to_orders(wave, flux, order_wave=None, *, kind: str = "cubic"):
 # slant and continuum ---------------------------------------------------------------------
 
 
-def _pixel_coordinate(n_pixels: int, like) -> "np.ndarray | torch.Tensor":
+def pixel_coordinate(n_pixels: int, like) -> "np.ndarray | torch.Tensor":
     """(x − centre) / half-width ∈ [−1, 1] for pixels 0 … n_pixels − 1."""
     x = np.linspace(-1.0, 1.0, n_pixels)
     if _is_torch(like):
@@ -259,7 +259,7 @@ def slant_ramp(slopes, n_pixels: int = N_PIXELS):
     """Linear ramps 1 + s·(x − centre)/half-width, shape slopes.shape + (n_pixels,)."""
     if not _is_torch(slopes):
         slopes = np.asarray(slopes, dtype=np.float64)
-    return 1.0 + slopes[..., None] * _pixel_coordinate(n_pixels, slopes)
+    return 1.0 + slopes[..., None] * pixel_coordinate(n_pixels, slopes)
 
 
 def apply_slant(image, slopes):
@@ -288,13 +288,20 @@ def _line_fit(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor):
     """Weighted least-squares line a + b·x along the last axis → (a, b, Σw), each (..., 1).
 
     ``x`` is (n,), ``y`` and ``w`` are (..., n); ``w`` is zero at pixels to ignore. Orders
-    whose weighted x values are degenerate get the slope 0. (The sums are matrix–vector
-    products, which torch runs far faster than a product with an (n, 3) basis.)
+    whose weighted x values are degenerate get the slope 0. Eagerly the sums are
+    matrix–vector products (far faster in torch than a product with an (n, 3) basis); under
+    ``torch.compile`` they are plain sums, which inductor fuses into one pass over the pixels.
     """
-    shape, n = w.shape[:-1], w.shape[-1]
-    w2, wy = w.reshape(-1, n), (w * y).reshape(-1, n)
-    s0, s1, s2 = w2.sum(-1), torch.mv(w2, x), torch.mv(w2, x * x)
-    sy, sxy = wy.sum(-1), torch.mv(wy, x)
+    if torch.compiler.is_compiling():
+        wx, wy = w * x, w * y
+        s0, s1, s2 = w.sum(-1), wx.sum(-1), (wx * x).sum(-1)
+        sy, sxy = wy.sum(-1), (wy * x).sum(-1)
+        shape = s0.shape
+    else:
+        shape, n = w.shape[:-1], w.shape[-1]
+        w2, wy = w.reshape(-1, n), (w * y).reshape(-1, n)
+        s0, s1, s2 = w2.sum(-1), torch.mv(w2, x), torch.mv(w2, x * x)
+        sy, sxy = wy.sum(-1), torch.mv(wy, x)
     det = s0 * s2 - s1 * s1
     safe = det.abs() > 1e-12 * s0 * s0
     det = torch.where(safe, det, torch.ones_like(det))
@@ -357,12 +364,10 @@ def _clip_and_refit(x, y, usable, line, sigma, *, clip_low: float, clip_high: fl
     if usable is not None:
         keep &= usable
     new_a, new_b, count = _line_fit(x, y, keep.to(y.dtype))
-    enough = count >= min_count
-    if bool(enough.all()):
-        return new_a, new_b
     if fallback is None:
         weights = torch.ones_like(y) if usable is None else usable.to(y.dtype)
         fallback = _line_fit(x, y, weights)[:2]
+    enough = count >= min_count  # no branch on the data: torch.compile fuses this step
     return torch.where(enough, new_a, fallback[0]), torch.where(enough, new_b, fallback[1])
 
 
@@ -437,11 +442,38 @@ def normalise_orders(image, mask=None, *, n_iter: int = 8, clip_low: float = 2.0
         if bool((usable.sum(-1) < min_count).any()):
             raise ValueError(f"an order has fewer than {min_count} unmasked pixels")
         y = torch.where(usable, y, torch.zeros_like(y))
+    x = pixel_coordinate(n_pixels, y)
+    line = fit_continuum(x, y, usable, n_iter=n_iter, clip_low=clip_low, clip_high=clip_high,
+                         min_fraction=min_fraction, n_chunks=n_chunks,
+                         start_quantile=start_quantile, thin=thin)
+    continuum = torch.addcmul(line[0], line[1], x)
+    if bool((continuum <= 0).any()):
+        raise ValueError("the fitted continuum is not positive everywhere; mask bad pixels")
+    normalised = raw / continuum
+    if was_numpy:
+        out_dtype = image.dtype if image.dtype.kind == "f" else np.float64
+        normalised, continuum = normalised.numpy().astype(out_dtype), continuum.numpy()
+    else:
+        normalised, continuum = normalised.to(image.dtype), continuum.to(image.dtype)
+    return (normalised, continuum) if return_continuum else normalised
+
+
+def fit_continuum(x: torch.Tensor, y: torch.Tensor, usable=None, *, n_iter: int = 8,
+                  clip_low: float = 2.0, clip_high: float = 4.0, min_fraction: float = 0.05,
+                  n_chunks: int = 16, start_quantile: float = 0.9, thin: int = 16):
+    """Continuum lines (a, b), each (..., 1), of orders ``y`` (..., n_pixels): steps 1–3 of
+    :func:`normalise_orders`, whose docstring describes the algorithm and the parameters.
+
+    ``x`` (n_pixels,) is the pixel coordinate in [−1, 1]; ``usable`` (bool, like ``y``) or None
+    marks the pixels to use, and ``y`` must be finite (zero, say) where it is False. No checks
+    and no Python branch on the data, so ``torch.compile`` can fuse it (the training generator
+    does); :func:`normalise_orders` does the checks.
+    """
+    n_pixels = y.shape[-1]
+    min_count = max(int(min_fraction * n_pixels), 3)
     thin = max(1, int(thin))
     if n_pixels < 256 * thin:
         thin = 1
-
-    x = _pixel_coordinate(n_pixels, y)
     sigma = _noise_sigma(y, usable, thin)
     sigma = torch.maximum(sigma, 1e-6 * y.abs().amax(-1, keepdim=True))
     y_thin, x_thin = y[..., ::thin].contiguous(), x[::thin]
@@ -458,17 +490,7 @@ def normalise_orders(image, mask=None, *, n_iter: int = 8, clip_low: float = 2.0
             clip_high=clip_high if iteration >= n_iter // 2 else None,
             min_count=min_count if last else min_thin, fallback=fallback)
         line = fallback = refit
-
-    continuum = torch.addcmul(line[0], line[1], x)
-    if bool((continuum <= 0).any()):
-        raise ValueError("the fitted continuum is not positive everywhere; mask bad pixels")
-    normalised = raw / continuum
-    if was_numpy:
-        out_dtype = image.dtype if image.dtype.kind == "f" else np.float64
-        normalised, continuum = normalised.numpy().astype(out_dtype), continuum.numpy()
-    else:
-        normalised, continuum = normalised.to(image.dtype), continuum.to(image.dtype)
-    return (normalised, continuum) if return_continuum else normalised
+    return line
 
 
 def _usable_pixels(mask, y: torch.Tensor) -> torch.Tensor:

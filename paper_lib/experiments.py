@@ -30,6 +30,7 @@ def training_source(grid, profile, *, limited: bool = False) -> dataset.Spectrum
     """The on-the-fly generator a variant trains on (fresh labels and noise every call)."""
     profile = get_profile(profile)
     return dataset.SpectrumGenerator(grid, slant_max=profile.slant_max, seed=profile.seed,
+                                     compile=profile.compile_generator,
                                      **data_settings(profile, limited=limited))
 
 

@@ -59,6 +59,7 @@ class Profile:
     variants: tuple = ()
     snr_curve: tuple = (5, 10, 20, 50, 100, 200, 300)
     seed: int = 2021
+    compile_generator: bool = True  # torch.compile the training generator (dataset.CompiledStep)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -94,6 +95,7 @@ PROFILES = {
         dae={"width": 4, "depth": 2},
         variants=ALL_VARIANTS,
         snr_curve=(10, 100),
+        compile_generator=False,  # a compilation (~30 s) would outlast the smoke run's training
     ),
     "cpu": Profile(
         name="cpu",

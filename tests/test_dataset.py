@@ -7,11 +7,16 @@ checks below depends on.
 
 from __future__ import annotations
 
+import shutil
+import warnings
+
 import numpy as np
 import pytest
 import torch
+from scipy import stats
 
-from paper_lib.dataset import Batch, SpectrumGenerator, make_test_set
+from paper_lib.dataset import COMPILED_OBSERVE, COMPILED_RENDER, Batch, CompiledStep
+from paper_lib.dataset import SpectrumGenerator, make_test_set, standard_normal
 from paper_lib.grid import OutsideGridError, unscale_labels
 
 
@@ -133,6 +138,8 @@ def test_render_labels_rejects_bad_labels(grid):
         gen.render_labels(np.array([[5777.0, 4.44, 0.0, -1.0]]))
     with pytest.raises(ValueError, match="v sin i"):
         gen.render_labels(np.array([[5777.0, 4.44, 0.0, np.nan]]))
+    with pytest.raises(ValueError, match="vsini_range maximum of 30"):
+        gen.render_labels(np.array([[5777.0, 4.44, 0.0, 31.0]]))  # beyond the FFT's padding
     with pytest.raises(OutsideGridError, match="outside"):
         gen.render_labels(np.array([[12000.0, 4.44, 0.0, 2.0]]))
     with pytest.raises(OutsideGridError, match="hole"):
@@ -168,3 +175,66 @@ def test_make_test_set_is_cached_atomically(grid, tmp_path, monkeypatch):
     torch.testing.assert_close(first.labels_physical, fresh.labels_physical)
     make_test_set(grid, 3, 60.0, 11, **kwargs)
     assert len(list((tmp_path / "testsets").iterdir())) == 2  # a new key for a new SNR
+
+
+def test_standard_normal_from_random_bits():
+    rng = np.random.default_rng(5)
+    bits = rng.integers(0, 2**64, size=(64, 8, 2048), dtype=np.uint64).view(np.int32)
+    z = standard_normal(torch.from_numpy(bits))
+    assert z.shape == (64, 8, 4096) and z.dtype == torch.float32
+    torch.testing.assert_close(standard_normal(torch.from_numpy(bits)), z, rtol=0, atol=0)
+    flat = z.double().flatten().numpy()
+    n = flat.size  # 2 097 152 deviates: bounds below are 5 standard errors
+    assert abs(flat.mean()) < 5 / np.sqrt(n)
+    assert abs(flat.std() - 1.0) < 5 / np.sqrt(2 * n)
+    for k, expected in ((1, 0.682689), (2, 0.954500), (3, 0.997300)):
+        within = np.mean(np.abs(flat) < k)
+        assert abs(within - expected) < 5 * np.sqrt(expected * (1 - expected) / n)
+    assert stats.kstest(flat[::7], "norm").pvalue > 1e-4
+    cos_half, sin_half = z[..., :2048].flatten(), z[..., 2048:].flatten()
+    assert abs(np.corrcoef(cos_half, sin_half)[0, 1]) < 5 / np.sqrt(cos_half.numel())
+    neighbours = np.corrcoef(flat[:-1], flat[1:])[0, 1]
+    assert abs(neighbours) < 5 / np.sqrt(n)
+    assert np.abs(flat).max() <= np.sqrt(50 * np.log(2)) + 1e-5  # the 24-bit u₁ bound
+    # the extreme words stay finite: u₁ = 2⁻²⁵ (all low bits 0) and u₁ ≈ 1 (all 1)
+    edges = standard_normal(torch.tensor([[0, -1, 0, -1]], dtype=torch.int32))
+    assert bool(torch.isfinite(edges).all())
+    assert edges[0, 0].item() == pytest.approx(np.sqrt(50 * np.log(2)), rel=1e-6)
+    assert abs(edges[0, 1].item()) < 1e-3
+
+
+def test_compiled_step_falls_back_to_eager_with_one_warning(monkeypatch):
+    def no_compiler(function, **kwargs):
+        def fails(*args):
+            raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found")
+        return fails
+
+    monkeypatch.setattr(torch, "compile", no_compiler)
+
+    def add_one(tensor):
+        return tensor + 1
+
+    step = CompiledStep(add_one)
+    with pytest.warns(RuntimeWarning, match="C\\+\\+ compiler"):
+        assert step(torch.ones(2)).tolist() == [2.0, 2.0]
+    assert "InvalidCxxCompiler" in step.failed
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no second warning, still the right answer
+        assert step(torch.zeros(1)).tolist() == [1.0]
+
+
+@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
+                    reason="torch.compile (inductor) needs a C++ compiler")
+def test_compiled_generator_matches_the_eager_one(grid):
+    """compile=True: the same labels, images equal but for rare continuum-threshold pixels."""
+    eager = generator(grid, seed=4, snr=20.0).sample(4)
+    compiled = generator(grid, seed=4, snr=20.0, compile=True).sample(4)
+    assert COMPILED_RENDER.failed is None and COMPILED_OBSERVE.failed is None
+    torch.testing.assert_close(compiled.labels_physical, eager.labels_physical, rtol=0, atol=0)
+    for name in ("noisy", "clean"):
+        difference = (getattr(compiled, name) - getattr(eager, name)).abs()
+        assert difference.max().item() < 2e-3  # the noise σ is 5e-2
+        assert difference.mean().item() < 1e-5
+    again = generator(grid, seed=4, snr=20.0, compile=True).sample(4)
+    for name in ("noisy", "clean"):  # deterministic for a seed
+        torch.testing.assert_close(getattr(again, name), getattr(compiled, name), rtol=0, atol=0)

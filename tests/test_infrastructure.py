@@ -104,7 +104,7 @@ def test_pairing_check_detects_drift(tmp_path):
 
 # conda names that differ from PyPI names, and conda-only build tools
 CONDA_TO_PYPI = {"pytorch": "torch", "pyastronomy": "pyastronomy"}
-CONDA_ONLY = {"python", "gfortran", "tcsh", "pip"}
+CONDA_ONLY = {"python", "gfortran", "tcsh", "pip", "cxx-compiler"}  # toolchains
 
 
 def _pypi_names(requirements):
