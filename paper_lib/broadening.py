@@ -209,7 +209,9 @@ class Resampler:
         self.index, self.weight = interpolation_weights(x_in, x_out, kind=kind)
         self._torch_cache: dict = {}
 
-    def _torch_weights(self, dtype, device):
+    def torch_taps(self, dtype=torch.float32, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        """(index, weight) as torch tensors of shape (k, n_out), one contiguous row per tap
+        (cached per dtype and device): ``out = Σ_k weight[k] · flux[..., index[k]]``."""
         key = (dtype, str(device))
         if key not in self._torch_cache:
             self._torch_cache[key] = (  # taps first: (k, n_out), contiguous per tap
@@ -227,7 +229,7 @@ class Resampler:
                 f"{tuple(flux.shape)}"
             )
         if isinstance(flux, torch.Tensor):
-            index, weight = self._torch_weights(flux.dtype, flux.device)
+            index, weight = self.torch_taps(flux.dtype, flux.device)
             out = weighted_taps(flux, index, weight)
         else:
             out = apply_interpolation(flux, self.index, self.weight)

@@ -21,8 +21,9 @@ instrument profile once (:meth:`SpectrumGenerator.node_transforms`); a batch the
 sparse mix of node transforms, one multiplication by each star's rotation transfer function and
 one inverse FFT. :meth:`SpectrumGenerator.render` does steps 3–5 literally for any 1D spectra
 (``broaden`` etc.); the two agree to float32 rounding (tested). With ``compile=True`` the
-rotation and steps 6–8 run through ``torch.compile``, which fuses them into a few C++ loops
-(:class:`CompiledStep`; the training generators of the ``cpu`` and ``paper`` profiles).
+rotation, inverse FFT and échelle taps, and steps 6–8, run through ``torch.compile``, which
+fuses them into a few C++ loops (:class:`CompiledStep`; the training generators of the ``cpu``
+and ``paper`` profiles).
 
 **SNR definition** (used everywhere in the project): per échelle pixel, at the continuum. A pixel
 of an order with continuum level c(x) (the slant ramp, 1 ± slant_max) receives Gaussian noise of
@@ -219,9 +220,10 @@ class SpectrumGenerator:
         offsets = np.arange(self._n_fft) - self._fft_pad
         fft_wave = self.log_wave[0] * np.exp(offsets * self.velocity_step_kms / C_KMS)
         self._from_fft = Resampler(fft_wave, self.order_wave)
-        self._taps = self._from_fft._torch_weights(torch.float32, "cpu")  # (k, n_pixels) each
-        if not bool((self._taps[0] - self._taps[0][0] == torch.arange(len(self._taps[0]))[:, None]).all()):
-            raise AssertionError("the FFT grid must reach beyond the pixels by two samples")
+        self._taps = self._from_fft.torch_taps()  # index, weight: (k, n_pixels) each
+        index = self._taps[0]
+        if not bool((index == index[0] + torch.arange(len(index))[:, None]).all()):
+            raise AssertionError("the taps must be consecutive samples (the FFT grid is padded)")
 
     def node_transforms(self) -> torch.Tensor:
         """Fourier transforms of all grid nodes on this generator's log-λ layout.

@@ -14,7 +14,7 @@ Functions here work on numpy arrays and on torch batches alike:
 * :func:`resample_to_orders` – a 1D spectrum (or a batch) → (…, 8, 4096) image;
 * :func:`apply_slant` – multiply each order by a linear ramp;
 * :func:`normalise_orders` – the single continuum normalisation used for synthetic *and* real
-  spectra;
+  spectra (its fit, :func:`fit_continuum`, is also what the compiled generator calls);
 * :func:`image_to_1d` – back to one 1D spectrum for figures;
 * :func:`load_blaze` – the real HARPS-N blaze of the 8 orders (optional).
 """

@@ -99,7 +99,7 @@ PROFILES = {
     ),
     "cpu": Profile(
         name="cpu",
-        description="a real run on the full grid: ~10 min of training, ~22 min for all notebooks "
+        description="a real run on the full grid: ~10 min of training, ~20 min for all notebooks "
                     "on 2 CPU cores (after the grid is built once, ~90 min)",
         grid_nodes="full",
         label_box={},
