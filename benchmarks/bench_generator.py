@@ -56,6 +56,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+PIPELINE_FILES = ("dataset.py", "grid.py", "echelle.py", "broadening.py")
+
+
 def print_stages(generator, batch: int, rng, n_batches: int = 20) -> None:
     """cProfile of ``n_batches`` calls of ``generator.sample``, in ms per batch: the pipeline's
     own functions with everything they call (compiled steps included), then the costliest
@@ -81,9 +84,6 @@ def print_stages(generator, batch: int, rng, n_batches: int = 20) -> None:
         print(f"  {1e3 * tottime / n_batches:7.2f} ms  {name} ({file})")
 
 
-PIPELINE_FILES = ("dataset.py", "grid.py", "echelle.py", "broadening.py")
-
-
 def open_grid(profile, path: Path | None) -> tuple[Grid, bool, str]:
     """(grid, pad_with_continuum, description) for the benchmark."""
     if path is not None:
@@ -98,11 +98,6 @@ def open_grid(profile, path: Path | None) -> tuple[Grid, bool, str]:
 def timed(function, repeats: int) -> float:
     """Median wall time [s] of ``repeats`` calls after one warm-up call."""
     function()
-    return timed_repeats(function, repeats)
-
-
-def timed_repeats(function, repeats: int) -> float:
-    """Median wall time [s] of ``repeats`` calls."""
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -127,8 +122,7 @@ def main(argv=None) -> float:
     start = time.perf_counter()
     generator.sample(args.batch, rng)  # node transforms, and the compilation if any
     first_s = time.perf_counter() - start
-    generator.sample(args.batch, rng)
-    generator_s = timed_repeats(lambda: generator.sample(args.batch, rng), repeats)
+    generator_s = timed(lambda: generator.sample(args.batch, rng), repeats)
     if args.stages:
         print_stages(generator, args.batch, rng)
 

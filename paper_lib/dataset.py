@@ -133,9 +133,10 @@ class SpectrumGenerator:
         If the grid does not cover the orders (e.g. the 5030–5370 Å reference grid used in
         tests), extend it with continuum (flux 1) instead of raising ValueError.
     compile : bool
-        Run the rotation and the observing steps (slant, noise, normalisation) through
-        ``torch.compile`` (see :class:`CompiledStep`): about 1.7× more spectra per second on 2
-        CPU cores, after a one-off compilation (≈ 20 s, then cached on disk). The images match
+        Run the rotation, inverse FFT and échelle taps, and the observing steps (slant, noise,
+        normalisation), through ``torch.compile`` (see :class:`CompiledStep`): 1.5–1.7× more
+        spectra per second on 2 CPU cores, after a one-off compilation (≈ 25 s, then cached on
+        disk). The images match
         the eager ones to float32 rounding, except where a pixel sits on a clipping threshold
         of the continuum fit and the order's continuum moves a little (measured over 256 stars
         per SNR 5–300: max |Δ| 7e-4, 1.5 % of the noise σ at SNR 20; < 1 % of the pixels move
@@ -439,10 +440,10 @@ def _observe_pixels(image: torch.Tensor, slopes: torch.Tensor, bits: torch.Tenso
 class CompiledStep:
     """``function`` run through ``torch.compile`` (inductor: fused C++ loops on the CPU).
 
-    Compiled at the first call (≈ 20 s on 2 cores; inductor's disk cache, by default under
+    Compiled at the first call (≈ 25 s on 2 cores; inductor's disk cache, by default under
     ``/tmp/torchinductor_<user>`` or wherever ``TORCHINDUCTOR_CACHE_DIR`` points, lets later
-    processes load it in a few seconds), once more when the batch size or the SNR first changes
-    (then for any size). Where compiling fails (no working C++ compiler, an unsupported
+    processes load it in a few seconds), and again for a new SNR or when the batch size first
+    changes (after that, for any batch size). Where compiling fails (no working C++ compiler, an unsupported
     platform) it warns once, says why, and runs ``function`` as it is from then on.
     """
 
@@ -461,7 +462,7 @@ class CompiledStep:
         except Exception as error:  # noqa: BLE001 - any compiler failure: run eagerly
             self.failed = f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"
             warnings.warn(f"torch.compile failed for {self.function.__name__} ({self.failed}); "
-                          "the generator runs uncompiled (≈ 1.7× slower). A C++ compiler "
+                          "the generator runs uncompiled (1.5–1.7× slower). A C++ compiler "
                           "(e.g. `apt-get install g++`) is what inductor usually lacks.",
                           RuntimeWarning, stacklevel=2)
             return self.function(*args)

@@ -436,7 +436,7 @@ def normalise_orders(image, mask=None, *, n_iter: int = 8, clip_low: float = 2.0
     if not finite:
         raise ValueError("image contains NaN or infinite values at unmasked pixels")
     n_pixels = y.shape[-1]
-    min_count = max(int(min_fraction * n_pixels), 3)
+    min_count = _min_pixels(min_fraction, n_pixels)
     raw = y
     if usable is not None:
         if bool((usable.sum(-1) < min_count).any()):
@@ -470,7 +470,7 @@ def fit_continuum(x: torch.Tensor, y: torch.Tensor, usable=None, *, n_iter: int 
     does); :func:`normalise_orders` does the checks.
     """
     n_pixels = y.shape[-1]
-    min_count = max(int(min_fraction * n_pixels), 3)
+    min_count = _min_pixels(min_fraction, n_pixels)
     thin = max(1, int(thin))
     if n_pixels < 256 * thin:
         thin = 1
@@ -480,7 +480,7 @@ def fit_continuum(x: torch.Tensor, y: torch.Tensor, usable=None, *, n_iter: int 
     usable_thin = None if usable is None else usable[..., ::thin].contiguous()
     line = _envelope_start(x_thin, y_thin, usable_thin, n_chunks=n_chunks,
                            quantile=start_quantile)
-    min_thin = max(int(min_fraction * y_thin.shape[-1]), 3)
+    min_thin = _min_pixels(min_fraction, y_thin.shape[-1])
     fallback = None  # the first clip falls back on all usable pixels, later ones on the last fit
     for iteration in range(n_iter):
         last = iteration == n_iter - 1
@@ -491,6 +491,11 @@ def fit_continuum(x: torch.Tensor, y: torch.Tensor, usable=None, *, n_iter: int 
             min_count=min_count if last else min_thin, fallback=fallback)
         line = fallback = refit
     return line
+
+
+def _min_pixels(min_fraction: float, n_pixels: int) -> int:
+    """The fewest pixels an order's fit may rest on: ``min_fraction`` of them, at least 3."""
+    return max(int(min_fraction * n_pixels), 3)
 
 
 def _usable_pixels(mask, y: torch.Tensor) -> torch.Tensor:
