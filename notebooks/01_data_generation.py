@@ -136,8 +136,8 @@ plotting.plot_image_rows(order_wave, rotating, ["v sin i 0", "v sin i 10", "v si
 # between the 8 surrounding nodes; v sin i uniform in 0–30 km/s) and fresh noise is added at
 # every step. The test sets are fixed and seeded (5667 spectra in the paper) and cached once.
 # The measured SNR on the continuum checks the noise model. The `cpu` and `paper` profiles run
-# the training generator through `torch.compile` (fused C++ loops: ≈ 1.7× more spectra per
-# second, after a one-off compilation of ≈ 20 s; `compile_generator` in `paper_lib/profiles.py`);
+# the training generator through `torch.compile` (fused C++ loops: 1.5–1.7× more spectra per
+# second, after a one-off compilation of ≈ 25 s; `compile_generator` in `paper_lib/profiles.py`);
 # test sets are always generated without it, so they are reproducible bit for bit.
 
 # %%

@@ -95,7 +95,7 @@ PROFILES = {
         dae={"width": 4, "depth": 2},
         variants=ALL_VARIANTS,
         snr_curve=(10, 100),
-        compile_generator=False,  # a compilation (~30 s) would outlast the smoke run's training
+        compile_generator=False,  # a compilation (~25 s) would outlast the smoke run's training
     ),
     "cpu": Profile(
         name="cpu",
