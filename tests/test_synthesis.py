@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from paper_lib import synthesis
+from paper_lib import linelists, synthesis
 from paper_lib.grid import Grid
 
 
@@ -118,7 +118,7 @@ def test_corrupt_node_file_is_rebuilt(uninterrupted, tmp_path):
 
 
 def test_linelist_trimming_keeps_margin(private_cache):
-    path = synthesis.trimmed_linelist((5020.0, 5400.0))
+    path = linelists.trimmed_gaia_eso((5020.0, 5400.0))
     waves = [float(line.split()[0]) for line in path.read_text().splitlines()
              if not line.startswith("'")]
     assert min(waves) >= 5010.0 and max(waves) <= 5410.0
