@@ -1,10 +1,10 @@
 """Can the on-the-fly generator keep up with training? Spectra per second of both, on CPU.
 
-Measures :class:`paper_lib.dataset.SpectrumGenerator` on the CPU (batch 32 by default: labels →
+Measures :class:`paper_lib.echelle.generator.SpectrumGenerator` on the CPU (batch 32 by default: labels →
 grid interpolation → broadening → échelle pixels → slant → noise → normalisation), compiled
 where the profile's training generator is (``compile_generator``; the first batch, which
 compiles, is timed on its own and left out of the rate), and the
-training loop's consumption (``paper_lib.training.train_step`` of
+training loop's consumption (``paper_lib.training.loop.train_step`` of
 ``build_model('resnet', covariance='diagonal', **profile.resnet)``, Adam) on the device the
 training loop picks (the CPU here; a GPU where there is one), with the same torch thread count. The last line is ``ratio: <generator rate / training rate>``;
 above 1 the generator is not the bottleneck where the training loop can draw the next batch in a
@@ -33,12 +33,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from paper_lib import paths  # noqa: E402
-from paper_lib.dataset import COMPILED_OBSERVE, COMPILED_RENDER, SpectrumGenerator  # noqa: E402
-from paper_lib.grid import Grid, load_grid  # noqa: E402
+from paper_lib.echelle.generator import SpectrumGenerator  # noqa: E402
+from paper_lib.echelle.steps import COMPILED_OBSERVE, COMPILED_RENDER  # noqa: E402
 from paper_lib.models import build_model  # noqa: E402
 from paper_lib.profiles import get_profile  # noqa: E402
-from paper_lib.training import TrainConfig, make_optimizer, make_scheduler, setup_runtime  # noqa: E402
-from paper_lib.training import train_step  # noqa: E402
+from paper_lib.synthetic.grid import Grid, load_grid  # noqa: E402
+from paper_lib.training.loop import TrainConfig, make_optimizer, make_scheduler, train_step  # noqa: E402
+from paper_lib.training.runtime import setup_runtime  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -56,7 +57,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-PIPELINE_FILES = ("dataset.py", "grid.py", "echelle.py", "broadening.py")
+PIPELINE_FILES = ("generator.py", "steps.py", "grid.py", "layout.py", "continuum.py", "broadening.py",
+                  "resample.py")
 
 
 def print_stages(generator, batch: int, rng, n_batches: int = 20) -> None:

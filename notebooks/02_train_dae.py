@@ -25,40 +25,32 @@
 # `paper_lib/profiles.py`).
 
 # %% tags=["parameters"]
-profile = "smoke"  # smoke | cpu | paper
-seed = 2021
+profile = "smoke"  # smoke | cpu | paper (its seed drives every random draw)
 figures_dir = None  # default: figures/<profile>/
 models_dir = None  # default: models/<profile>/
 
 # %%
-import time
-
-started = time.time()
-from pathlib import Path
-
 import numpy as np
 import torch
 
-from paper_lib import echelle, experiments, paths, plotting, training
-from paper_lib.grid import load_grid
-from paper_lib.profiles import get_profile
-from paper_lib.provenance import write_results
+from paper_lib import experiments, paths, plotting
+from paper_lib.echelle.layout import order_wavelengths
+from paper_lib.notebook import start
+from paper_lib.synthetic.grid import load_grid
 
-P = get_profile(profile)
-figures = Path(figures_dir) if figures_dir else paths.figures / P.name
-models = Path(models_dir) if models_dir else paths.models / P.name
+nb = start("02_train_dae", profile, figures_dir=figures_dir, models_dir=models_dir)
+P, figures = nb.profile, nb.figures
 grid = load_grid(P)
 
 # %% [markdown]
 # ## Training
 # Checkpoints are written every epoch; rerunning the notebook resumes where it stopped (or
-# just loads the finished model).
+# just loads the finished model). Notebooks 03 and 04 train the regressors the same way.
 
 # %%
-source = experiments.training_source(grid, P)
-val_batch = experiments.validation_batch(grid, P)
-result = training.train_variant("dae", P, source, val_batch, models, lr=P.dae_lr)
+result = experiments.train_variants(["dae"], P, grid, nb.models)["dae"]
 dae = result.model
+val_batch = experiments.validation_batch(grid, P)
 
 # %%
 plotting.plot_loss_curves({"DAE": experiments.history_dict(result.history)},
@@ -76,15 +68,15 @@ noisy, clean = val_batch.noisy.numpy(), val_batch.clean.numpy()
 rms_noisy = float(np.sqrt(np.mean((noisy - clean) ** 2)))
 rms_denoised = float(np.sqrt(np.mean((denoised - clean) ** 2)))
 plotting.plot_image_rows(
-    echelle.order_wavelengths(), [noisy[0], denoised[0], clean[0]],
+    order_wavelengths(), [noisy[0], denoised[0], clean[0]],
     ["noisy input", "DAE output", "clean target"], window=(5165.0, 5187.0),
     path=figures / "dae_example.png");
 print(f"RMS deviation from the clean image: noisy {rms_noisy:.4f}, denoised {rms_denoised:.4f}")
 
 # %%
-write_results(P.name, "02_train_dae", {
+nb.write_results({
     "checkpoint": str(result.checkpoint.relative_to(paths.root)),
     "epochs": len(result.history), "final_val_loss": result.history[-1]["val_loss"],
     "rms_noisy": rms_noisy, "rms_denoised": rms_denoised,
     "train_wall_time_s": float(sum(h["train_seconds"] for h in result.history)),
-}, seed=seed, started=started)
+})

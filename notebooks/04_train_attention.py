@@ -22,39 +22,33 @@
 # shows the attention maps.
 
 # %% tags=["parameters"]
-profile = "smoke"  # smoke | cpu | paper
-seed = 2021
-network = "attention"
+profile = "smoke"  # smoke | cpu | paper (its seed drives every random draw)
 figures_dir = None  # default: figures/<profile>/
 models_dir = None  # default: models/<profile>/
 
 # %%
-import time
+from paper_lib import experiments, plotting
+from paper_lib.notebook import start
+from paper_lib.synthetic.grid import load_grid
 
-started = time.time()
-from pathlib import Path
-
-from paper_lib import experiments, paths, plotting
-from paper_lib.grid import load_grid
-from paper_lib.profiles import get_profile
-from paper_lib.provenance import write_results
-
-P = get_profile(profile)
-figures = Path(figures_dir) if figures_dir else paths.figures / P.name
-models = Path(models_dir) if models_dir else paths.models / P.name
+nb = start("04_train_attention", profile, figures_dir=figures_dir, models_dir=models_dir)
+P = nb.profile
 grid = load_grid(P)
-variants = experiments.variants_for(P, network)
+variants = experiments.variants_for(P, "attention")
 # NBVAL_CHECK_OUTPUT
 print(variants)
 
+# %% [markdown]
+# Training resumes from the checkpoints in `models/<profile>/` (or just loads finished ones).
+
 # %%
-results = experiments.train_variants(variants, P, grid, models)
+results = experiments.train_variants(variants, P, grid, nb.models)
 
 # %%
 plotting.plot_loss_curves({v: experiments.history_dict(r.history) for v, r in results.items()},
-                          path=figures / f"loss_{network}.png", title=f"{network}: training NLL");
+                          path=nb.figures / "loss_attention.png", title="attention: training NLL");
 
 # %%
 summary = experiments.summarise(results)
-write_results(P.name, f"04_train_{network}", summary, seed=seed, started=started)
+nb.write_results(summary)
 summary

@@ -29,28 +29,21 @@
 # (rebuilt from public inputs), our profile sizes and our hardware differ from the authors'.
 
 # %% tags=["parameters"]
-profile = "smoke"  # smoke | cpu | paper
-seed = 2021
+profile = "smoke"  # smoke | cpu | paper (its seed drives every random draw)
 figures_dir = None  # default: figures/<profile>/
 models_dir = None  # default: models/<profile>/
 n_snr_curve = 500  # spectra per SNR for the MAE-vs-SNR curve (capped at the test-set size)
 
 # %%
-import time
+from paper_lib import experiments
+from paper_lib.evaluation import figures as fig
+from paper_lib.evaluation import tables as tab
+from paper_lib.labels import LABEL_NAMES
+from paper_lib.notebook import start
+from paper_lib.synthetic.grid import load_grid
 
-started = time.time()
-from pathlib import Path
-
-from paper_lib import evaluation as ev
-from paper_lib import experiments, paths
-from paper_lib.grid import load_grid
-from paper_lib.profiles import get_profile
-from paper_lib.provenance import write_results
-
-P = get_profile(profile)
-figures = Path(figures_dir) if figures_dir else paths.figures / P.name
-models = Path(models_dir) if models_dir else paths.models / P.name
-tables = paths.results / P.name
+nb = start("05_results_tables", profile, figures_dir=figures_dir, models_dir=models_dir)
+P, figures, models, tables = nb.profile, nb.figures, nb.models, nb.tables
 grid = load_grid(P)
 
 # %% [markdown]
@@ -66,7 +59,7 @@ print({name: tuple(e["test"]["mean"].shape) for name, e in evaluated.items()})
 
 # %%
 mae_rows = {name: {**e["mae"], "snr": e["snr"]} for name, e in evaluated.items()}
-table2 = ev.table2(mae_rows, paper=ev.PAPER_TABLE2)
+table2 = tab.table2(mae_rows, paper=tab.PAPER_TABLE2)
 table2.write(tables / "table2")
 print(table2.markdown)
 
@@ -76,7 +69,7 @@ print(table2.markdown)
 
 # %%
 coverage_rows = {name: e["coverage"] for name, e in evaluated.items()}
-table3 = ev.table3(coverage_rows, paper=ev.PAPER_TABLE3)
+table3 = tab.table3(coverage_rows, paper=tab.PAPER_TABLE3)
 table3.write(tables / "table3")
 print(table3.markdown)
 
@@ -88,16 +81,16 @@ print(table3.markdown)
 
 # %%
 recalibrated = {name: e["recalibration"] for name, e in evaluated.items()}
-table3_after = ev.table3({name: r["scaled"] for name, r in recalibrated.items()})
+table3_after = tab.table3({name: r["scaled"] for name, r in recalibrated.items()})
 table3_after.write(tables / "table3_recalibrated")
 print(table3_after.markdown)
 
 # %%
 showcase = experiments.showcase_variant(evaluated)
 e = evaluated[showcase]
-ev.plot_calibration(e["test"]["true"], e["test"]["mean"], e["test"]["sigma"],
+fig.plot_calibration(e["test"]["true"], e["test"]["mean"], e["test"]["sigma"],
                     figures / "calibration.png",
-                    sigma_scale=[recalibrated[showcase]["sigma_scale"][k] for k in ev.LABEL_NAMES],
+                    sigma_scale=[recalibrated[showcase]["sigma_scale"][k] for k in LABEL_NAMES],
                     title=f"{showcase}: fraction of test residuals within kσ")
 
 # %% [markdown]
@@ -106,11 +99,11 @@ ev.plot_calibration(e["test"]["true"], e["test"]["mean"], e["test"]["sigma"],
 # the closest one this profile trained.
 
 # %%
-ev.plot_residuals(e["test"]["true"], e["test"]["mean"], figures / "fig3_residuals.png",
+fig.plot_residuals(e["test"]["true"], e["test"]["mean"], figures / "fig3_residuals.png",
                   title=f"{showcase} · residuals (SNR {e['snr']:g})")
 
 # %%
-ev.plot_sigma(e["test"]["true"], e["test"]["sigma"], figures / "fig4_sigma.png",
+fig.plot_sigma(e["test"]["true"], e["test"]["sigma"], figures / "fig4_sigma.png",
               title=f"{showcase} · predicted σ (SNR {e['snr']:g})")
 
 # %% [markdown]
@@ -120,11 +113,11 @@ ev.plot_sigma(e["test"]["true"], e["test"]["sigma"], figures / "fig4_sigma.png",
 
 # %%
 curve = experiments.mae_vs_snr(P, grid, models, n=min(n_snr_curve, P.n_test))
-ev.plot_mae_vs_snr(curve, figures / "mae_vs_snr.png", title="MAE against SNR (trained at SNR 20)")
-(tables / "mae_vs_snr.csv").write_text(ev.rows_to_csv(curve))
+fig.plot_mae_vs_snr(curve, figures / "mae_vs_snr.png", title="MAE against SNR (trained at SNR 20)")
+(tables / "mae_vs_snr.csv").write_text(tab.rows_to_csv(curve))
 
 # %%
-write_results(P.name, "05_results_tables", {
+nb.write_results({
     "table2": {name: e["mae"] for name, e in evaluated.items()},
     "table3": {name: {str(k): v for k, v in e["coverage"].items()} for name, e in evaluated.items()},
     "recalibration": {name: {"sigma_scale": r["sigma_scale"],
@@ -136,4 +129,4 @@ write_results(P.name, "05_results_tables", {
     "snr": {name: e["snr"] for name, e in evaluated.items()},
     "showcase_variant": showcase,
     "mae_vs_snr": curve,
-}, seed=seed, started=started)
+})

@@ -22,42 +22,38 @@
 #   has a CCD gap at 5304.66–5337.59 Å);
 # * the **UVES** Gaia-benchmark solar spectrum (normalised, no gap);
 # * real **HARPS-N solar-telescope** e2ds/s1d files from the DACE archive, if they are in the
-#   cache (`paper_lib.harpsn.fetch_dace_sun()` downloads them where a network is available).
+#   cache (`paper_lib.observed.dace.fetch_dace_sun()` downloads them where a network is available).
 #
 # Real and synthetic spectra go through the same steps: the 8 HARPS-N orders on the training
-# wavelengths, the same continuum normalisation (`echelle.normalise_orders`), and a shift to
+# wavelengths, the same continuum normalisation (`echelle.continuum.normalise_orders`), and a shift to
 # the rest frame measured by cross-correlation with a synthetic solar template. Pixels without
-# data are masked in the continuum fit and filled with 1.0 (see `harpsn.to_model_input`); we
+# data are masked in the continuum fit and filled with 1.0 (see `observed.model_input`); we
 # show below what the HARPS gap does by imposing it on the gap-free UVES spectrum.
 #
 # Truth: Teff 5772 K, log g 4.438, [M/H] 0, v sin i ≈ 2 km/s (the paper uses 5750 K, 4.44).
 
 # %% tags=["parameters"]
-profile = "smoke"  # smoke | cpu | paper
-seed = 2021
+profile = "smoke"  # smoke | cpu | paper (its seed drives every random draw)
 figures_dir = None  # default: figures/<profile>/
 models_dir = None  # default: models/<profile>/
 
 # %%
-import time
-
-started = time.time()
-from pathlib import Path
-
 import numpy as np
 
-from paper_lib import echelle, experiments, harpsn, paths, plotting
-from paper_lib import evaluation as ev
-from paper_lib.grid import load_grid
-from paper_lib.profiles import LABEL_NAMES, get_profile
-from paper_lib.provenance import write_results
+from paper_lib import experiments, paths, plotting
+from paper_lib.evaluation import tables as tab
+from paper_lib.labels import LABEL_NAMES, SUN_REFERENCE
+from paper_lib.notebook import start
+from paper_lib.observed.model_input import to_model_input
+from paper_lib.observed.read import read_spectrum
+from paper_lib.predict import predict
+from paper_lib.synthetic.grid import load_grid
 
-P = get_profile(profile)
-figures = Path(figures_dir) if figures_dir else paths.figures / P.name
-tables = paths.results / P.name
+nb = start("06_harpsn_sun", profile, figures_dir=figures_dir, models_dir=models_dir)
+P, figures, tables = nb.profile, nb.figures, nb.tables
 grid = load_grid(P)
 variants = [v for v in P.variants if "_full" not in v]  # diagonal σ, as in the paper's Table 4
-models = {v: experiments.load_variant(P, v, models_dir) for v in variants}
+models = {v: experiments.load_variant(P, v, nb.models) for v in variants}
 spectra = {"HARPS Sun (Ganymede)": paths.shared_file("sun/Sun_HARPS_Ganymede_s1d.fits"),
            "UVES Sun": paths.shared_file("sun/UVES_Sun-1_cleaned_norm.txt")}
 for i, dace_file in enumerate(sorted((paths.cache_dir() / "dace").rglob("*.fits"))[:3]):
@@ -68,7 +64,7 @@ for i, dace_file in enumerate(sorted((paths.cache_dir() / "dace").rglob("*.fits"
 # The measured velocities are small: both solar spectra are already close to the rest frame.
 
 # %%
-inputs = {name: harpsn.to_model_input(harpsn.read_spectrum(path), template=grid)
+inputs = {name: to_model_input(read_spectrum(path), template=grid)
           for name, path in spectra.items()}
 # NBVAL_CHECK_OUTPUT
 for name, inp in inputs.items():
@@ -77,20 +73,27 @@ for name, inp in inputs.items():
 
 # %% [markdown]
 # ## Table 4 · predictions ± σ
+# `predict` takes a batch of images (N, 8, 4096) and returns mean, σ and covariance in physical
+# units; here each batch is one image.
 
 # %%
-predictions = {name: {v: experiments.predict_image(m, inp.image) for v, m in models.items()}
+def predict_one(model, image):
+    mean, sigma, _ = predict(model, image[None])
+    return mean[0], sigma[0]
+
+
+predictions = {name: {v: predict_one(m, inp.image) for v, m in models.items()}
                for name, inp in inputs.items()}
 for name, rows in predictions.items():
     print(f"### {name}")
-    print(ev.table4(rows, paper=ev.PAPER_TABLE4 if name.startswith("HARPS") else None).markdown)
-ev.table4(predictions["HARPS Sun (Ganymede)"], paper=ev.PAPER_TABLE4).write(tables / "table4")
+    print(tab.table4(rows, paper=tab.PAPER_TABLE4 if name.startswith("HARPS") else None).markdown)
+tab.table4(predictions["HARPS Sun (Ganymede)"], paper=tab.PAPER_TABLE4).write(tables / "table4")
 
 # %% [markdown]
 # Within 1σ of the reference solar values?
 
 # %%
-reference = np.array([experiments.SUN_REFERENCE[n] for n in LABEL_NAMES])
+reference = np.array([SUN_REFERENCE[n] for n in LABEL_NAMES])
 within = {name: {v: [bool(abs(m - r) < s) for m, s, r in zip(mean, sigma, reference)]
                  for v, (mean, sigma) in rows.items()} for name, rows in predictions.items()}
 for name, rows in within.items():
@@ -107,8 +110,8 @@ gap = ~inputs["HARPS Sun (Ganymede)"].mask
 uves = inputs["UVES Sun"]
 gap_effect = {}
 for v, m in models.items():
-    full_mean, _ = experiments.predict_image(m, uves.image)
-    gapped_mean, _ = experiments.predict_image(m, experiments.impose_gap(uves, gap))
+    full_mean, _ = predict_one(m, uves.image)
+    gapped_mean, _ = predict_one(m, experiments.impose_gap(uves, gap))
     gap_effect[v] = dict(zip(LABEL_NAMES, (gapped_mean - full_mean).tolist()))
     print(f"{v:28s} shift from the gap:", {k: round(x, 3) for k, x in gap_effect[v].items()})
 
@@ -128,11 +131,11 @@ plotting.plot_sun_overlay(harps.order_wave, harps.image, harps.mask, synthetic, 
                           title=f"HARPS Sun vs synthetic at the labels of {first}");
 
 # %%
-write_results(P.name, "06_harpsn_sun", {
-    "reference": experiments.SUN_REFERENCE,
+nb.write_results({
+    "reference": SUN_REFERENCE,
     "inputs": {n: {"path": str(spectra[n]), "kind": i.kind, "rv_kms": i.rv_kms,
                    "gap_fraction": i.gap_fraction} for n, i in inputs.items()},
     "predictions": {n: {v: {"mean": m.tolist(), "sigma": s.tolist()} for v, (m, s) in rows.items()}
                     for n, rows in predictions.items()},
     "within_1sigma": within, "gap_effect": gap_effect,
-}, seed=seed, started=started)
+})

@@ -23,38 +23,31 @@
 # neighbouring rows, which is why some lands between orders.
 
 # %% tags=["parameters"]
-profile = "smoke"  # smoke | cpu | paper
-seed = 2021
+profile = "smoke"  # smoke | cpu | paper (its seed drives every random draw)
 variant = "attention_diagonal"
 figures_dir = None  # default: figures/<profile>/
 models_dir = None  # default: models/<profile>/
 
 # %%
-import time
-
-started = time.time()
-from pathlib import Path
-
-import numpy as np
 import torch
 
-from paper_lib import echelle, experiments, paths, plotting
-from paper_lib.grid import load_grid
-from paper_lib.profiles import get_profile
-from paper_lib.provenance import write_results
+from paper_lib import experiments, plotting
+from paper_lib.echelle.layout import order_wavelengths
+from paper_lib.notebook import start
+from paper_lib.synthetic.grid import load_grid
 
-P = get_profile(profile)
-figures = Path(figures_dir) if figures_dir else paths.figures / P.name
+nb = start("07_attention_maps", profile, figures_dir=figures_dir, models_dir=models_dir)
+P, figures = nb.profile, nb.figures
 grid = load_grid(P)
-model = experiments.load_variant(P, variant, models_dir)
-order_wave = echelle.order_wavelengths()
+model = experiments.load_variant(P, variant, nb.models)
+order_wave = order_wavelengths()
 
 # %% [markdown]
 # A Sun-like star (5750 K, log g 4.5, solar metallicity, v sin i 2 km/s) at the training SNR.
 
 # %%
 image = experiments.observe_star(grid, [[5750.0, 4.5, 0.0, 2.0]], snr=P.snr_train,
-                                 slant_max=P.slant_max, seed=seed)
+                                 slant_max=P.slant_max, seed=P.seed)
 maps = [m[0].numpy() for m in model.attention_maps(torch.as_tensor(image))]
 plotting.plot_attention_maps(image[0], maps, order_wave, path=figures / "fig5_attention.png",
                              title=f"{variant} ({P.name} profile)");
@@ -76,7 +69,7 @@ for i, (a, b) in enumerate(zip(mgb, fe)):
 print([tuple(m.shape) for m in test_maps])
 
 # %%
-write_results(P.name, "07_attention_maps", {
+nb.write_results({
     "variant": variant, "mgb_attention": mgb, "fe_attention": fe,
     "map_sums": [float(m.sum()) for m in maps],
-}, seed=seed, started=started)
+})

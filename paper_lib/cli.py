@@ -1,15 +1,21 @@
-"""Command line: ``python -m paper_lib synth|predict ...`` (see ``--help``)."""
+"""Command line: ``python -m paper_lib synth|run|predict|report ...`` (see ``--help``).
+
+This is one of the two edges where a profile name is resolved (:func:`get_profile`; the other
+is a notebook's ``profile`` parameter, :func:`paper_lib.notebook.start`).
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from .profiles import get_profile
+
 
 def _synth(args) -> int:
-    from . import synthesis
+    from .synthetic.build import build_profile_grid
 
-    path = synthesis.build_profile_grid(args.profile, workers=args.workers)
+    path = build_profile_grid(get_profile(args.profile), workers=args.workers)
     print(f"grid: {path}")
     print(f"manifest: {path}.manifest.json")
     return 0
@@ -19,7 +25,7 @@ def _run(args) -> int:
     from .pipeline import NotebookFailed, run_all
 
     try:
-        run_all(args.profile, start=args.start, update_notebooks=args.update_notebooks)
+        run_all(get_profile(args.profile), start=args.start, update_notebooks=args.update_notebooks)
     except NotebookFailed as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -31,7 +37,7 @@ def _format_predictions(rows, fmt: str, covariance: str) -> str:
     import io
     import json
 
-    from .profiles import LABEL_NAMES, LABEL_UNITS
+    from .labels import LABEL_NAMES, LABEL_UNITS
 
     if fmt == "json":
         return json.dumps([{
@@ -62,13 +68,15 @@ def _format_predictions(rows, fmt: str, covariance: str) -> str:
 
 
 def _predict(args) -> int:
-    from . import experiments
-    from .grid import load_grid
-    from .training import parse_variant
+    from .experiments import load_variant
+    from .predict import predict_files
+    from .synthetic.grid import load_grid
+    from .training.variants import parse_variant
 
-    model = experiments.load_variant(args.profile, args.model, args.models_dir)
-    grid = load_grid(args.profile)
-    rows = experiments.predict_spectra(args.files, model, grid, progress=len(args.files) > 1)
+    profile = get_profile(args.profile)
+    model = load_variant(profile, args.model, args.models_dir)
+    grid = load_grid(profile)
+    rows = predict_files(args.files, model, grid, progress=len(args.files) > 1)
     print(_format_predictions(rows, args.format, parse_variant(args.model).covariance))
     return 0
 
@@ -76,7 +84,7 @@ def _predict(args) -> int:
 def _report(args) -> int:
     from .report import update_readme
 
-    changed = update_readme(args.profile)
+    changed = update_readme(get_profile(args.profile))
     print(f"README.md results block for {args.profile}: {'updated' if changed else 'unchanged'}")
     return 0
 

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from . import paths
-from .profiles import get_profile
+from .profiles import Profile
 from .provenance import results_path
 
 NOTEBOOKS = (
@@ -53,7 +53,7 @@ def _failed_cell(notebook_path: Path) -> str:
     return "unknown cell"
 
 
-def run_notebook(name: str, profile: str, out_dir: Path, parameters: dict | None = None) -> Path:
+def run_notebook(name: str, profile: Profile, out_dir: Path, parameters: dict | None = None) -> Path:
     """Execute one notebook with papermill; raises NotebookFailed naming the failing cell."""
     import nbformat
     import papermill
@@ -64,7 +64,7 @@ def run_notebook(name: str, profile: str, out_dir: Path, parameters: dict | None
     output = out_dir / f"{name}.ipynb"
     started = time.time()
     try:
-        papermill.execute_notebook(str(source), str(output), parameters={"profile": profile,
+        papermill.execute_notebook(str(source), str(output), parameters={"profile": profile.name,
                                    **(parameters or {})}, cwd=str(paths.notebooks),
                                    kernel_name="python3", progress_bar=False)
     except papermill.PapermillExecutionError as error:
@@ -92,22 +92,21 @@ def strip_injected_parameters(executed: Path, target: Path) -> None:
     nbformat.write(notebook, target)
 
 
-def run_all(profile: str = "smoke", *, start: str | None = None, only=None,
+def run_all(profile: Profile, *, start: str | None = None, only=None,
             update_notebooks: bool = False) -> list[Path]:
     """Run the notebooks in order (from ``start``), stopping at the first failure."""
-    profile = get_profile(profile).name
     names = list(only or NOTEBOOKS)
     if start:
         matches = [n for n in names if n.startswith(start)]
         if not matches:
             raise ValueError(f"--from {start!r} matches no notebook; choose from {', '.join(names)}")
         names = names[names.index(matches[0]):]
-    if update_notebooks and profile != "smoke":
+    if update_notebooks and profile.name != "smoke":
         raise ValueError("--update-notebooks stores smoke outputs only (nbval compares against them)")
-    out_dir = paths.results / profile / "executed"
+    out_dir = paths.results / profile.name / "executed"
     done = []
     for name in names:
-        print(f"[{time.strftime('%H:%M:%S')}] running {name} (profile {profile})", flush=True)
+        print(f"[{time.strftime('%H:%M:%S')}] running {name} (profile {profile.name})", flush=True)
         executed = run_notebook(name, profile, out_dir)
         if update_notebooks:
             strip_injected_parameters(executed, paths.notebooks / f"{name}.ipynb")

@@ -1,7 +1,7 @@
-"""Figures of the data and training stages (results figures live in :mod:`evaluation`).
+"""Figures of the data and training stages (results figures: :mod:`paper_lib.evaluation.figures`).
 
-Every function draws one figure, saves it when ``path`` is given (PNG, 120 dpi) and returns
-the matplotlib Figure, so notebooks show and store the same picture.
+Every function draws one figure, saves it with :func:`save_figure` when ``path`` is given and
+returns the matplotlib Figure, so notebooks show and store the same picture.
 """
 
 from __future__ import annotations
@@ -14,16 +14,24 @@ matplotlib.use("agg", force=False)
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .instrument import physical_order  # noqa: E402
+
 MG_B = {"Mg b1": 5183.604, "Mg b2": 5172.684, "Mg b4": 5167.321}  # air Å
 FE_LINES = {"Fe I 5269.5": 5269.537, "Fe I 5328.0": 5328.039, "Fe I 5227.2": 5227.189,
             "Fe I 5171.6": 5171.596}
 
 
-def _save(fig, path) -> None:
+FIGURE_DPI = 150  # every PNG the project writes
+
+
+def save_figure(fig, path=None):
+    """Save ``fig`` as a PNG at ``path`` (parents created; nothing when ``path`` is None) and
+    return it: ``FIGURE_DPI``, tight bounding box, no software stamp (same bytes each run)."""
     if path is not None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120, bbox_inches="tight", metadata={"Software": None})
+        fig.savefig(path, dpi=FIGURE_DPI, bbox_inches="tight", metadata={"Software": None})
+    return fig
 
 
 def plot_grid_coverage(grid, path=None):
@@ -46,8 +54,7 @@ def plot_grid_coverage(grid, path=None):
     fig.suptitle(f"grid coverage: {len(grid.labels)} of {grid.row_of.size} Table-1 nodes",
                  fontsize=10)
     fig.tight_layout()
-    _save(fig, path)
-    return fig
+    return save_figure(fig, path)
 
 
 def plot_spectra_window(wave, fluxes, labels, window=(5160.0, 5190.0), path=None, lines=MG_B):
@@ -65,8 +72,7 @@ def plot_spectra_window(wave, fluxes, labels, window=(5160.0, 5190.0), path=None
     ax.set_ylabel("normalised flux + offset")
     ax.set_xlim(window[0], window[1] + 6)
     fig.tight_layout()
-    _save(fig, path)
-    return fig
+    return save_figure(fig, path)
 
 
 def plot_figure1(wave, flux, image, order_wave, path=None, title=""):
@@ -85,8 +91,7 @@ def plot_figure1(wave, flux, image, order_wave, path=None, title=""):
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    _save(fig, path)
-    return fig
+    return save_figure(fig, path)
 
 
 def plot_image_rows(order_wave, images, names, window, path=None, lines=MG_B, offset=0.6):
@@ -104,8 +109,7 @@ def plot_image_rows(order_wave, images, names, window, path=None, lines=MG_B, of
     ax.set(xlabel="air wavelength [Å]", ylabel="normalised flux + offset", xlim=window)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    _save(fig, path)
-    return fig
+    return save_figure(fig, path)
 
 
 def plot_loss_curves(histories: dict, path=None, title="training"):
@@ -119,8 +123,7 @@ def plot_loss_curves(histories: dict, path=None, title="training"):
     ax.set(xlabel="epoch", ylabel="loss", title=title)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    _save(fig, path)
-    return fig
+    return save_figure(fig, path)
 
 
 def plot_attention_maps(image, maps, order_wave, path=None, lines=None, title=""):
@@ -150,8 +153,7 @@ def plot_attention_maps(image, maps, order_wave, path=None, lines=None, title=""
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    _save(fig, path)
-    return fig
+    return save_figure(fig, path)
 
 
 def attention_near_lines(maps, order_wave, lines, half_width_A: float = 0.5) -> list[dict]:
@@ -184,11 +186,11 @@ def plot_sun_overlay(order_wave, real, mask, synthetic, rows, path=None, title="
         if (~mask[row]).any():
             ax.fill_between(wave, 0, 1.1, where=~mask[row], color="0.85", label="no data (filled)")
         ax.set(xlim=(wave[0], wave[-1]), ylim=(0, 1.15), ylabel="normalised flux")
-        ax.set_title(f"order {121 - row} ({wave[0]:.0f}–{wave[-1]:.0f} Å)", fontsize=9, loc="left")
+        ax.set_title(f"order {physical_order(row)} ({wave[0]:.0f}–{wave[-1]:.0f} Å)", fontsize=9,
+                     loc="left")
     np.atleast_1d(axes)[0].legend(fontsize=7, loc="lower left", ncols=3)
     np.atleast_1d(axes)[-1].set_xlabel("air wavelength [Å]")
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    _save(fig, path)
-    return fig
+    return save_figure(fig, path)

@@ -1,7 +1,10 @@
 """Run profiles: the one place where ``smoke``, ``cpu`` and ``paper`` differ.
 
-Every notebook takes ``profile`` as a papermill parameter and calls :func:`get_profile`;
-the code is the same for all three.
+A profile is resolved once, at the edge: a notebook's ``profile`` parameter goes through
+:func:`paper_lib.notebook.start`, a command-line ``--profile`` through :func:`get_profile` in
+:mod:`paper_lib.cli`; everything below takes the :class:`Profile` object. The code is the same
+for all three. ``seed`` drives every random stream of a run (training data and initial weights,
+validation and test sets, the notebooks' example stars); provenance records it.
 
 * ``smoke`` – CI: 14 real grid nodes around the Sun (plus one hot and one cool metal-poor
   star), tiny models, a few optimisation steps. Minutes on 2 CPU cores.
@@ -14,16 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-
-# Table 1 of the paper: (min, max, step) of each label.
-LABEL_NAMES = ("teff", "logg", "mh", "vsini")
-LABEL_UNITS = ("K", "dex", "dex", "km/s")
-LABEL_RANGES = {
-    "teff": (3500.0, 9750.0, 250.0),
-    "logg": (0.0, 5.0, 0.5),
-    "mh": (-2.5, 0.5, 0.5),
-    "vsini": (0.0, 30.0, 2.0),
-}
 
 SMOKE_NODES = tuple(
     [(t, g, m) for t in (5500.0, 5750.0, 6000.0) for g in (4.0, 4.5) for m in (-0.5, 0.0)]
@@ -59,7 +52,7 @@ class Profile:
     variants: tuple = ()
     snr_curve: tuple = (5, 10, 20, 50, 100, 200, 300)
     seed: int = 2021
-    compile_generator: bool = True  # torch.compile the training generator (dataset.CompiledStep)
+    compile_generator: bool = True  # torch.compile the training generator (echelle.steps.CompiledStep)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

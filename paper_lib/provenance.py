@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import paths
 from .fileio import atomic_write_json
+from .profiles import Profile
 
 
 # What a run writes: changes there do not make the code that produced a number "dirty".
@@ -70,35 +71,36 @@ def hardware() -> dict:
     return record
 
 
-def provenance(profile: str, *, seed: int | None = None, started: float | None = None) -> dict:
-    """The provenance record: profile, seed, commit, hardware, date and wall time (s)."""
-    record = {"profile": profile, "seed": seed, **git_commit(), "hardware": hardware(),
+def provenance(profile: Profile, *, started: float | None = None) -> dict:
+    """The provenance record: profile name, its seed, commit, hardware, date and wall time (s)."""
+    record = {"profile": profile.name, "seed": profile.seed, **git_commit(), "hardware": hardware(),
               "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     if started is not None:
         record["wall_time_s"] = round(time.time() - started, 2)
     return record
 
 
-def results_path(profile: str, notebook: str) -> Path:
-    return paths.results / profile / f"{notebook}.json"
+def results_path(profile: Profile, notebook: str) -> Path:
+    """``results/<profile>/<notebook>.json``."""
+    return paths.results / profile.name / f"{notebook}.json"
 
 
-def write_results(profile: str, notebook: str, numbers: dict, *, seed: int | None = None,
+def write_results(profile: Profile, notebook: str, numbers: dict, *,
                   started: float | None = None) -> Path:
     """Write ``numbers`` with provenance to ``results/<profile>/<notebook>.json`` (atomic)."""
     path = results_path(profile, notebook)
     atomic_write_json(path, {"notebook": notebook,
-                             "provenance": provenance(profile, seed=seed, started=started),
+                             "provenance": provenance(profile, started=started),
                              "results": numbers})
     return path
 
 
-def read_results(profile: str, notebook: str) -> dict:
+def read_results(profile: Profile, notebook: str) -> dict:
     """The ``results`` part of a notebook's JSON; clear error if that notebook has not run."""
     import json
 
     path = results_path(profile, notebook)
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: run notebook {notebook} with profile "
-                                f"{profile!r} first (./run_all.sh --profile {profile})")
+                                f"{profile.name!r} first (./run_all.sh --profile {profile.name})")
     return json.loads(path.read_text())["results"]

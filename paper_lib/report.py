@@ -11,14 +11,12 @@ import json
 import re
 
 from . import paths
-from .profiles import LABEL_NAMES, get_profile
-
-DECIMALS = {"teff": 1, "logg": 3, "mh": 3, "vsini": 2}
-HEADERS = {"teff": "Teff [K]", "logg": "log g [dex]", "mh": "[M/H] [dex]", "vsini": "v sin i [km/s]"}
+from .labels import LABEL_DECIMALS, LABEL_NAMES, label_header
+from .profiles import Profile
 
 
-def _load(profile: str, notebook: str) -> dict | None:
-    path = paths.results / profile / f"{notebook}.json"
+def _load(profile: Profile, notebook: str) -> dict | None:
+    path = paths.results / profile.name / f"{notebook}.json"
     return json.loads(path.read_text()) if path.exists() else None
 
 
@@ -27,14 +25,14 @@ def _row(cells) -> str:
 
 
 def _fmt(value, label) -> str:
-    return "–" if value is None else f"{value:.{DECIMALS[label]}f}"
+    return "–" if value is None else f"{value:.{LABEL_DECIMALS[label]}f}"
 
 
 def table2_block(results: dict) -> list[str]:
-    from .evaluation import PAPER_TABLE2
+    from .evaluation.tables import PAPER_TABLE2
 
-    lines = [_row(["variant", "SNR", *(HEADERS[n] for n in LABEL_NAMES),
-                   *(f"paper {HEADERS[n]}" for n in LABEL_NAMES)]),
+    lines = [_row(["variant", "SNR", *(label_header(n) for n in LABEL_NAMES),
+                   *(f"paper {label_header(n)}" for n in LABEL_NAMES)]),
              _row(["---"] * (2 + 2 * len(LABEL_NAMES)))]
     for variant, mae in results["table2"].items():
         paper = PAPER_TABLE2.get(variant, {})
@@ -60,7 +58,7 @@ def table3_block(results: dict) -> list[str]:
 
 
 def table4_block(results: dict) -> list[str]:
-    lines = [_row(["spectrum", "variant", *(HEADERS[n] for n in LABEL_NAMES)]),
+    lines = [_row(["spectrum", "variant", *(label_header(n) for n in LABEL_NAMES)]),
              _row(["---"] * (2 + len(LABEL_NAMES)))]
     for spectrum, rows in results["predictions"].items():
         for variant, pred in rows.items():
@@ -80,18 +78,18 @@ FIGURES = (  # (file in figures/<profile>/, caption), shown under the tables whe
 )
 
 
-def figures_block(profile: str) -> list[str]:
+def figures_block(profile: Profile) -> list[str]:
     """Markdown image links to the profile's figures that exist (paths relative to the root)."""
     lines = []
     for name, caption in FIGURES:
-        path = paths.figures / profile / name
+        path = paths.figures / profile.name / name
         if path.exists():
             lines += ["", f"![{caption}]({path.relative_to(paths.root).as_posix()})"]
     return ["", "**Figures** (all from this run; every figure of the run is in "
-            f"`figures/{profile}/`)", *lines] if lines else []
+            f"`figures/{profile.name}/`)", *lines] if lines else []
 
 
-def training_seconds(profile: str) -> float:
+def training_seconds(profile: Profile) -> float:
     """Optimiser time of every trained network (from the training notebooks' results).
 
     Taken from the checkpoints' histories, not from the notebooks' wall time: a notebook that
@@ -108,7 +106,7 @@ def training_seconds(profile: str) -> float:
     return total
 
 
-def notebook_seconds(profile: str) -> float:
+def notebook_seconds(profile: Profile) -> float:
     """Wall time of the notebooks 01–07 as their results files record it."""
     from .pipeline import NOTEBOOKS
 
@@ -116,16 +114,15 @@ def notebook_seconds(profile: str) -> float:
     return sum(r["provenance"].get("wall_time_s", 0.0) for r in records if r)
 
 
-def results_section(profile: str) -> str:
+def results_section(profile: Profile) -> str:
     """Markdown of a profile's results with provenance; raises if notebook 05 has not run."""
-    profile = get_profile(profile).name
     tables = _load(profile, "05_results_tables")
     if tables is None:
-        raise FileNotFoundError(f"no results/{profile}/05_results_tables.json: run "
-                                f"./run_all.sh --profile {profile} first")
+        raise FileNotFoundError(f"no results/{profile.name}/05_results_tables.json: run "
+                                f"./run_all.sh --profile {profile.name} first")
     prov = tables["provenance"]
     hw = prov["hardware"]
-    out = [f"Profile `{profile}`, commit `{prov['commit'][:10]}`, {hw['cpu']} "
+    out = [f"Profile `{profile.name}`, commit `{prov['commit'][:10]}`, {hw['cpu']} "
            f"({hw['cpu_count']} cores), GPU: {hw['gpu'] or 'none'}, torch {hw['torch']}; "
            f"training took {training_seconds(profile) / 60:.0f} min (summed from the "
            f"checkpoints' histories), notebooks 01–07 {notebook_seconds(profile) / 60:.0f} min "
@@ -149,11 +146,11 @@ def results_section(profile: str) -> str:
     return "\n".join(out)
 
 
-def update_readme(profile: str) -> bool:
+def update_readme(profile: Profile) -> bool:
     """Rewrite the profile's results block in README.md; returns True if it changed."""
     readme = paths.root / "README.md"
     text = readme.read_text()
-    start, end = f"<!-- results:{profile}:start -->", f"<!-- results:{profile}:end -->"
+    start, end = f"<!-- results:{profile.name}:start -->", f"<!-- results:{profile.name}:end -->"
     block = f"{start}\n{results_section(profile)}\n{end}"
     pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
     if not pattern.search(text):
@@ -163,9 +160,10 @@ def update_readme(profile: str) -> bool:
     return new != text
 
 
-def readme_block(profile: str) -> str | None:
+def readme_block(profile: Profile) -> str | None:
     """The text between the profile's markers in README.md (None if absent)."""
     text = (paths.root / "README.md").read_text()
-    match = re.search(f"<!-- results:{profile}:start -->\n(.*?)\n<!-- results:{profile}:end -->",
+    name = profile.name
+    match = re.search(f"<!-- results:{name}:start -->\n(.*?)\n<!-- results:{name}:end -->",
                       text, re.S)
     return match.group(1) if match else None

@@ -9,8 +9,9 @@ import sys
 import pytest
 
 from paper_lib import experiments, paths
-from paper_lib.grid import load_grid
-from paper_lib.profiles import LABEL_NAMES
+from paper_lib.labels import LABEL_NAMES
+from paper_lib.profiles import get_profile
+from paper_lib.synthetic.grid import load_grid
 
 from .conftest import shared_or_skip
 
@@ -20,15 +21,16 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def smoke_model():
     """The smoke resnet_diagonal (trained by notebook 03; trained here in seconds if absent)."""
+    smoke = get_profile("smoke")
     try:
-        grid = load_grid("smoke")
+        grid = load_grid(smoke)
     except FileNotFoundError:
-        from paper_lib.synthesis import build_profile_grid
+        from paper_lib.synthetic.build import build_profile_grid
 
-        build_profile_grid("smoke", progress=False)
-        grid = load_grid("smoke")
-    if not (experiments.models_dir("smoke") / "resnet_diagonal.pt").exists():
-        experiments.train_variants(["resnet_diagonal"], "smoke", grid, progress=False)
+        build_profile_grid(smoke, progress=False)
+        grid = load_grid(smoke)
+    if not (experiments.models_dir(smoke) / "resnet_diagonal.pt").exists():
+        experiments.train_variants(["resnet_diagonal"], smoke, grid, progress=False)
     return "resnet_diagonal"
 
 

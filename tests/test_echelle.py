@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from paper_lib import broadening as br
-from paper_lib import echelle as ech
 
 from .conftest import shared_or_skip
+from paper_lib.echelle.continuum import apply_slant, normalise_orders, slant_ramp
+from paper_lib.echelle.layout import extract_layout_from_fits, image_to_1d, load_blaze, load_layout, order_wavelengths, resample_to_orders
+from paper_lib.synthetic.broadening import FWHM_TO_SIGMA, broaden
+from paper_lib.synthetic.resample import log_lambda_grid, resample_to_log_lambda
 
 
 @pytest.fixture(scope="module")
@@ -33,17 +35,17 @@ def solar_image():
     after = wave[-1] + step * np.arange(1, int(round((5400.0 - wave[-1]) / step)) + 1)
     full_wave = np.concatenate([before, wave, after])
     full_flux = np.concatenate([np.ones(before.size), flux, np.ones(after.size)])
-    log_wave = br.log_lambda_grid(5021.0, 5399.0, 0.5)
-    on_log = br.resample_to_log_lambda(full_wave, torch.tensor(full_flux)[None], log_wave)
-    broadened = br.broaden(on_log, torch.tensor([3.0]), 0.5)
-    return ech.resample_to_orders(log_wave, broadened)[0].numpy()
+    log_wave = log_lambda_grid(5021.0, 5399.0, 0.5)
+    on_log = resample_to_log_lambda(full_wave, torch.tensor(full_flux)[None], log_wave)
+    broadened = broaden(on_log, torch.tensor([3.0]), 0.5)
+    return resample_to_orders(log_wave, broadened)[0].numpy()
 
 
 # layout -----------------------------------------------------------------------------------
 
 
 def test_order_wavelengths_shape_and_monotonicity():
-    wave = ech.order_wavelengths()
+    wave = order_wavelengths()
     assert wave.shape == (8, 4096) and wave.dtype == np.float64
     assert np.all(np.diff(wave, axis=1) > 0)
     assert np.all(np.diff(wave[:, 0]) > 0)
@@ -54,7 +56,7 @@ def test_order_wavelengths_shape_and_monotonicity():
 
 
 def test_stored_layout_records_its_source():
-    layout = ech.load_layout()
+    layout = load_layout()
     assert layout["rows"] == list(range(36, 44))
     assert layout["orders"] == list(range(121, 113, -1))
     assert "HARPN_WAVE_MATRIX_A.fits" in layout["source"] and "5baf2e5a" in layout["source"]
@@ -66,23 +68,23 @@ def test_layout_matches_the_harpsn_wave_matrix():
 
     path = shared_or_skip("harpsn/HARPN_WAVE_MATRIX_A.fits")
     matrix = fits.getdata(path).astype(np.float64)[36:44]
-    assert np.abs(ech.order_wavelengths() - matrix).max() <= 1e-3
-    extracted = ech.extract_layout_from_fits(path)
-    np.testing.assert_array_equal(extracted["coefficients"], ech.load_layout()["coefficients"])
+    assert np.abs(order_wavelengths() - matrix).max() <= 1e-3
+    extracted = extract_layout_from_fits(path)
+    np.testing.assert_array_equal(extracted["coefficients"], load_layout()["coefficients"])
 
 
 def test_user_layouts_are_accepted_and_sorted():
-    coefficients = np.asarray(ech.load_layout()["coefficients"])
+    coefficients = np.asarray(load_layout()["coefficients"])
     shuffled = coefficients[[3, 0, 7, 1, 2, 6, 5, 4]]
-    np.testing.assert_array_equal(ech.order_wavelengths(shuffled), ech.order_wavelengths())
+    np.testing.assert_array_equal(order_wavelengths(shuffled), order_wavelengths())
     with pytest.raises(ValueError, match="coefficients"):
-        ech.order_wavelengths(np.ones(4))
+        order_wavelengths(np.ones(4))
     with pytest.raises(ValueError, match="increase"):
-        ech.order_wavelengths(-coefficients)
+        order_wavelengths(-coefficients)
 
 
 def test_load_blaze():
-    blaze = ech.load_blaze(shared_or_skip("harpsn/HARPN_BLAZE_A.fits"))
+    blaze = load_blaze(shared_or_skip("harpsn/HARPN_BLAZE_A.fits"))
     assert blaze.shape == (8, 4096)
     assert np.all((blaze.max(1) > 1.0) & (blaze.max(1) < 1.1))
     assert np.all(blaze[:, 0] < 0.2) and np.all(blaze[:, -1] < 0.6)  # asymmetric, low at the ends
@@ -94,10 +96,10 @@ def test_load_blaze():
 
 def test_resampling_a_constant_gives_the_constant():
     wave = np.arange(5020.0, 5400.0, 0.01)
-    image = ech.resample_to_orders(wave, np.full(wave.size, 0.87))
+    image = resample_to_orders(wave, np.full(wave.size, 0.87))
     assert image.shape == (8, 4096)
     np.testing.assert_allclose(image, 0.87, atol=1e-12)
-    batch = ech.resample_to_orders(wave, torch.full((3, wave.size), 0.5, dtype=torch.float32))
+    batch = resample_to_orders(wave, torch.full((3, wave.size), 0.5, dtype=torch.float32))
     assert batch.shape == (3, 8, 4096) and batch.dtype == torch.float32
     torch.testing.assert_close(batch, torch.full_like(batch, 0.5))
 
@@ -105,10 +107,10 @@ def test_resampling_a_constant_gives_the_constant():
 def test_resampling_preserves_the_depth_of_a_resolved_line():
     wave = np.arange(5020.0, 5400.0, 0.01)
     centre = 5201.2345  # inside order 40 only
-    sigma = centre / 115000.0 * br.FWHM_TO_SIGMA  # an unresolved line seen at R = 115 000
+    sigma = centre / 115000.0 * FWHM_TO_SIGMA  # an unresolved line seen at R = 115 000
     line = lambda w: 1.0 - 0.8 * np.exp(-0.5 * ((w - centre) / sigma) ** 2)  # noqa: E731
-    image = ech.resample_to_orders(wave, line(wave))
-    pixels = ech.order_wavelengths()
+    image = resample_to_orders(wave, line(wave))
+    pixels = order_wavelengths()
     np.testing.assert_allclose(image, line(pixels), atol=4e-3)
     assert image.min() == pytest.approx(line(pixels).min(), abs=4e-3)
     assert image.min() < 0.4  # the line is really there
@@ -117,15 +119,15 @@ def test_resampling_preserves_the_depth_of_a_resolved_line():
 def test_resampling_rejects_bad_input():
     wave = np.arange(5020.0, 5400.0, 0.01)
     with pytest.raises(ValueError, match="covers only"):
-        ech.resample_to_orders(wave[wave > 5030], np.ones((wave > 5030).sum()))
+        resample_to_orders(wave[wave > 5030], np.ones((wave > 5030).sum()))
     with pytest.raises(ValueError, match="shape"):
-        ech.resample_to_orders(wave, np.ones(wave.size - 1))
+        resample_to_orders(wave, np.ones(wave.size - 1))
     with pytest.raises(ValueError, match="shape"):
-        ech.resample_to_orders(wave, np.ones((2, 2, wave.size)))
+        resample_to_orders(wave, np.ones((2, 2, wave.size)))
     flux = np.ones(wave.size)
     flux[100] = np.nan
     with pytest.raises(ValueError, match="NaN"):
-        ech.resample_to_orders(wave, flux)
+        resample_to_orders(wave, flux)
 
 
 # slant and normalisation ------------------------------------------------------------------
@@ -133,33 +135,33 @@ def test_resampling_rejects_bad_input():
 
 def test_apply_slant_is_a_linear_ramp_per_order():
     slopes = np.linspace(-0.05, 0.05, 8)
-    image = ech.apply_slant(np.ones((8, 4096)), slopes)
+    image = apply_slant(np.ones((8, 4096)), slopes)
     np.testing.assert_allclose(image[:, 0], 1 - slopes)
     np.testing.assert_allclose(image[:, -1], 1 + slopes)
     np.testing.assert_allclose(image.mean(1), 1.0)
     assert np.allclose(np.diff(image, 2, axis=1), 0.0, atol=1e-12)
-    batch = ech.apply_slant(torch.ones(2, 8, 4096), torch.tensor(np.stack([slopes, -slopes])))
+    batch = apply_slant(torch.ones(2, 8, 4096), torch.tensor(np.stack([slopes, -slopes])))
     torch.testing.assert_close(batch[1, :, -1], torch.tensor(1 - slopes, dtype=torch.float32))
     with pytest.raises(ValueError, match="slopes must have shape"):
-        ech.apply_slant(np.ones((8, 4096)), slopes[:7])
+        apply_slant(np.ones((8, 4096)), slopes[:7])
 
 
 def test_normalise_recovers_a_slanted_line_free_order():
     slopes = np.array([0.05, -0.05, 0.02, 0.0, -0.03, 0.04, 0.01, -0.01])
-    image = 1234.5 * ech.apply_slant(np.ones((8, 4096)), slopes)
-    normalised, continuum = ech.normalise_orders(image, return_continuum=True)
+    image = 1234.5 * apply_slant(np.ones((8, 4096)), slopes)
+    normalised, continuum = normalise_orders(image, return_continuum=True)
     np.testing.assert_allclose(normalised, 1.0, atol=1e-3)
     np.testing.assert_allclose(continuum, image, rtol=1e-3)
-    as_torch = ech.normalise_orders(torch.tensor(image, dtype=torch.float32)[None])
+    as_torch = normalise_orders(torch.tensor(image, dtype=torch.float32)[None])
     assert as_torch.shape == (1, 8, 4096) and as_torch.dtype == torch.float32
     torch.testing.assert_close(as_torch, torch.ones_like(as_torch), atol=1e-3, rtol=0)
 
 
 def test_normalise_a_slanted_real_spectrum(solar_image):
     slopes = np.array([0.05, -0.04, 0.03, -0.05, 0.0, 0.02, -0.02, 0.045])
-    ramp = ech.slant_ramp(slopes)
-    normalised, continuum = ech.normalise_orders(850.0 * solar_image * ramp, return_continuum=True)
-    unslanted = ech.normalise_orders(solar_image)
+    ramp = slant_ramp(slopes)
+    normalised, continuum = normalise_orders(850.0 * solar_image * ramp, return_continuum=True)
+    unslanted = normalise_orders(solar_image)
     assert np.abs(normalised - unslanted).max() < 3e-3  # the ±5 % slant is removed
     relative = continuum / (850.0 * ramp)  # the true continuum of this spectrum is 850 · ramp
     assert np.all(np.abs(np.median(relative, axis=1) - 1) < 0.02)
@@ -169,23 +171,23 @@ def test_normalise_a_slanted_real_spectrum(solar_image):
 
 def test_normalise_noisy_spectrum_is_close_and_batches_agree(solar_image):
     rng = np.random.default_rng(5)
-    ramp = ech.slant_ramp(rng.uniform(-0.05, 0.05, (2, 8)))
+    ramp = slant_ramp(rng.uniform(-0.05, 0.05, (2, 8)))
     noisy = solar_image * ramp + rng.standard_normal((2, 8, 4096)) * ramp / 100.0
-    _, continuum = ech.normalise_orders(noisy, return_continuum=True)
+    _, continuum = normalise_orders(noisy, return_continuum=True)
     assert np.all(np.abs(np.median(continuum / ramp, axis=-1) - 1) < 0.04)
-    one = ech.normalise_orders(noisy[1])
-    batch = ech.normalise_orders(torch.tensor(noisy))
+    one = normalise_orders(noisy[1])
+    batch = normalise_orders(torch.tensor(noisy))
     np.testing.assert_allclose(batch[1].numpy(), one, atol=1e-9)
 
 
 def test_thinned_iterations_give_the_full_resolution_continuum(solar_image):
     """The default (every 16th pixel until the last clip) against every pixel throughout."""
     rng = np.random.default_rng(8)
-    ramp = ech.slant_ramp(rng.uniform(-0.05, 0.05, (4, 8)))
+    ramp = slant_ramp(rng.uniform(-0.05, 0.05, (4, 8)))
     for snr in (20.0, 200.0):
         noisy = solar_image * ramp + rng.standard_normal((4, 8, 4096)) * ramp / snr
-        _, thinned = ech.normalise_orders(noisy, return_continuum=True)
-        _, full = ech.normalise_orders(noisy, return_continuum=True, thin=1)
+        _, thinned = normalise_orders(noisy, return_continuum=True)
+        _, full = normalise_orders(noisy, return_continuum=True, thin=1)
         # both sit above the true continuum (the ramp) by the envelope bias of a line-rich
         # spectrum (~2 % at SNR 20, ~1 % at 200); thinning must not add to it
         error_thinned = np.abs(thinned / ramp - 1).mean()
@@ -193,49 +195,49 @@ def test_thinned_iterations_give_the_full_resolution_continuum(solar_image):
         assert error_thinned <= 1.05 * error_full
         relative = np.abs(thinned / full - 1)
         assert np.median(relative) < 0.1 * error_full and relative.max() < 0.03
-    short = ech.normalise_orders(solar_image[:, :512])  # < 256·thin pixels: no thinning
-    np.testing.assert_allclose(short, ech.normalise_orders(solar_image[:, :512], thin=1))
+    short = normalise_orders(solar_image[:, :512])  # < 256·thin pixels: no thinning
+    np.testing.assert_allclose(short, normalise_orders(solar_image[:, :512], thin=1))
 
 
 def test_normalise_ignores_masked_pixels_and_rejects_bad_input():
-    image = ech.apply_slant(np.full((8, 4096), 2.0), np.full(8, 0.03))
+    image = apply_slant(np.full((8, 4096), 2.0), np.full(8, 0.03))
     gapped = image.copy()
     mask = np.zeros_like(image, dtype=bool)
     mask[5, 1000:1800] = True
     gapped[5, 1000:1800] = np.nan  # like the zero-flux CCD gap of a HARPS spectrum
     gapped[5, 1800:1810] = 0.0
     mask[5, 1800:1810] = True
-    normalised = ech.normalise_orders(gapped, mask=mask)
+    normalised = normalise_orders(gapped, mask=mask)
     np.testing.assert_allclose(normalised[~mask], 1.0, atol=1e-6)
     # a mask that masks nothing gives exactly the unmasked result (real spectra always
     # come with a mask)
     noisy = image + np.random.default_rng(2).normal(0.0, 0.02, image.shape)
     nothing = np.zeros_like(image, dtype=bool)
-    np.testing.assert_array_equal(ech.normalise_orders(noisy, mask=nothing),
-                                  ech.normalise_orders(noisy))
+    np.testing.assert_array_equal(normalise_orders(noisy, mask=nothing),
+                                  normalise_orders(noisy))
     with pytest.raises(ValueError, match="NaN"):
-        ech.normalise_orders(gapped)
+        normalise_orders(gapped)
     with pytest.raises(ValueError, match="shape"):
-        ech.normalise_orders(np.ones(4096))
+        normalise_orders(np.ones(4096))
     with pytest.raises(ValueError, match="broadcast"):
-        ech.normalise_orders(image, mask=np.zeros((3, 4096), dtype=bool))
+        normalise_orders(image, mask=np.zeros((3, 4096), dtype=bool))
     with pytest.raises(ValueError, match="unmasked pixels"):
-        ech.normalise_orders(image, mask=np.ones_like(image, dtype=bool))
+        normalise_orders(image, mask=np.ones_like(image, dtype=bool))
 
 
 # back to 1D -------------------------------------------------------------------------------
 
 
 def test_image_to_1d_merges_overlapping_orders():
-    pixels = ech.order_wavelengths()
+    pixels = order_wavelengths()
     smooth = lambda w: 1.0 + 1e-4 * (w - 5200.0)  # noqa: E731
-    wave, flux = ech.image_to_1d(smooth(pixels))
+    wave, flux = image_to_1d(smooth(pixels))
     assert np.all(np.diff(wave) > 0)
     assert wave[0] == pixels[0, 0] and wave[-1] == pixels[-1, -1]
     np.testing.assert_allclose(flux, smooth(wave), atol=1e-9)
     assert wave.size < pixels.size  # overlaps were merged, not duplicated
-    wave_b, flux_b = ech.image_to_1d(torch.tensor(np.stack([smooth(pixels), 2 * smooth(pixels)])))
+    wave_b, flux_b = image_to_1d(torch.tensor(np.stack([smooth(pixels), 2 * smooth(pixels)])))
     np.testing.assert_array_equal(wave_b, wave)
     np.testing.assert_allclose(flux_b[1], 2 * flux, atol=1e-9)
     with pytest.raises(ValueError, match="do not match"):
-        ech.image_to_1d(np.ones((7, 4096)))
+        image_to_1d(np.ones((7, 4096)))

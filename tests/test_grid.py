@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from paper_lib.grid import Grid, OutsideGridError, scale_labels, table1_axis, unscale_labels
+from paper_lib.labels import scale_labels, table1_axis, unscale_labels
+from paper_lib.synthetic.grid import Grid, OutsideGridError
 
 
 def linear_grid(drop=()):

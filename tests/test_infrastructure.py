@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -11,7 +12,7 @@ import nbformat
 import jupytext
 import pytest
 
-from paper_lib import paths, pipeline, provenance
+from paper_lib import cli, paths, pipeline, provenance
 from paper_lib.profiles import ALL_VARIANTS, PROFILES, get_profile
 
 
@@ -37,8 +38,8 @@ def test_provenance_record(tmp_path, monkeypatch):
     monkeypatch.setattr(paths, "results", tmp_path)
     import time
 
-    path = provenance.write_results("smoke", "99_test", {"mae": 1.5}, seed=7,
-                                    started=time.time() - 2)
+    smoke = dataclasses.replace(get_profile("smoke"), seed=7)
+    path = provenance.write_results(smoke, "99_test", {"mae": 1.5}, started=time.time() - 2)
     record = json.loads(path.read_text())
     assert path == tmp_path / "smoke" / "99_test.json"
     assert record["results"] == {"mae": 1.5}
@@ -51,9 +52,9 @@ def test_provenance_record(tmp_path, monkeypatch):
     assert prov["commit"] == expected
     for key in ("hostname", "cpu", "cpu_count", "torch", "gpu", "python"):
         assert key in prov["hardware"]
-    assert provenance.read_results("smoke", "99_test") == {"mae": 1.5}
+    assert provenance.read_results(smoke, "99_test") == {"mae": 1.5}
     with pytest.raises(FileNotFoundError, match="run notebook 98_missing"):
-        provenance.read_results("smoke", "98_missing")
+        provenance.read_results(smoke, "98_missing")
 
 
 def _code_cells(notebook):
@@ -134,10 +135,10 @@ def test_ci_runs_the_readme_test_command():
     assert re.search(r"^\./run_tests\.sh\s*$", ci, flags=re.M)
 
 
-def test_run_all_refuses_unknown_notebook_and_profile():
+def test_run_all_refuses_unknown_notebook_and_profile(capsys):
     with pytest.raises(ValueError, match="matches no notebook"):
-        pipeline.run_all("smoke", start="99")
-    with pytest.raises(ValueError, match="unknown profile"):
-        pipeline.run_all("laptop")
+        pipeline.run_all(get_profile("smoke"), start="99")
+    assert cli.main(["run", "--profile", "laptop"]) == 2  # the name is resolved at the edge
+    assert "unknown profile 'laptop'" in capsys.readouterr().err
     with pytest.raises(ValueError, match="smoke outputs only"):
-        pipeline.run_all("cpu", update_notebooks=True)
+        pipeline.run_all(get_profile("cpu"), update_notebooks=True)

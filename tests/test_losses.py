@@ -6,10 +6,9 @@ import pytest
 import torch
 from torch.distributions import MultivariateNormal, Normal
 
+from paper_lib.instrument import check_spectra
+from paper_lib.models.gaussian import GaussianHead, GaussianOutput
 from paper_lib.losses import (
-    GaussianHead,
-    GaussianOutput,
-    check_spectra,
     diagonal_gaussian_nll,
     full_gaussian_nll,
     gaussian_nll,

@@ -2,7 +2,6 @@
 records, the frozen DAE pipeline, and that each network can overfit 16 spectra on a CPU."""
 
 import json
-from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -19,61 +18,11 @@ from paper_lib.models import (
     describe,
 )
 from paper_lib.models.attention import average_gaussians
-from paper_lib.training import TrainConfig, fit
+from paper_lib.training.loop import TrainConfig, fit
+
+from .conftest import TINY, Batch, FixedSource, ToySpectrumSource
 
 torch.set_num_threads(1)
-
-TINY = {
-    "resnet": {"width": 4, "fc_hidden": (16, 16), "dropout": 0.0, "stem_stride": 8},
-    "attention": {"width": 8, "inter_channels": 8, "stem_stride": 8, "head_hidden": 16},
-    "dae": {"width": 4, "depth": 2},
-}
-
-
-class Batch(NamedTuple):
-    noisy: torch.Tensor  # (n, 8, 4096)
-    clean: torch.Tensor  # (n, 8, 4096)
-    labels: torch.Tensor  # (n, 4) in [0, 1]
-
-
-class ToySpectrumSource:
-    """Real-data-free spectra: Gaussian absorption lines at fixed pixels in each of the 8 orders.
-
-    Half the lines deepen as label 0 ("T_eff") falls, half as label 1 ("log g") rises, all
-    scale with label 2 ("[M/H]"), and label 3 ("v sin i") widens every line (2–8 px).
-    White noise at the given SNR is added to make ``noisy``.
-    """
-
-    def __init__(self, *, n_lines: int = 24, snr: float = 50.0, seed: int = 0) -> None:
-        layout = np.random.default_rng(seed)
-        self.centres = layout.uniform(40, 4056, size=(8, n_lines))
-        self.driver = layout.integers(0, 2, size=(8, n_lines))
-        self.snr = snr
-        self.pixels = np.arange(4096, dtype=np.float64)
-
-    def clean(self, labels: np.ndarray) -> np.ndarray:
-        t, g, m, v = (labels[:, i, None, None] for i in range(4))
-        depth = np.where(self.driver == 0, 0.15 + 0.6 * (1 - t), 0.15 + 0.6 * g) * (0.4 + 0.6 * m)
-        width = 2.0 + 6.0 * v
-        profile = np.exp(-0.5 * ((self.pixels - self.centres[None, :, :, None]) / width[..., None]) ** 2)
-        return (1.0 - (depth[..., None] * profile).sum(axis=2)).astype(np.float32)
-
-    def sample(self, n: int, rng: np.random.Generator) -> Batch:
-        labels = rng.uniform(0.0, 1.0, size=(n, 4)).astype(np.float32)
-        clean = self.clean(labels)
-        noisy = clean + rng.normal(0.0, 1.0 / self.snr, size=clean.shape).astype(np.float32)
-        return Batch(torch.from_numpy(noisy), torch.from_numpy(clean), torch.from_numpy(labels))
-
-
-class FixedSource:
-    """Always the same batch (for overfitting)."""
-
-    def __init__(self, batch: Batch) -> None:
-        self.batch = batch
-
-    def sample(self, n: int, rng: np.random.Generator) -> Batch:
-        return self.batch
-
 
 @pytest.fixture(scope="module")
 def toy_batch() -> Batch:

@@ -12,8 +12,12 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from paper_lib import linelists, synthesis
-from paper_lib.grid import Grid
+from paper_lib.synthetic.grid import Grid
+from paper_lib.synthetic.atmospheres import NodeNotInAtmosphereGrid, node_key
+from paper_lib.synthetic.build import build_grid, load_node_file, node_file, profile_nodes
+from paper_lib.synthetic.installed import TurbospectrumNotFound
+from paper_lib.synthetic.linelists import trimmed_gaia_eso
+from paper_lib.synthetic.turbospectrum import physics_id, synthesize_node
 
 
 NARROW = (5160.0, 5190.0)  # Mg b: fast builds for the resume tests
@@ -22,9 +26,9 @@ REAL_NODES = [(5750.0, 4.5, 0.0), (9500.0, 4.0, 0.0), (4000.0, 1.0, -2.0)]
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("node", REAL_NODES, ids=lambda n: synthesis.node_key(*n))
+@pytest.mark.parametrize("node", REAL_NODES, ids=lambda n: node_key(*n))
 def test_node_matches_reference_grid(node, reference_grid):
-    wave, flux = synthesis.synthesize_node(*node)
+    wave, flux = synthesize_node(*node)
     assert wave[0] == pytest.approx(5020.0) and wave[-1] == pytest.approx(5400.0)
     assert wave.size == 38001 and np.all(np.diff(wave) > 0)
     in_range = (reference_grid.wavelength >= 5050) & (reference_grid.wavelength <= 5350)
@@ -35,21 +39,21 @@ def test_node_matches_reference_grid(node, reference_grid):
 
 
 def test_unknown_node_is_refused():
-    with pytest.raises(synthesis.NodeNotInAtmosphereGrid, match="Teff=7000"):
-        synthesis.synthesize_node(7000.0, 0.0, 0.0)  # in the hot low-gravity hole
-    with pytest.raises(synthesis.NodeNotInAtmosphereGrid, match="Teff=5800"):
-        synthesis.synthesize_node(5800.0, 4.5, 0.0)  # not a node at all
+    with pytest.raises(NodeNotInAtmosphereGrid, match="Teff=7000"):
+        synthesize_node(7000.0, 0.0, 0.0)  # in the hot low-gravity hole
+    with pytest.raises(NodeNotInAtmosphereGrid, match="Teff=5800"):
+        synthesize_node(5800.0, 4.5, 0.0)  # not a node at all
 
 
 def test_missing_binaries_give_install_instructions(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setattr(sys, "prefix", str(tmp_path))
-    with pytest.raises(synthesis.TurbospectrumNotFound, match="apt-get install -y gfortran csh"):
-        synthesis.synthesize_node(5750.0, 4.5, 0.0)
+    with pytest.raises(TurbospectrumNotFound, match="apt-get install -y gfortran csh"):
+        synthesize_node(5750.0, 4.5, 0.0)
 
 
 def test_table1_has_231_absent_nodes():
-    present, absent = synthesis.profile_nodes("full")
+    present, absent = profile_nodes("full")
     assert len(present) + len(absent) == 2002
     assert len(absent) == 231 and len(present) == 1771
     assert (7000.0, 0.0, 0.0) in absent and (9250.0, 1.5, 0.0) in absent
@@ -57,7 +61,7 @@ def test_table1_has_231_absent_nodes():
 
 
 def _build(nodes, out, node_dir, workers=1):
-    return synthesis.build_grid(nodes, out, workers=workers, wave_range=NARROW,
+    return build_grid(nodes, out, workers=workers, wave_range=NARROW,
                                 node_dir=node_dir, progress=False)
 
 
@@ -86,8 +90,8 @@ def test_grid_file_and_manifest(uninterrupted):
 def test_resume_after_killed_build(uninterrupted, tmp_path):
     nodes, reference = uninterrupted
     script = (
-        "import sys; from pathlib import Path; from paper_lib import synthesis\n"
-        f"synthesis.build_grid({nodes!r}, Path(sys.argv[1]), workers=1, wave_range={NARROW!r},"
+        "import sys; from pathlib import Path; from paper_lib.synthetic.build import build_grid\n"
+        f"build_grid({nodes!r}, Path(sys.argv[1]), workers=1, wave_range={NARROW!r},"
         " node_dir=Path(sys.argv[2]), progress=False)\n"
     )
     node_dir = tmp_path / "nodes"
@@ -109,18 +113,28 @@ def test_corrupt_node_file_is_rebuilt(uninterrupted, tmp_path):
     nodes, reference = uninterrupted
     node_dir = tmp_path / "nodes"
     first = _build(nodes, tmp_path / "grid.fits", node_dir)
-    victim = synthesis.node_file(node_dir, nodes[0])
+    victim = node_file(node_dir, nodes[0])
     victim.write_bytes(victim.read_bytes()[:500])  # truncated, as by a full disk
-    assert synthesis.load_node_file(victim, 3001) is None
+    assert load_node_file(victim, 3001) is None
     rebuilt = _build(nodes, tmp_path / "grid2.fits", node_dir)
     np.testing.assert_array_equal(_flux(rebuilt), _flux(first))
-    assert synthesis.load_node_file(victim, 3001) is not None
+    assert load_node_file(victim, 3001) is not None
 
 
 def test_linelist_trimming_keeps_margin(private_cache):
-    path = linelists.trimmed_gaia_eso((5020.0, 5400.0))
+    path = trimmed_gaia_eso((5020.0, 5400.0))
     waves = [float(line.split()[0]) for line in path.read_text().splitlines()
              if not line.startswith("'")]
     assert min(waves) >= 5010.0 and max(waves) <= 5410.0
     assert 5000 < len(waves) < 20000
     assert min(waves) < 5015.0 and max(waves) > 5405.0  # the margin really is used
+
+
+def test_physics_id_is_pinned():
+    """Grids, node caches and their manifests are named by this hash of ``physics()``.
+
+    Changing what a node's spectrum is made of (line lists, v_micro, abundances, …) must be a
+    deliberate act: bump ``PHYSICS_VERSION`` and update the value here, so that grids of the old
+    physics are never mixed with the new one. A refactoring must leave it unchanged.
+    """
+    assert physics_id() == "fcd095eab3"

@@ -1,10 +1,9 @@
 """The training loop: exact resume, lr schedule, checkpoint files and their errors, the
-notebook entry point train_variant, and predict."""
+notebook entry point train_variant, and predict_scaled."""
 
 import dataclasses
 import json
 import os
-from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -12,47 +11,13 @@ import torch
 
 from paper_lib.models import build_model, describe
 from paper_lib.profiles import ALL_VARIANTS, get_profile
-from paper_lib.training import (
-    TRAINING_STATE,
-    TrainConfig,
-    fit,
-    history_path,
-    load_checkpoint,
-    load_model,
-    make_optimizer,
-    make_scheduler,
-    parse_variant,
-    predict,
-    train_variant,
-)
+from paper_lib.training.checkpoints import TRAINING_STATE, history_path, load_checkpoint, load_model
+from paper_lib.training.loop import TrainConfig, fit, make_optimizer, make_scheduler, predict_scaled
+from paper_lib.training.variants import parse_variant, train_variant, variant_config
+
+from .conftest import TINY, Batch, LineSource
 
 torch.set_num_threads(1)
-
-TINY = {
-    "resnet": {"width": 4, "fc_hidden": (8, 8), "dropout": 0.2, "stem_stride": 8},
-    "attention": {"width": 4, "inter_channels": 4, "stem_stride": 8, "head_hidden": 8},
-    "dae": {"width": 4, "depth": 2},
-}
-
-
-class Batch(NamedTuple):
-    noisy: torch.Tensor  # (n, 8, 4096)
-    clean: torch.Tensor  # (n, 8, 4096)
-    labels: torch.Tensor  # (n, 4) in [0, 1]
-
-
-class LineSource:
-    """Real-data-free spectra: one absorption line (σ = 20 px) in the middle of each order;
-    order k's line depth is 0.5 × label (k mod 4); white noise of σ 0.02."""
-
-    profile = np.exp(-0.5 * ((np.arange(4096) - 2048.0) / 20.0) ** 2)
-
-    def sample(self, n: int, rng: np.random.Generator) -> Batch:
-        labels = rng.uniform(0.0, 1.0, size=(n, 4))
-        clean = 1.0 - 0.5 * labels[:, [0, 1, 2, 3, 0, 1, 2, 3], None] * self.profile
-        noisy = clean + rng.normal(0.0, 0.02, size=clean.shape)
-        return Batch(*(torch.as_tensor(a, dtype=torch.float32) for a in (noisy, clean, labels)))
-
 
 @pytest.fixture(scope="module")
 def val_batch() -> Batch:
@@ -65,8 +30,10 @@ def config(**changes) -> TrainConfig:
 
 
 def new_model(kind: str = "resnet", seed: int = 0, **kwargs):
+    """A tiny model; the resnet with dropout, whose random masks a resume must restore."""
     torch.manual_seed(seed)
-    return build_model(kind, **{**TINY[kind], **kwargs})
+    dropout = {"dropout": 0.2} if kind == "resnet" else {}
+    return build_model(kind, **{**TINY[kind], **dropout, **kwargs})
 
 
 def run(model, path, val_batch, cfg=None, **kwargs):
@@ -122,7 +89,6 @@ def test_lr_is_decayed_for_the_last_fraction_of_steps():
 
 def test_optimizers_follow_the_paper():
     profile = get_profile("smoke")
-    from paper_lib.training import variant_config
 
     regressor = variant_config(parse_variant("resnet_full"), profile)
     dae = variant_config(parse_variant("dae"), profile)
@@ -206,25 +172,25 @@ def test_trained_model_loads_back_and_predicts_the_same(tmp_path, val_batch):
     run(model, tmp_path / "att.pt", val_batch, config(epochs=1, steps_per_epoch=2))
     loaded = load_model(tmp_path / "att.pt", kind="attention", covariance="full")
     assert not loaded.training and describe(loaded) == describe(model)
-    a, b = predict(model, val_batch.noisy, batch_size=4), predict(loaded, val_batch.noisy, batch_size=4)
+    a, b = predict_scaled(model, val_batch.noisy, batch_size=4), predict_scaled(loaded, val_batch.noisy, batch_size=4)
     torch.testing.assert_close(a.mean, b.mean)
     torch.testing.assert_close(a.scale_tril, b.scale_tril)
     assert a.mean.shape == (6, 4) and a.mean.device.type == "cpu"
     with pytest.raises(ValueError, match="no spectra"):
-        predict(model, torch.empty(0, 8, 4096))
+        predict_scaled(model, torch.empty(0, 8, 4096))
 
 
 def test_cpu_threads_leave_busy_cores_alone(monkeypatch):
-    from paper_lib import training
+    from paper_lib.training import runtime
 
-    monkeypatch.setattr(training.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
-    monkeypatch.setattr(training.os, "getloadavg", lambda: (0.8, 0.0, 0.0))  # only us
-    assert training.default_cpu_threads() == 4
-    assert training.default_cpu_threads(local_world_size=2) == 2
-    monkeypatch.setattr(training.os, "getloadavg", lambda: (3.2, 0.0, 0.0))  # two cores busy elsewhere
-    assert training.default_cpu_threads() == 2
-    monkeypatch.setattr(training.os, "getloadavg", lambda: (9.0, 0.0, 0.0))
-    assert training.default_cpu_threads() == 1
+    monkeypatch.setattr(runtime.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    monkeypatch.setattr(runtime.os, "getloadavg", lambda: (0.8, 0.0, 0.0))  # only us
+    assert runtime.default_cpu_threads() == 4
+    assert runtime.default_cpu_threads(local_world_size=2) == 2
+    monkeypatch.setattr(runtime.os, "getloadavg", lambda: (3.2, 0.0, 0.0))  # two cores busy elsewhere
+    assert runtime.default_cpu_threads() == 2
+    monkeypatch.setattr(runtime.os, "getloadavg", lambda: (9.0, 0.0, 0.0))
+    assert runtime.default_cpu_threads() == 1
 
 
 # errors

@@ -6,6 +6,9 @@
 * ``denoised``  – :class:`DenoisedRegressor`, a frozen DAE in front of a regressor (built from
   an architecture record only; use the class directly to combine trained parts)
 
+All regressors end in :class:`~paper_lib.models.gaussian.GaussianHead`, which returns a
+:class:`~paper_lib.models.gaussian.GaussianOutput` (mean and Cholesky factor, scaled labels).
+
 Every model carries ``model.arch = {"kind", "covariance", "kwargs"}`` (for ``denoised``:
 ``{"kind", "covariance", "dae", "regressor"}``) — a JSON-compatible record that checkpoints
 store and :func:`build_from_arch` turns back into an untrained model of the same shape.
@@ -19,9 +22,9 @@ import copy
 
 from torch import nn
 
-from paper_lib.losses import COVARIANCES, GaussianOutput
 from paper_lib.models.attention import AttentionNet
 from paper_lib.models.dae import DenoisedRegressor, DenoisingAutoencoder
+from paper_lib.models.gaussian import COVARIANCES, GaussianOutput
 from paper_lib.models.resnet import ResNet
 
 REGRESSORS = {"resnet": ResNet, "attention": AttentionNet}

@@ -28,13 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from paper_lib.losses import (
-    N_ORDERS,
-    N_PIXELS,
-    GaussianHead,
-    GaussianOutput,
-    check_spectra,
-)
+from paper_lib.instrument import N_ORDERS, N_PIXELS, check_spectra
+from paper_lib.models.gaussian import GaussianHead, GaussianOutput
 from paper_lib.models.resnet import conv_bn_relu
 
 STAGE_LAYERS = (3, 2, 2, 2, 2)  # 11 conv layers in all

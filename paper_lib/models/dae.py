@@ -22,7 +22,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from paper_lib.losses import N_ORDERS, N_PIXELS, GaussianOutput, check_spectra
+from paper_lib.instrument import N_ORDERS, N_PIXELS, check_spectra
+from paper_lib.models.gaussian import GaussianOutput
 from paper_lib.models.resnet import conv_bn_relu
 
 MAX_WIDTH_MULTIPLE = 4

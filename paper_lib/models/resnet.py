@@ -20,13 +20,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from paper_lib.losses import (
-    N_ORDERS,
-    N_PIXELS,
-    GaussianHead,
-    GaussianOutput,
-    check_spectra,
-)
+from paper_lib.instrument import N_ORDERS, N_PIXELS, check_spectra
+from paper_lib.models.gaussian import GaussianHead, GaussianOutput
 
 BLOCK_WIDTHS = (1, 2, 2, 4, 4)  # multiples of `width`
 BLOCK_STRIDES = (1, 2, 2, 2, 2)  # along the pixel axis
@@ -101,7 +96,7 @@ class ResNet(nn.Module):
     dropout: dropout probability after each hidden FC layer (paper: dropout in the FC layers).
     stem_stride: pixel stride of the stem convolution (1 = full resolution, as in the paper).
     pooled_pixels: pixels per order kept by the adaptive average pool before the FC layers.
-    covariance: "diagonal" or "full" (see :class:`paper_lib.losses.GaussianHead`).
+    covariance: "diagonal" or "full" (see :class:`paper_lib.models.gaussian.GaussianHead`).
     """
 
     def __init__(

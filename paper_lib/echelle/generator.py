@@ -1,4 +1,4 @@
-"""Synthetic HARPS-N spectrum images generated on the fly, and fixed, cached test sets.
+"""Synthetic HARPS-N spectrum images generated on the fly (the fixed test sets: :mod:`.testsets`).
 
 Pipeline of :meth:`SpectrumGenerator.sample` (one batch):
 
@@ -6,14 +6,14 @@ Pipeline of :meth:`SpectrumGenerator.sample` (one batch):
    optionally inside ``box`` / ``teff_range``), v sin i uniform in ``vsini_range`` [km/s];
 2. trilinear interpolation between the 8 surrounding grid nodes (``grid.corner_weights``);
 3. cubic resampling onto a log-λ grid (``velocity_step_kms``, default 0.5 km/s per pixel);
-4. Gray rotation (ε = 0.6) + Gaussian instrument R = 115 000 (:mod:`paper_lib.broadening`);
-5. cubic resampling onto the 8 × 4096 HARPS-N pixels (:mod:`paper_lib.echelle`);
+4. Gray rotation (ε = 0.6) + Gaussian instrument R = 115 000 (:mod:`paper_lib.synthetic.broadening`);
+5. cubic resampling onto the 8 × 4096 HARPS-N pixels (:mod:`paper_lib.echelle.layout`);
 6. a random linear slant per order, slope uniform in ±``slant_max`` (relative change from the
-   order centre to its end, :func:`paper_lib.echelle.slant_ramp`);
+   order centre to its end, :func:`paper_lib.echelle.continuum.slant_ramp`);
 7. Gaussian noise at the requested SNR (definition below), fresh for every call (Box–Muller
-   on random bits of the numpy generator, :func:`standard_normal`);
-8. :func:`paper_lib.echelle.normalise_orders` – the same continuum normalisation applied to real
-   spectra.
+   on random bits of the numpy generator, :func:`~paper_lib.echelle.steps.standard_normal`);
+8. :func:`paper_lib.echelle.continuum.normalise_orders` – the same continuum normalisation
+   applied to real spectra.
 
 Steps 2–4 are linear in the flux, so :meth:`SpectrumGenerator.render_labels` runs them in
 Fourier space: every node is resampled, edge-padded, transformed and multiplied by the
@@ -22,8 +22,8 @@ sparse mix of node transforms, one multiplication by each star's rotation transf
 one inverse FFT. :meth:`SpectrumGenerator.render` does steps 3–5 literally for any 1D spectra
 (``broaden`` etc.); the two agree to float32 rounding (tested). With ``compile=True`` the
 rotation, inverse FFT and échelle taps, and steps 6–8, run through ``torch.compile``, which
-fuses them into a few C++ loops (:class:`CompiledStep`; the training generators of the ``cpu``
-and ``paper`` profiles).
+fuses them into a few C++ loops (:class:`~paper_lib.echelle.steps.CompiledStep`; the training
+generators of the ``cpu`` and ``paper`` profiles).
 
 **SNR definition** (used everywhere in the project): per échelle pixel, at the continuum. A pixel
 of an order with continuum level c(x) (the slant ramp, 1 ± slant_max) receives Gaussian noise of
@@ -31,45 +31,39 @@ standard deviation σ(x) = c(x) / SNR, whatever the line depth at that pixel (ad
 noise, as in the paper). After normalisation the continuum is ≈ 1 and the noise σ ≈ 1 / SNR.
 
 **Targets.** ``noisy`` is the network input (step 8). ``clean`` is the noise-free slanted image
-divided by the *same* continuum that :func:`~paper_lib.echelle.normalise_orders` fitted to the
-noisy image, so ``noisy − clean`` is exactly the normalised noise and a denoising auto-encoder
+divided by the *same* continuum that :func:`~paper_lib.echelle.continuum.normalise_orders`
+fitted to the noisy image, so ``noisy − clean`` is exactly the normalised noise and a denoising auto-encoder
 only has to remove noise, not to re-normalise.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import warnings
 import weakref
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from . import echelle, paths
-from .fileio import atomic_path
-from .broadening import C_KMS, DEFAULT_EPSILON, DEFAULT_R, Resampler, broaden
-from .broadening import fft_layout, gray_transfer_table, instrument_sigma_kms, instrument_transfer
-from .broadening import log_lambda_grid, pad_with_edges, rotation_transfer_lookup, weighted_taps
-from .grid import scale_labels
+from .. import instrument
+from ..instrument import C_KMS
+from ..labels import VSINI_RANGE, scale_labels
+from ..synthetic.broadening import (DEFAULT_EPSILON, broaden, fft_layout, gray_transfer_table,
+                                    instrument_sigma_kms, instrument_transfer, pad_with_edges)
+from ..synthetic.resample import Resampler, check_positive, log_lambda_grid
+from .continuum import pixel_coordinate
+from .layout import order_wavelengths
+from .steps import COMPILED_OBSERVE, COMPILED_RENDER, observe_pixels, render_pixels
 
 # torch warns once that CSR tensors are "beta"; ours are plain (8 corners per row). Set once at
 # import: ``catch_warnings`` is not thread-safe and the training loop samples in a thread.
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta",
                         category=UserWarning)
-# inductor warns, while compiling _render_pixels, that it leaves the complex FFT step to eager
-# code ("performance may be worse"); measured: the compiled step is 1.7× faster than eager
-warnings.filterwarnings("ignore", message="Torchinductor does not support code generation for "
-                        "complex operators", category=UserWarning)
 
 CHUNK = 64  # spectra rendered at once inside sample() (bounds memory; fixed for determinism)
 FOURIER_CUT = 1e-7  # the fast path drops frequencies where the instrument transfer is below
-TESTSET_FORMAT = 3  # bump when the generator's output for the same arguments changes
-# 2: interpolation in Fourier space, torch noise, thinned continuum iterations (issue 4)
-# 3: noise by Box–Muller from the numpy generator's bits (standard_normal)
 
 
 @dataclass
@@ -99,19 +93,12 @@ class Batch:
                      self.labels_physical.to(device))
 
 
-def _check_positive(value, name: str) -> float:
-    value = float(value)
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive finite number, got {value}")
-    return value
-
-
 class SpectrumGenerator:
     """Random synthetic HARPS-N images with continuous labels (see the module docstring).
 
     Parameters
     ----------
-    grid : paper_lib.grid.Grid
+    grid : paper_lib.synthetic.grid.Grid
         Normalised synthetic spectra (air Å, uniform 0.01 Å step); must cover the orders plus
         the broadening margin (≈ 5025.5–5395.4 Å) unless ``pad_with_continuum``.
     snr : float
@@ -128,7 +115,7 @@ class SpectrumGenerator:
     velocity_step_kms, R, epsilon :
         Log-λ step [km/s], resolving power and limb darkening of the broadening.
     order_wave : (n_orders, n_pixels) array, optional
-        Pixel wavelengths [Å]; default :func:`paper_lib.echelle.order_wavelengths`.
+        Pixel wavelengths [Å]; default :func:`paper_lib.echelle.layout.order_wavelengths`.
     pad_with_continuum : bool
         If the grid does not cover the orders (e.g. the 5030–5370 Å reference grid used in
         tests), extend it with continuum (flux 1) instead of raising ValueError.
@@ -146,12 +133,12 @@ class SpectrumGenerator:
     """
 
     def __init__(self, grid, *, snr: float, box: dict | None = None, teff_range=None,
-                 slant_max: float = 0.05, vsini_range=(0.0, 30.0), seed: int,
-                 velocity_step_kms: float = 0.5, R: float = DEFAULT_R,
+                 slant_max: float = 0.05, vsini_range=VSINI_RANGE, seed: int,
+                 velocity_step_kms: float = 0.5, R: float = instrument.R,
                  epsilon: float = DEFAULT_EPSILON, order_wave=None,
                  pad_with_continuum: bool = False, compile: bool = False):
         self.grid = grid
-        self.snr = _check_positive(snr, "snr")
+        self.snr = check_positive(snr, "snr")
         self.box = dict(box) if box else None
         self.teff_range = tuple(teff_range) if teff_range is not None else None
         self.slant_max = float(slant_max)
@@ -163,24 +150,24 @@ class SpectrumGenerator:
         self.vsini_range = (lo, hi)
         self.seed = int(seed)
         self.rng = np.random.default_rng(self.seed)
-        self.velocity_step_kms = _check_positive(velocity_step_kms, "velocity_step_kms")
+        self.velocity_step_kms = check_positive(velocity_step_kms, "velocity_step_kms")
         self.R = R
         self.epsilon = float(epsilon)
-        self.order_wave = (echelle.order_wavelengths() if order_wave is None
+        self.order_wave = (order_wavelengths() if order_wave is None
                            else np.asarray(order_wave, dtype=np.float64))
         self.pad_with_continuum = bool(pad_with_continuum)
         self.compile = bool(compile)
-        self._render = COMPILED_RENDER if self.compile else _render_pixels
-        self._observe = COMPILED_OBSERVE if self.compile else _observe_pixels
+        self._render = COMPILED_RENDER if self.compile else render_pixels
+        self._observe = COMPILED_OBSERVE if self.compile else observe_pixels
         self._setup_wavelengths()
 
     # ------------------------------------------------------------------ set-up
     def _setup_wavelengths(self) -> None:
         """Log-λ grid around the orders and the (cached) resamplers between the grids."""
-        margin_kms = self.vsini_range[1] + 7.0 * instrument_sigma_kms(self.R or DEFAULT_R)
+        margin_kms = self.vsini_range[1] + 7.0 * instrument_sigma_kms(self.R or instrument.R)
         margin_kms += 4.0 * self.velocity_step_kms
-        lo = self.order_wave.min() * (1.0 - margin_kms / 299792.458)
-        hi = self.order_wave.max() * (1.0 + margin_kms / 299792.458)
+        lo = self.order_wave.min() * (1.0 - margin_kms / C_KMS)
+        hi = self.order_wave.max() * (1.0 + margin_kms / C_KMS)
         self.log_wave = log_lambda_grid(lo, hi, self.velocity_step_kms)
 
         wave = np.asarray(self.grid.wavelength, dtype=np.float64)
@@ -300,8 +287,9 @@ class SpectrumGenerator:
         and the FFT are all linear, so the trilinear mix of the 8 surrounding nodes is taken
         directly between their precomputed transforms (:meth:`node_transforms`, which already
         hold the instrument profile), multiplied by the rotation transfer function of each
-        v sin i and inverse-transformed once. Raises :class:`~paper_lib.grid.OutsideGridError` for labels outside the grid or
-        in its holes, ValueError for a negative or non-finite v sin i or one above
+        v sin i and inverse-transformed once. Raises
+        :class:`~paper_lib.synthetic.grid.OutsideGridError` for labels outside the grid or in its
+        holes, ValueError for a negative or non-finite v sin i or one above
         ``vsini_range`` (the FFT's padding covers the rotation up to its maximum).
         """
         physical = np.asarray(physical, dtype=np.float64)
@@ -338,7 +326,7 @@ class SpectrumGenerator:
             raise ValueError(f"orders need an even number of pixels, got {n_pixels}")
         slopes = rng.uniform(-self.slant_max, self.slant_max, size=(n, n_orders))
         bits = rng.integers(0, 2**64, size=(n, n_orders, n_pixels // 2), dtype=np.uint64)
-        x = echelle.pixel_coordinate(n_pixels, image)
+        x = pixel_coordinate(n_pixels, image)
         noisy, clean, total, lowest = self._observe(
             image.to(torch.float32), torch.as_tensor(slopes, dtype=torch.float32),
             torch.from_numpy(bits.view(np.int32)), x.to(torch.float32), 1.0 / self.snr)
@@ -383,165 +371,6 @@ class SpectrumGenerator:
         }
 
 
-def _render_pixels(spectra: torch.Tensor, vsini: torch.Tensor, frequency: torch.Tensor,
-                   table: torch.Tensor, tap_index: torch.Tensor, tap_weight: torch.Tensor,
-                   n_fft: int) -> torch.Tensor:
-    """Rotate, inverse-transform and resample onto the échelle pixels: (n, m, 2) → (n, n_pixels).
-
-    ``spectra``: Fourier transforms (real, imaginary) at ``frequency`` (m,) [cycles per km/s],
-    each multiplied by Gray's rotation transfer function of its star's ``vsini`` (n,) [km/s]
-    (``table``: see :func:`~paper_lib.broadening.rotation_transfer_lookup`), inverse-FFT-ed to
-    ``n_fft`` log-λ samples and resampled by the Keys taps ``tap_index``, ``tap_weight``
-    (k, n_pixels) of :class:`~paper_lib.broadening.Resampler` (consecutive samples).
-    """
-    rotated = spectra * rotation_transfer_lookup(table, frequency, vsini)[..., None]
-    flux = torch.fft.irfft(torch.view_as_complex(rotated), n=n_fft)
-    if torch.compiler.is_compiling():  # one indexed load per pixel, then k contiguous ones
-        windows = flux.unfold(-1, tap_index.shape[0], 1)[..., tap_index[0], :]
-        return (windows * tap_weight.T).sum(-1)
-    return weighted_taps(flux, tap_index, tap_weight)  # eagerly the fastest form
-
-
-def standard_normal(bits: torch.Tensor) -> torch.Tensor:
-    """Standard normal float32 deviates from uniform random 32-bit words (Box–Muller).
-
-    ``bits`` (..., 2m) int32 (any bit pattern, e.g. a numpy uint64 array viewed as int32) →
-    (..., 2m) float32. The low 24 bits of word i < m give u₁ = (2k + 1)/2²⁵ ∈ (0, 1), those of
-    word m + i the angle θ = 2π·k/2²⁴; out[i] = √(−2 ln u₁)·cos θ and out[m + i] =
-    √(−2 ln u₁)·sin θ are independent N(0, 1) (G. E. P. Box & M. E. Muller 1958). The 24-bit u₁
-    bounds |out| by √(50 ln 2) ≈ 5.9: a tail of probability 4e-9 is cut, as with any float32
-    uniform. Pure tensor code, so ``torch.compile`` fuses it with the use of the noise.
-    """
-    k = torch.bitwise_and(bits, 0xFFFFFF).to(torch.float32)
-    half = k.shape[-1] // 2
-    radius = torch.sqrt(-2.0 * torch.log((2.0 * k[..., :half] + 1.0) * 2.0**-25))
-    theta = (2.0 * math.pi / 2.0**24) * k[..., half:]
-    return torch.cat([radius * torch.cos(theta), radius * torch.sin(theta)], dim=-1)
-
-
-def _observe_pixels(image: torch.Tensor, slopes: torch.Tensor, bits: torch.Tensor,
-                    x: torch.Tensor, noise_scale: float):
-    """Slant, noise and continuum normalisation of noise-free images (n, n_orders, n_pixels).
-
-    ``slopes`` (n, n_orders) of the slant; ``bits`` random int32 words like ``image``, turned
-    into standard normal noise by :func:`standard_normal`; ``x`` the pixel coordinate in
-    [−1, 1]; ``noise_scale`` = 1 / SNR. Returns (noisy, clean, Σ noisy, min continuum): both
-    images divided by the continuum fitted to the noisy one, and the two numbers
-    :meth:`SpectrumGenerator.observe` checks (a finite sum, a positive continuum).
-    """
-    ramp = 1.0 + slopes[..., None] * x  # echelle.slant_ramp
-    slanted = image * ramp
-    noisy = torch.addcmul(slanted, standard_normal(bits), ramp, value=noise_scale)
-    a, b = echelle.fit_continuum(x, noisy)
-    continuum = torch.addcmul(a, b, x)
-    return noisy / continuum, slanted / continuum, noisy.sum(), continuum.amin()
-
-
-class CompiledStep:
-    """``function`` run through ``torch.compile`` (inductor: fused C++ loops on the CPU).
-
-    Compiled at the first call (≈ 25 s on 2 cores; inductor's disk cache, by default under
-    ``/tmp/torchinductor_<user>`` or wherever ``TORCHINDUCTOR_CACHE_DIR`` points, lets later
-    processes load it in a few seconds), and again for a new SNR or when the batch size first
-    changes (after that, for any batch size). Where compiling fails (no working C++ compiler, an unsupported
-    platform) it warns once, says why, and runs ``function`` as it is from then on.
-    """
-
-    def __init__(self, function):
-        self.function = function
-        self._compiled = None
-        self.failed: str | None = None
-
-    def __call__(self, *args):
-        if self.failed is not None:
-            return self.function(*args)
-        if self._compiled is None:
-            self._compiled = torch.compile(self.function)
-        try:
-            return self._compiled(*args)
-        except Exception as error:  # noqa: BLE001 - any compiler failure: run eagerly
-            self.failed = f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"
-            warnings.warn(f"torch.compile failed for {self.function.__name__} ({self.failed}); "
-                          "the generator runs uncompiled (1.5–1.7× slower). A C++ compiler "
-                          "(e.g. `apt-get install g++`) is what inductor usually lacks.",
-                          RuntimeWarning, stacklevel=2)
-            return self.function(*args)
-
-
-COMPILED_RENDER = CompiledStep(_render_pixels)
-COMPILED_OBSERVE = CompiledStep(_observe_pixels)
-
 # grid → node transforms, per layout (see SpectrumGenerator.node_transforms); entries vanish
 # with their grid object
 _NODE_TRANSFORMS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
-# ---------------------------------------------------------------------------- test sets
-
-
-def grid_checksum(grid) -> str:
-    """SHA-1 of a grid's wavelengths, labels and flux (identifies it in cache keys)."""
-    digest = hashlib.sha1()
-    for array, dtype in ((grid.wavelength, np.float64), (grid.labels, np.float64),
-                         (grid.flux, np.float32)):
-        digest.update(np.ascontiguousarray(array, dtype=dtype).tobytes())
-    return digest.hexdigest()
-
-
-def _testset_path(grid, n: int, settings: dict, storage_dtype: str) -> Path:
-    key = json.dumps({"grid": grid_checksum(grid), "n": n, "format": TESTSET_FORMAT,
-                      "storage_dtype": storage_dtype, **settings}, sort_keys=True, default=list)
-    digest = hashlib.sha1(key.encode()).hexdigest()[:16]
-    name = f"testset_n{n}_snr{settings['snr']:g}_seed{settings['seed']}_{digest}.npz"
-    return paths.cache_dir() / "testsets" / name
-
-
-def _save_atomic(path: Path, arrays: dict) -> None:
-    with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as stream:
-        np.savez(stream, **arrays)
-
-
-def _batch_from_arrays(arrays) -> Batch:
-    return Batch(
-        torch.from_numpy(np.asarray(arrays["noisy"], dtype=np.float32)),
-        torch.from_numpy(np.asarray(arrays["clean"], dtype=np.float32)),
-        torch.from_numpy(np.asarray(arrays["labels"], dtype=np.float32)),
-        torch.from_numpy(np.asarray(arrays["labels_physical"], dtype=np.float64)),
-    )
-
-
-def make_test_set(grid, n: int, snr: float, seed: int, *, box: dict | None = None,
-                  teff_range=None, cache: bool = True, storage_dtype: str = "float16",
-                  **generator_kwargs) -> Batch:
-    """A fixed, seeded test set of ``n`` spectra at ``snr`` (paper: 5667 spectra).
-
-    Generated by a :class:`SpectrumGenerator` (extra keyword arguments go to it) and, with
-    ``cache=True``, stored once under ``paths.cache_dir()/testsets/`` as ``.npz`` (written to a
-    temporary file and renamed, so an interrupted run never leaves a broken file). The file name
-    holds n, SNR, seed and a hash of the grid's contents and of every generator setting, so a
-    changed grid or setting makes a new set. Images are stored as ``storage_dtype`` (float16
-    halves the 2 × n × 8 × 4096 floats; its rounding, ≤ 2.4e-4 near 1, is far below the noise
-    σ = 1/SNR ≥ 3.3e-3 for SNR ≤ 300); the returned batch is always the stored one, so a first
-    and a cached call give identical tensors. Errors of the grid (labels outside it or in holes)
-    propagate.
-    """
-    if storage_dtype not in ("float16", "float32"):
-        raise ValueError(f"storage_dtype must be 'float16' or 'float32', got {storage_dtype!r}")
-    generator = SpectrumGenerator(grid, snr=snr, box=box, teff_range=teff_range, seed=seed,
-                                  **generator_kwargs)
-    path = _testset_path(grid, int(n), generator.settings(), storage_dtype)
-    if cache and path.exists():
-        with np.load(path) as arrays:
-            return _batch_from_arrays(arrays)
-    batch = generator.sample(int(n))
-    arrays = {
-        "noisy": batch.noisy.numpy().astype(storage_dtype),
-        "clean": batch.clean.numpy().astype(storage_dtype),
-        "labels": batch.labels.numpy(),
-        "labels_physical": batch.labels_physical.numpy(),
-        "settings": np.array(json.dumps(generator.settings(), default=list)),
-    }
-    del batch  # the float32 images: 2 × n × 128 KiB
-    if cache:
-        _save_atomic(path, arrays)
-    return _batch_from_arrays(arrays)

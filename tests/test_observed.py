@@ -1,4 +1,4 @@
-"""Tests of paper_lib.harpsn: real-file readers, their errors, the rest-frame velocity, the
+"""Tests of paper_lib.observed: real-file readers, their errors, the rest-frame velocity, the
 8 × 4096 model input and the DACE download helper (never touching the network)."""
 
 from __future__ import annotations
@@ -13,9 +13,18 @@ import pytest
 import torch
 from astropy.io import fits
 
-from paper_lib import broadening, echelle, harpsn
-from paper_lib.grid import Grid
-from paper_lib.harpsn import SpectrumFileError
+from paper_lib.echelle.continuum import normalise_orders
+from paper_lib.echelle.layout import order_wavelengths
+from paper_lib.instrument import C_KMS
+from paper_lib.observed.dace import fetch_dace_sun
+from paper_lib.observed.fits import e2ds_wavelengths, vacuum_to_air
+from paper_lib.observed.model_input import SOLAR_NODE, to_model_input
+from paper_lib.observed.read import read_e2ds, read_spectrum
+from paper_lib.observed.spectrum import Spectrum, SpectrumFileError
+from paper_lib.observed.velocity import rest_frame_velocity
+from paper_lib.synthetic.broadening import broaden
+from paper_lib.synthetic.resample import log_lambda_grid, resample_to_log_lambda
+from paper_lib.synthetic.grid import Grid
 
 from .conftest import shared_or_skip
 
@@ -75,14 +84,14 @@ def synthetic_e2ds(folder, **changes):
     Returns (path, original 8 × 4096 image on the training wavelengths).
     """
     header = calibration_header()
-    wave = harpsn.e2ds_wavelengths(header, 69)
+    wave = e2ds_wavelengths(header, 69)
     blaze = fits.getdata(shared_or_skip(BLAZE)).astype(np.float64)
     response = 5000.0 * (1.0 + 0.05 * np.linspace(-1, 1, 4096)[None, :] * np.linspace(-1, 1, 69)[:, None])
     flux = line_spectrum(wave) * blaze * response
     for row, value in changes.get("fill_rows", {}).items():
         flux[row] = value
     path = write_e2ds(folder, flux, header, blaze=blaze)
-    return path, line_spectrum(echelle.order_wavelengths())
+    return path, line_spectrum(order_wavelengths())
 
 
 def write_s1d(path, start, step, flux, crpix=1.0):
@@ -93,15 +102,15 @@ def write_s1d(path, start, step, flux, crpix=1.0):
 
 
 def solar_node(grid: Grid):
-    return grid.wavelength, grid.node_flux(*harpsn.SOLAR_NODE).astype(np.float64)
+    return grid.wavelength, grid.node_flux(*SOLAR_NODE).astype(np.float64)
 
 
 def broadened_sun(grid: Grid, step_kms: float = 0.25):
     """Solar node on a log-λ grid, broadened by v sin i = 2 km/s and R = 115 000."""
     wave, flux = solar_node(grid)
-    log_wave = broadening.log_lambda_grid(wave[0], wave[-1] - 0.01, step_kms)
-    flux = broadening.resample_to_log_lambda(wave, flux, log_wave)
-    flux = broadening.broaden(torch.tensor(flux[None]), 2.0, step_kms).numpy()[0]
+    log_wave = log_lambda_grid(wave[0], wave[-1] - 0.01, step_kms)
+    flux = resample_to_log_lambda(wave, flux, log_wave)
+    flux = broaden(torch.tensor(flux[None]), 2.0, step_kms).numpy()[0]
     return log_wave, flux
 
 
@@ -111,13 +120,13 @@ def broadened_sun(grid: Grid, step_kms: float = 0.25):
 @pytest.mark.parametrize("prefix", ["TNG", "ESO"])
 def test_header_polynomial_recovers_wavelength_matrix(prefix):
     matrix = fits.getdata(shared_or_skip(WAVE_MATRIX)).astype(np.float64)
-    wave = harpsn.e2ds_wavelengths(calibration_header(prefix), 69)
+    wave = e2ds_wavelengths(calibration_header(prefix), 69)
     assert wave.shape == (69, 4096)
     assert np.abs(wave - matrix).max() <= 1e-3  # all 69 rows (float32 storage: 2.4e-4 Å)
 
 
 def test_reader_uses_header_polynomial_of_the_calibration_file():
-    spectrum = harpsn.read_e2ds(shared_or_skip(WAVE_MATRIX), blaze_path=shared_or_skip(BLAZE))
+    spectrum = read_e2ds(shared_or_skip(WAVE_MATRIX), blaze_path=shared_or_skip(BLAZE))
     matrix = fits.getdata(shared_or_skip(WAVE_MATRIX)).astype(np.float64)
     assert spectrum.meta["wave_source"].startswith("header polynomial")
     assert np.abs(spectrum.wave - matrix).max() <= 1e-3
@@ -128,20 +137,20 @@ def test_separate_wave_file_replaces_missing_polynomial(tmp_path):
     matrix_path = shared_or_skip(WAVE_MATRIX)
     blaze = fits.getdata(shared_or_skip(BLAZE))
     path = write_e2ds(tmp_path, np.full((69, 4096), 100.0), fits.Header(), blaze=blaze)
-    spectrum = harpsn.read_spectrum(path, wave_path=matrix_path)
+    spectrum = read_spectrum(path, wave_path=matrix_path)
     np.testing.assert_array_equal(spectrum.wave, fits.getdata(matrix_path).astype(np.float64))
 
 
 def test_s1d_axis_respects_crpix(tmp_path):
     path = write_s1d(tmp_path / "s1d.fits", 5000.0, 0.01, np.ones(50000), crpix=11.0)
-    spectrum = harpsn.read_spectrum(path)
+    spectrum = read_spectrum(path)
     assert spectrum.kind == "s1d"
     assert spectrum.wave[10] == pytest.approx(5000.0)
     assert spectrum.wave[11] - spectrum.wave[10] == pytest.approx(0.01)
 
 
 def test_vacuum_to_air_refractivity():
-    air = harpsn.vacuum_to_air(np.array([5000.0, 5400.0]))
+    air = vacuum_to_air(np.array([5000.0, 5400.0]))
     assert np.all((2.77e-4 < 5000.0 / air[0] - 1) & (5000.0 / air[0] - 1 < 2.80e-4))
     assert air[1] < 5400.0
 
@@ -151,20 +160,20 @@ def test_vacuum_to_air_refractivity():
 
 def test_e2ds_round_trip_matches_original_image(tmp_path):
     path, original = synthetic_e2ds(tmp_path)
-    spectrum = harpsn.read_spectrum(path)  # blaze found through HIERARCH TNG DRS BLAZE FILE
+    spectrum = read_spectrum(path)  # blaze found through HIERARCH TNG DRS BLAZE FILE
     assert spectrum.kind == "e2ds" and spectrum.meta["blaze_corrected"]
-    model = harpsn.to_model_input(spectrum, rv_kms=0.0)
+    model = to_model_input(spectrum, rv_kms=0.0)
     assert model.image.shape == (8, 4096) and model.image.dtype == np.float32
     assert model.mask.all() and model.gap_fraction == 0.0
     assert np.abs(model.image - original).max() <= 1e-4
-    assert np.abs(model.image - echelle.normalise_orders(original)).max() <= 1e-4
+    assert np.abs(model.image - normalise_orders(original)).max() <= 1e-4
 
 
 def test_e2ds_round_trip_with_measured_velocity(tmp_path):
     path, original = synthetic_e2ds(tmp_path)
     template_wave = np.arange(5000.0, 5420.0, 0.01)
     template = (template_wave, line_spectrum(template_wave)[0])
-    model = harpsn.to_model_input(harpsn.read_spectrum(path), template=template)
+    model = to_model_input(read_spectrum(path), template=template)
     assert abs(model.rv_kms) < 0.02
     assert model.gap_fraction < 1e-3  # at most the end pixels of the orders
     assert np.abs(model.image - original)[model.mask].max() <= 2e-3
@@ -178,15 +187,15 @@ def test_harps_eso_frame_with_72_rows(tmp_path):
             value = header[f"HIERARCH ESO DRS CAL TH COEFF LL{4 * 3 + j}"]
             header[f"HIERARCH ESO DRS CAL TH COEFF LL{4 * row + j}"] = (
                 value - 45.0 * (3 - row) if j == 0 else value)
-    wave = harpsn.e2ds_wavelengths(header, 72)
+    wave = e2ds_wavelengths(header, 72)
     blaze = np.vstack([np.ones((3, 4096)), fits.getdata(shared_or_skip(BLAZE))])
     flux = 800.0 * line_spectrum(wave) * blaze
     path = write_e2ds(tmp_path, flux, header, name="HARPS.test_e2ds_A.fits")
     blaze_path = tmp_path / "HARPS.test_blaze_A.fits"
     fits.PrimaryHDU(blaze.astype(np.float32)).writeto(blaze_path)
-    model = harpsn.to_model_input(harpsn.read_e2ds(path, blaze_path=blaze_path), rv_kms=0.0)
+    model = to_model_input(read_e2ds(path, blaze_path=blaze_path), rv_kms=0.0)
     assert model.meta["rows"] == list(range(39, 47))
-    assert np.abs(model.image - line_spectrum(echelle.order_wavelengths())).max() <= 1e-4
+    assert np.abs(model.image - line_spectrum(order_wavelengths())).max() <= 1e-4
 
 
 def test_newer_drs_s2d_and_table_s1d(tmp_path):
@@ -199,11 +208,11 @@ def test_newer_drs_s2d_and_table_s1d(tmp_path):
                          fits.ImageHDU(quality, name="QUALDATA"),
                          fits.ImageHDU(wave, name="WAVEDATA_AIR_BARY")])
     hdus.writeto(tmp_path / "r.HARPN.2016-01-03T12-00-00.000_S2D_A.fits")
-    s2d = harpsn.read_spectrum(tmp_path / "r.HARPN.2016-01-03T12-00-00.000_S2D_A.fits")
+    s2d = read_spectrum(tmp_path / "r.HARPN.2016-01-03T12-00-00.000_S2D_A.fits")
     assert s2d.kind == "s2d" and not s2d.mask[40, 1000:1100].any()
-    model = harpsn.to_model_input(s2d, rv_kms=0.0)
+    model = to_model_input(s2d, rv_kms=0.0)
     assert 0 < model.gap_fraction < 0.01 and not model.mask[4, 1000:1100].any()
-    assert np.abs(model.image - line_spectrum(echelle.order_wavelengths()))[model.mask].max() < 1e-3
+    assert np.abs(model.image - line_spectrum(order_wavelengths()))[model.mask].max() < 1e-3
 
     air = np.arange(5000.0, 5420.0, 0.01)
     table = fits.BinTableHDU.from_columns([
@@ -212,7 +221,7 @@ def test_newer_drs_s2d_and_table_s1d(tmp_path):
         fits.Column(name="flux", format="E", array=line_spectrum(air)[0]),
         fits.Column(name="quality", format="I", array=(np.abs(air - 5200) < 1).astype(np.int16))])
     fits.HDUList([fits.PrimaryHDU(), table]).writeto(tmp_path / "S1D_A.fits")
-    s1d = harpsn.read_spectrum(tmp_path / "S1D_A.fits")
+    s1d = read_spectrum(tmp_path / "S1D_A.fits")
     assert s1d.kind == "s1d"
     np.testing.assert_array_equal(s1d.wave, air)
     assert not s1d.mask[np.abs(air - 5200) < 1].any() and s1d.mask[np.abs(air - 5200) > 1].all()
@@ -224,7 +233,7 @@ def test_newer_drs_s2d_and_table_s1d(tmp_path):
 def test_rest_frame_velocity_recovers_injected_shift(reference_grid):
     """Broadened solar node on the 8 orders, shifted by +15 km/s, blazed, Poisson S/N ≈ 200."""
     log_wave, flux = broadened_sun(reference_grid)
-    order_wave = echelle.order_wavelengths()
+    order_wave = order_wavelengths()
     inside = (order_wave > log_wave[0]) & (order_wave < log_wave[-1])  # grid: 5030–5370 Å
     rest_image = np.ones_like(order_wave)
     rest_image[inside] = np.interp(order_wave[inside], log_wave, flux)
@@ -232,19 +241,19 @@ def test_rest_frame_velocity_recovers_injected_shift(reference_grid):
     counts = np.random.default_rng(7).poisson(rest_image * blaze * 200.0**2).astype(np.float64)
     t_wave, t_flux = solar_node(reference_grid)
     for v_true in (15.0, -15.0):
-        observed_wave = order_wave * (1.0 + v_true / harpsn.C_KMS)
-        v = harpsn.rest_frame_velocity(observed_wave, counts / blaze, t_wave, t_flux, mask=inside)
+        observed_wave = order_wave * (1.0 + v_true / C_KMS)
+        v = rest_frame_velocity(observed_wave, counts / blaze, t_wave, t_flux, mask=inside)
         assert abs(v - v_true) <= 0.2
 
 
 def test_model_input_removes_the_shift(reference_grid):
     """A 1D spectrum at +15 km/s gives (nearly) the rest-frame image: checks the sign."""
     log_wave, flux = broadened_sun(reference_grid)
-    rest = harpsn.Spectrum(log_wave, flux, np.ones(flux.shape, bool), kind="text")
-    moved = harpsn.Spectrum(log_wave * (1 + 15.0 / harpsn.C_KMS), flux,
+    rest = Spectrum(log_wave, flux, np.ones(flux.shape, bool), kind="text")
+    moved = Spectrum(log_wave * (1 + 15.0 / C_KMS), flux,
                             np.ones(flux.shape, bool), kind="text")
-    expected = harpsn.to_model_input(rest, rv_kms=0.0)
-    model = harpsn.to_model_input(moved, template=reference_grid)
+    expected = to_model_input(rest, rv_kms=0.0)
+    model = to_model_input(moved, template=reference_grid)
     assert model.rv_kms == pytest.approx(15.0, abs=0.2)
     assert "5750" in model.meta["template"]
     both = expected.mask & model.mask
@@ -256,14 +265,14 @@ def test_unmeasurable_velocity_names_the_file(tmp_path):
     path = write_s1d(tmp_path / "featureless_s1d.fits", 5000.0, 0.01, np.ones(42000))
     template_wave = np.arange(5000.0, 5420.0, 0.01)
     with pytest.raises(SpectrumFileError, match="featureless_s1d.fits.*radial velocity"):
-        harpsn.to_model_input(harpsn.read_spectrum(path),
+        to_model_input(read_spectrum(path),
                               template=(template_wave, line_spectrum(template_wave)[0]))
 
 
 def test_model_input_needs_a_template_or_velocity():
-    spectrum = harpsn.Spectrum(np.linspace(5000, 5420, 1000), np.ones(1000), np.ones(1000, bool), "text")
+    spectrum = Spectrum(np.linspace(5000, 5420, 1000), np.ones(1000), np.ones(1000, bool), "text")
     with pytest.raises(ValueError, match="template"):
-        harpsn.to_model_input(spectrum)
+        to_model_input(spectrum)
 
 
 # --------------------------------------------------------------------------- bad files
@@ -358,7 +367,7 @@ BAD_FILES = [_truncated, _garbage, _no_wavelength_keys, _one_coefficient_missing
 def test_bad_files_raise_naming_file_and_problem(tmp_path, make):
     path, problem = make(tmp_path)
     with pytest.raises(SpectrumFileError) as info:
-        harpsn.read_spectrum(path)
+        read_spectrum(path)
     message = str(info.value)
     assert path.name in message
     assert problem in message, message
@@ -366,14 +375,14 @@ def test_bad_files_raise_naming_file_and_problem(tmp_path, make):
 
 def test_missing_file_is_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothing.fits"):
-        harpsn.read_spectrum(tmp_path / "nothing.fits")
+        read_spectrum(tmp_path / "nothing.fits")
 
 
 # --------------------------------------------------------------------------- the real Sun
 
 
 def test_real_harps_sun_s1d(reference_grid):
-    spectrum = harpsn.read_spectrum(shared_or_skip(SUN_S1D))
+    spectrum = read_spectrum(shared_or_skip(SUN_S1D))
     assert spectrum.kind == "s1d" and spectrum.wave.shape == (313025,)
     in_gap = (spectrum.wave > HARPS_GAP[0] + 0.01) & (spectrum.wave < HARPS_GAP[1] - 0.01)
     assert not spectrum.mask[in_gap].any()
@@ -381,7 +390,7 @@ def test_real_harps_sun_s1d(reference_grid):
         (spectrum.wave > HARPS_GAP[1] + 0.01) & (spectrum.wave < 5350))
     assert spectrum.mask[near].all()
 
-    model = harpsn.to_model_input(spectrum, template=reference_grid)
+    model = to_model_input(spectrum, template=reference_grid)
     assert model.image.shape == (8, 4096) and np.isfinite(model.image).all()
     assert abs(model.rv_kms) < 1.5  # README: ≈ rest frame already (Mg b within ~0.7 km/s)
     assert 0.06 < model.gap_fraction < 0.09  # the gap: ~2270 px of order 115, ~200 of 114
@@ -393,9 +402,9 @@ def test_real_harps_sun_s1d(reference_grid):
 
 
 def test_real_uves_sun_text(reference_grid):
-    spectrum = harpsn.read_spectrum(shared_or_skip(SUN_UVES))
+    spectrum = read_spectrum(shared_or_skip(SUN_UVES))
     assert spectrum.kind == "text" and np.all(np.diff(spectrum.wave) > 0)  # 47 repeats merged
-    model = harpsn.to_model_input(spectrum, template=reference_grid)
+    model = to_model_input(spectrum, template=reference_grid)
     assert np.isfinite(model.image).all()
     assert abs(model.rv_kms) < 1.5
     assert model.gap_fraction < 1e-3
@@ -408,7 +417,7 @@ def test_fetch_dace_sun_without_package(private_cache, monkeypatch):
     monkeypatch.setitem(sys.modules, "dace_query", None)
     monkeypatch.setitem(sys.modules, "dace_query.sun", None)
     with pytest.raises(ImportError, match=re.escape('pip install "paper_lib[dace]"')):
-        harpsn.fetch_dace_sun("2016-01-03")
+        fetch_dace_sun("2016-01-03")
 
 
 def _fake_dace(monkeypatch, sun):
@@ -430,7 +439,7 @@ def test_fetch_dace_sun_without_network(private_cache, monkeypatch):
 
     _fake_dace(monkeypatch, OfflineSun)
     with pytest.raises(ConnectionError, match="Could not reach the DACE archive"):
-        harpsn.fetch_dace_sun("2016-01-03")
+        fetch_dace_sun("2016-01-03")
 
 
 def test_fetch_dace_sun_unpacks_and_caches(private_cache, monkeypatch, tmp_path):
@@ -451,11 +460,11 @@ def test_fetch_dace_sun_unpacks_and_caches(private_cache, monkeypatch, tmp_path)
                 tar.add(source, arcname=f"2016-01-03/{source.name}")
 
     _fake_dace(monkeypatch, FakeSun)
-    files = harpsn.fetch_dace_sun("2016-01-03")
+    files = fetch_dace_sun("2016-01-03")
     assert [f.name for f in files] == [source.name]
     assert files[0].is_relative_to(private_cache / "dace")
     assert not list(files[0].parents[1].glob("*.tar.gz"))
-    assert harpsn.read_spectrum(files[0]).kind == "s1d"
+    assert read_spectrum(files[0]).kind == "s1d"
     monkeypatch.setitem(sys.modules, "dace_query.sun", None)  # cached: no import, no network
-    assert harpsn.fetch_dace_sun("2016-01-03") == files
+    assert fetch_dace_sun("2016-01-03") == files
     assert len(calls) == 2

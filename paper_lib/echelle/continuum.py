@@ -1,263 +1,32 @@
-"""The HARPS-N échelle layout: 8 orders × 4096 pixels covering 5050–5350 Å.
+"""The slant of each order and the continuum normalisation, one for synthetic and real spectra.
 
-The paper feeds its networks an "image" of 8 échelle orders (rows) of 4096 pixels, as the
-HARPS-N pipeline delivers them. The orders are HARPS-N physical orders 121–114, i.e. rows
-36–43 (counted from 0) of the pipeline's 69-row frames, 5026.2–5394.7 Å in air. Their pixel
-wavelengths come from a real HARPS-N wavelength calibration (a degree-3 polynomial per
-order, λ(px) = Σ_j c_j px^j, px = 0 … 4095), stored in ``paper_lib/data/harpsn_orders.json``
-by :func:`extract_layout_from_fits`. Users can pass the coefficients of their own
-observation as a ``layout``.
-
-Functions here work on numpy arrays and on torch batches alike:
-
-* :func:`order_wavelengths` – (8, 4096) air wavelengths [Å];
-* :func:`resample_to_orders` – a 1D spectrum (or a batch) → (…, 8, 4096) image;
-* :func:`apply_slant` – multiply each order by a linear ramp;
+* :func:`apply_slant` – multiply each order by a linear ramp (the generator's random slant);
 * :func:`normalise_orders` – the single continuum normalisation used for synthetic *and* real
-  spectra (its fit, :func:`fit_continuum`, is also what the compiled generator calls);
-* :func:`image_to_1d` – back to one 1D spectrum for figures;
-* :func:`load_blaze` – the real HARPS-N blaze of the 8 orders (optional).
+  spectra (its fit, :func:`fit_continuum`, is also what the compiled generator calls).
+
+Both work on numpy arrays and on torch batches (n_orders, n_pixels) or (B, n_orders, n_pixels).
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import torch
 
-from . import paths
-from .broadening import Resampler
-
-N_ORDERS = 8
-N_PIXELS = 4096
-FIRST_ROW = 36  # row of order 121 in the 69-row HARPS-N frames
-ROWS = tuple(range(FIRST_ROW, FIRST_ROW + N_ORDERS))
-PHYSICAL_ORDER_OFFSET = 157  # physical order = 157 − row
-LAYOUT_FILE = paths.package_data / "harpsn_orders.json"
-LAYOUT_SOURCE = (
-    "HARPS-N wavelength calibration HARPN_WAVE_MATRIX_A.fits, 2016-10-12, DRS HARPN_3.8, "
-    "from GitHub pegasilab/yarara Material/ commit 5baf2e5a"
-)
-COEFF_KEY = "HIERARCH TNG DRS CAL TH COEFF LL{}"
-DEGREE_KEY = "HIERARCH TNG DRS CAL TH DEG LL"
-
-
-# layout -----------------------------------------------------------------------------------
-
-
-def extract_layout_from_fits(path, *, rows=ROWS, source: str = LAYOUT_SOURCE) -> dict:
-    """Read the wavelength polynomials of ``rows`` from a HARPS-N calibration FITS header.
-
-    The header holds, per row r, the coefficients ``COEFF LL{(deg+1)·r + j}`` (j = 0 … deg)
-    of λ(px) = Σ_j c_j px^j in air Å. Tested on ``HARPN_WAVE_MATRIX_A.fits``; the HARPS-N
-    DRS writes the same keywords into the headers of its extracted (e2ds) frames, so an
-    observation's own calibration can be read the same way. Returns a JSON-serialisable
-    dict; write it with :func:`write_layout`. Raises ValueError if a keyword is missing.
-    """
-    from astropy.io import fits
-
-    header = fits.getheader(path)
-    try:
-        degree = int(header[DEGREE_KEY])
-        coefficients = [
-            [float(header[COEFF_KEY.format((degree + 1) * row + j)]) for j in range(degree + 1)]
-            for row in rows
-        ]
-    except KeyError as error:
-        raise ValueError(
-            f"{path}: no HARPS-N wavelength polynomial in the header ({error})"
-        ) from None
-    n_pixels = int(header.get("NAXIS1", N_PIXELS))
-    return {
-        "source": source,
-        "medium": "air",
-        "unit": "Angstrom",
-        "formula": "lambda(px) = sum_j coefficients[j] * px**j, px = 0 .. n_pixels-1",
-        "degree": degree,
-        "n_pixels": n_pixels,
-        "rows": [int(row) for row in rows],
-        "orders": [PHYSICAL_ORDER_OFFSET - int(row) for row in rows],
-        "coefficients": coefficients,
-    }
-
-
-def write_layout(layout: dict, path=LAYOUT_FILE) -> Path:
-    """Write a layout dict (see :func:`extract_layout_from_fits`) as indented JSON."""
-    path = Path(path)
-    path.write_text(json.dumps(layout, indent=2) + "\n")
-    return path
-
-
-def load_layout(path=LAYOUT_FILE) -> dict:
-    """The layout stored in ``paper_lib/data/harpsn_orders.json`` (or ``path``)."""
-    return json.loads(Path(path).read_text())
-
-
-def _layout_coefficients(layout) -> tuple[np.ndarray, int]:
-    """(n_orders, deg+1) coefficients and the number of pixels of any accepted layout."""
-    if layout is None:
-        layout = load_layout()
-    elif isinstance(layout, (str, Path)):
-        layout = load_layout(layout)
-    if isinstance(layout, dict):
-        coefficients = np.asarray(layout["coefficients"], dtype=np.float64)
-        n_pixels = int(layout.get("n_pixels", N_PIXELS))
-    else:
-        coefficients = np.asarray(layout, dtype=np.float64)
-        n_pixels = N_PIXELS
-    if coefficients.ndim != 2 or coefficients.shape[1] < 2:
-        raise ValueError(
-            f"layout coefficients must have shape (n_orders, degree+1), got {coefficients.shape}"
-        )
-    if not np.all(np.isfinite(coefficients)):
-        raise ValueError("layout coefficients contain NaN or infinite values")
-    return coefficients, n_pixels
-
-
-_WAVE_CACHE: dict = {}
-
-
-def order_wavelengths(layout=None) -> np.ndarray:
-    """Air wavelengths [Å] of every pixel, shape (n_orders, n_pixels) = (8, 4096) by default.
-
-    ``layout`` is ``None`` (the stored HARPS-N calibration), a path to a layout JSON, a layout
-    dict, or an array of polynomial coefficients (n_orders, degree+1) for px = 0 … 4095.
-    Orders are returned sorted by increasing wavelength; each must increase along its pixels.
-    """
-    if layout is None:
-        if "default" not in _WAVE_CACHE:
-            _WAVE_CACHE["default"] = order_wavelengths(load_layout())
-        return _WAVE_CACHE["default"].copy()
-    coefficients, n_pixels = _layout_coefficients(layout)
-    pixels = np.arange(n_pixels, dtype=np.float64)
-    wave = np.stack([np.polynomial.polynomial.polyval(pixels, c) for c in coefficients])
-    if np.any(np.diff(wave, axis=1) <= 0):
-        raise ValueError("order wavelengths must increase along the pixels")
-    return wave[np.argsort(wave[:, 0])]
-
-
-def _order_wave(order_wave) -> np.ndarray:
-    wave = order_wavelengths() if order_wave is None else np.asarray(order_wave, dtype=np.float64)
-    if wave.ndim != 2:
-        raise ValueError(f"order_wave must have shape (n_orders, n_pixels), got {wave.shape}")
-    if not np.all(np.isfinite(wave)):
-        raise ValueError("order_wave contains NaN or infinite values")
-    return wave
-
-
-def load_blaze(path=None, *, rows=ROWS) -> np.ndarray:
-    """The HARPS-N blaze function of the 8 orders, (8, 4096), from ``HARPN_BLAZE_A.fits``.
-
-    ``path`` defaults to the shared data file (see :func:`paper_lib.paths.shared_file`, which
-    says where to obtain it). Rows 36–43 are already in increasing wavelength. The blaze
-    peaks at ≈1.03–1.05 near px 2330–2390 and drops to ≈0.1 at the order edges.
-    """
-    from astropy.io import fits
-
-    if path is None:
-        path = paths.shared_file("harpsn/HARPN_BLAZE_A.fits")
-    with fits.open(path) as hdul:
-        data = np.asarray(hdul[0].data, dtype=np.float64)
-    if data.ndim != 2 or max(rows) >= data.shape[0]:
-        raise ValueError(f"{path}: expected a (69, 4096) blaze frame, got {data.shape}")
-    return data[list(rows)]
-
-
-# validation helpers -----------------------------------------------------------------------
-
-
-def _is_torch(array) -> bool:
-    return isinstance(array, torch.Tensor)
-
-
-def _check_finite(array, name: str) -> None:
-    finite = torch.isfinite(array).all() if _is_torch(array) else np.isfinite(array).all()
-    if not bool(finite):
-        raise ValueError(f"{name} contains NaN or infinite values")
-
-
-def _check_image(image, name: str = "image"):
-    if not _is_torch(image):
-        image = np.asarray(image)
-    if image.ndim not in (2, 3):
-        raise ValueError(
-            f"{name} must have shape (n_orders, n_pixels) or (B, n_orders, n_pixels), "
-            f"got {tuple(image.shape)}"
-        )
-    if image.shape[-1] < 8:
-        raise ValueError(f"{name} has only {image.shape[-1]} pixels per order")
-    return image
-
-
-# resampling -------------------------------------------------------------------------------
-
-_RESAMPLER_CACHE: dict = {}
-
-
-def _resampler(wave: np.ndarray, order_wave: np.ndarray, kind: str) -> Resampler:
-    """A cached :class:`Resampler` (the generator calls this with the same grids every batch)."""
-    key = (wave.size, wave[0], wave[-1], float(wave.sum()), order_wave.shape,
-           float(order_wave.sum()), kind)
-    if key not in _RESAMPLER_CACHE:
-        if len(_RESAMPLER_CACHE) > 16:
-            _RESAMPLER_CACHE.clear()
-        _RESAMPLER_CACHE[key] = Resampler(wave, order_wave, kind=kind)
-    return _RESAMPLER_CACHE[key]
-
-
-def resample_to_orders(wave, flux, order_wave=None, *, kind: str = "cubic"):
-    """Interpolate a 1D spectrum (or a batch) onto the échelle pixels.
-
-    Parameters
-    ----------
-    wave : (n,) array
-        Wavelengths [Å] of ``flux``, strictly increasing and uniform in λ or in ln λ, sampled
-        finely compared with the pixels (0.01 Å or a ~0.5 km/s log-λ grid against ~0.014 Å
-        pixels), so that cubic (Keys) interpolation keeps line depths at R = 115 000.
-    flux : numpy (n,) or (B, n), or torch (B, n)
-    order_wave : (n_orders, n_pixels) array, default :func:`order_wavelengths`
-    kind : "cubic" or "linear"
-
-    Returns the image (n_orders, n_pixels) or (B, n_orders, n_pixels), same type as ``flux``.
-    Raises ValueError if the pixels reach beyond ``wave`` or if ``flux`` has a wrong shape or
-    NaNs.
-    """
-    order_wave = _order_wave(order_wave)
-    wave = np.asarray(wave, dtype=np.float64)
-    if wave.ndim != 1:
-        raise ValueError(f"wave must be one-dimensional, got shape {wave.shape}")
-    if not _is_torch(flux):
-        flux = np.asarray(flux)
-    if flux.ndim not in (1, 2) or flux.shape[-1] != wave.size:
-        raise ValueError(
-            f"flux must have shape (n,) or (B, n) with n = len(wave) = {wave.size}, "
-            f"got {tuple(flux.shape)}"
-        )
-    _check_finite(flux, "flux")
-    if order_wave.min() < wave[0] or order_wave.max() > wave[-1]:
-        raise ValueError(
-            f"the orders span {order_wave.min():.2f}–{order_wave.max():.2f} Å but the spectrum "
-            f"covers only {wave[0]:.2f}–{wave[-1]:.2f} Å"
-        )
-    return _resampler(wave, order_wave, kind)(flux)
-
-
-# slant and continuum ---------------------------------------------------------------------
+from ..instrument import N_PIXELS
+from .layout import check_finite, check_image, is_torch
 
 
 def pixel_coordinate(n_pixels: int, like) -> "np.ndarray | torch.Tensor":
     """(x − centre) / half-width ∈ [−1, 1] for pixels 0 … n_pixels − 1."""
     x = np.linspace(-1.0, 1.0, n_pixels)
-    if _is_torch(like):
+    if is_torch(like):
         return torch.as_tensor(x, dtype=like.dtype, device=like.device)
     return x
 
 
 def slant_ramp(slopes, n_pixels: int = N_PIXELS):
     """Linear ramps 1 + s·(x − centre)/half-width, shape slopes.shape + (n_pixels,)."""
-    if not _is_torch(slopes):
+    if not is_torch(slopes):
         slopes = np.asarray(slopes, dtype=np.float64)
     return 1.0 + slopes[..., None] * pixel_coordinate(n_pixels, slopes)
 
@@ -269,8 +38,8 @@ def apply_slant(image, slopes):
     (dimensionless, the relative change from the order centre to its red end) has shape
     image.shape[:-1]. The ramp is 1 at the order centre and 1 ± s at its ends.
     """
-    image = _check_image(image)
-    if _is_torch(image):
+    image = check_image(image)
+    if is_torch(image):
         slopes = torch.as_tensor(slopes, dtype=image.dtype, device=image.device)
     else:
         slopes = np.asarray(slopes, dtype=np.float64)
@@ -279,9 +48,9 @@ def apply_slant(image, slopes):
             f"slopes must have shape {tuple(image.shape[:-1])} (one per order), "
             f"got {tuple(slopes.shape)}"
         )
-    _check_finite(slopes, "slopes")
+    check_finite(slopes, "slopes")
     ramp = slant_ramp(slopes, image.shape[-1])
-    return image * (ramp if _is_torch(image) else ramp.astype(image.dtype, copy=False))
+    return image * (ramp if is_torch(image) else ramp.astype(image.dtype, copy=False))
 
 
 def _line_fit(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor):
@@ -421,8 +190,8 @@ def normalise_orders(image, mask=None, *, n_iter: int = 8, clip_low: float = 2.0
     Raises ValueError for wrong shapes, NaNs, orders with too few unmasked pixels or a
     non-positive continuum.
     """
-    image = _check_image(image)
-    was_numpy = not _is_torch(image)
+    image = check_image(image)
+    was_numpy = not is_torch(image)
     y = torch.from_numpy(np.asarray(image, dtype=np.float64)) if was_numpy else image
     compute_dtype = torch.float64 if y.dtype == torch.float64 or was_numpy else torch.float32
     y = y.to(compute_dtype)
@@ -500,7 +269,7 @@ def _min_pixels(min_fraction: float, n_pixels: int) -> int:
 
 def _usable_pixels(mask, y: torch.Tensor) -> torch.Tensor:
     """Boolean tensor shaped like ``y``: True where ``mask`` does not exclude the pixel."""
-    mask_t = torch.as_tensor(mask if _is_torch(mask) else np.asarray(mask, dtype=bool),
+    mask_t = torch.as_tensor(mask if is_torch(mask) else np.asarray(mask, dtype=bool),
                              device=y.device).to(torch.bool)
     try:
         return (~mask_t).expand_as(y).clone()
@@ -509,61 +278,3 @@ def _usable_pixels(mask, y: torch.Tensor) -> torch.Tensor:
             f"mask of shape {tuple(mask_t.shape)} does not broadcast to the image shape "
             f"{tuple(y.shape)}"
         ) from None
-
-
-# back to 1D -------------------------------------------------------------------------------
-
-
-def image_to_1d(image, order_wave=None):
-    """Merge an échelle image into one 1D spectrum (for figures).
-
-    Orders are sorted by wavelength. Where two neighbouring orders overlap, the red order is
-    interpolated (linearly) onto the blue order's pixels in the overlap and the two are
-    averaged; the red order's own pixels in the overlap are dropped.
-
-    Parameters
-    ----------
-    image : numpy or torch, (n_orders, n_pixels) or (B, n_orders, n_pixels)
-    order_wave : (n_orders, n_pixels), default :func:`order_wavelengths`
-
-    Returns
-    -------
-    wave : (m,) numpy [Å], strictly increasing;  flux : numpy (m,) or (B, m)
-    """
-    image = _check_image(image)
-    if _is_torch(image):
-        image = image.detach().cpu().numpy()
-    image = np.asarray(image, dtype=np.float64)
-    order_wave = _order_wave(order_wave)
-    if image.shape[-2:] != order_wave.shape:
-        raise ValueError(
-            f"image orders {image.shape[-2:]} do not match order_wave {order_wave.shape}"
-        )
-    order = np.argsort(order_wave[:, 0])
-    order_wave, image = order_wave[order], image[..., order, :]
-    waves, fluxes = [], []
-    start = 0  # first pixel of the current order not yet covered by the previous one
-    for k in range(order_wave.shape[0]):
-        wave_k = order_wave[k, start:]
-        flux_k = image[..., k, start:].copy()
-        start = 0
-        if k + 1 < order_wave.shape[0]:
-            next_wave = order_wave[k + 1]
-            overlap = wave_k >= next_wave[0]
-            if overlap.any():
-                interp = np.apply_along_axis(
-                    lambda f: np.interp(wave_k[overlap], next_wave, f), -1, image[..., k + 1, :]
-                )
-                flux_k[..., overlap] = 0.5 * (flux_k[..., overlap] + interp)
-                start = int(np.searchsorted(next_wave, wave_k[-1], side="right"))
-        waves.append(wave_k)
-        fluxes.append(flux_k)
-    return np.concatenate(waves), np.concatenate(fluxes, axis=-1)
-
-
-if __name__ == "__main__":  # regenerate the stored layout from the calibration file
-    import sys
-
-    fits_path = sys.argv[1] if len(sys.argv) > 1 else paths.shared_file(
-        "harpsn/HARPN_WAVE_MATRIX_A.fits")
-    print("wrote", write_layout(extract_layout_from_fits(fits_path)))

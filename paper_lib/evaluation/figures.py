@@ -1,0 +1,183 @@
+"""The results figures: Figs 3–4 of the paper, MAE against SNR and the σ calibration plot.
+
+Figures are built on :class:`matplotlib.figure.Figure` (no pyplot state, any backend), saved by
+:func:`paper_lib.plotting.save_figure` and returned. Arrays are in physical units.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import seaborn as sns
+from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
+from matplotlib.ticker import ScalarFormatter
+
+from ..labels import LABEL_NAMES, LABEL_TEX, LABEL_UNIT, N_LABELS
+from ..plotting import save_figure
+from .metrics import SigmaQuantileMap, check_same_shape, gaussian_coverage, standardized_abs_error
+
+def _axis_label(name: str, prefix: str = "") -> str:
+    return f"{prefix}{LABEL_TEX[name]} [{LABEL_UNIT[name]}]"
+
+
+def _new_figure(nrows: int, ncols: int, size: tuple[float, float], **subplot_kw):
+    with sns.axes_style("ticks"):
+        fig = Figure(figsize=size, layout="constrained")
+        axes = fig.subplots(nrows, ncols, squeeze=False, **subplot_kw)
+    return fig, axes
+
+
+def _point_alpha(n: int) -> float:
+    return float(np.clip(1000.0 / max(n, 1), 0.15, 0.8))
+
+
+def plot_residuals(true: np.ndarray, pred: np.ndarray, path: str | Path, gridsize: int = 25,
+                   title: str | None = None) -> Figure:
+    """Fig. 3: residual of label j (row j, ``pred − true``) against the true value of label i
+    (column i), 4 × 4 hexbin panels with a shared logarithmic count scale and a zero line.
+    Labels in the order Teff, log g, [M/H], v sin i, left to right and top to bottom."""
+    true, pred = check_same_shape(true=true, pred=pred)
+    res = pred - true
+    fig, axes = _new_figure(N_LABELS, N_LABELS, (13, 11), sharex="col", sharey="row")
+    hexbins = []
+    for j, row_name in enumerate(LABEL_NAMES):
+        for i, col_name in enumerate(LABEL_NAMES):
+            ax = axes[j, i]
+            hexbins.append(ax.hexbin(true[:, i], res[:, j], gridsize=gridsize, mincnt=1,
+                                     cmap="viridis", linewidths=0))
+            ax.axhline(0.0, color="crimson", lw=0.8, ls="--")
+            if j == N_LABELS - 1:
+                ax.set_xlabel(_axis_label(col_name, "true "))
+            if i == 0:
+                ax.set_ylabel(_axis_label(row_name, "Δ"))
+    vmax = max(float(np.max(np.ma.getdata(hb.get_array()), initial=1.0)) for hb in hexbins)
+    norm = LogNorm(vmin=1.0, vmax=max(vmax, 2.0))
+    for hb in hexbins:
+        hb.set_norm(norm)
+    fig.colorbar(hexbins[-1], ax=axes, label="spectra per hexagon", shrink=0.6)
+    fig.suptitle(title or f"Residuals (prediction − truth), N = {len(true)}")
+    return save_figure(fig, path)
+
+
+def _binned_median(x: np.ndarray, y: np.ndarray, nbins: int = 15, min_count: int = 3):
+    """Centres and medians of y in equal-width bins of x (bins with < min_count points dropped)."""
+    if np.ptp(x) == 0:
+        return np.array([x[0]]), np.array([np.median(y)])
+    edges = np.linspace(x.min(), x.max(), nbins + 1)
+    index = np.clip(np.digitize(x, edges) - 1, 0, nbins - 1)
+    centres, medians = [], []
+    for b in range(nbins):
+        selected = y[index == b]
+        if selected.size >= min_count:
+            centres.append(0.5 * (edges[b] + edges[b + 1]))
+            medians.append(np.median(selected))
+    return np.array(centres), np.array(medians)
+
+
+def plot_sigma(true: np.ndarray, sigma: np.ndarray, path: str | Path, layout: str = "grid",
+               log_sigma: bool = False, title: str | None = None) -> Figure:
+    """Fig. 4: predicted σ against the true labels.
+
+    ``layout="grid"``: 4 × 4 panels, σ of label j (row j) against the true value of label i
+    (column i), as Fig. 3. ``layout="diagonal"``: 1 × 4 panels, σ of each label against its own
+    true value. Points (transparent) plus the binned median (line). σ in physical units.
+    """
+    true, sigma = check_same_shape(true=true, sigma=sigma)
+    if layout not in ("grid", "diagonal"):
+        raise ValueError(f"layout must be 'grid' or 'diagonal', got {layout!r}")
+    palette = sns.color_palette("colorblind")
+    alpha = _point_alpha(len(true))
+    if layout == "grid":
+        fig, axes = _new_figure(N_LABELS, N_LABELS, (13, 11), sharex="col", sharey="row")
+        pairs = [(j, i, axes[j, i]) for j in range(N_LABELS) for i in range(N_LABELS)]
+    else:
+        fig, axes = _new_figure(1, N_LABELS, (14, 3.6))
+        pairs = [(i, i, axes[0, i]) for i in range(N_LABELS)]
+    for j, i, ax in pairs:
+        ax.scatter(true[:, i], sigma[:, j], s=4, alpha=alpha, color=palette[0], linewidths=0)
+        centres, medians = _binned_median(true[:, i], sigma[:, j])
+        ax.plot(centres, medians, color=palette[1], lw=1.5, label="binned median")
+        if log_sigma:
+            ax.set_yscale("log")
+        if layout == "diagonal" or j == N_LABELS - 1:
+            ax.set_xlabel(_axis_label(LABEL_NAMES[i], "true "))
+        if layout == "diagonal" or i == 0:
+            ax.set_ylabel(_axis_label(LABEL_NAMES[j], "σ "))
+    axes.flat[0].legend(loc="best", fontsize="small")
+    fig.suptitle(title or f"Predicted standard deviation against true labels, N = {len(true)}")
+    return save_figure(fig, path)
+
+
+def plot_mae_vs_snr(table: Sequence[Mapping[str, Any]], path: str | Path,
+                    title: str | None = None) -> Figure:
+    """MAE against SNR, one panel per label, one line per variant (log SNR axis).
+    ``table`` is the tidy output of :func:`mae_vs_snr` (several variants may be concatenated)."""
+    if not table:
+        raise ValueError("empty MAE-vs-SNR table")
+    variants = list(dict.fromkeys(row["variant"] for row in table))
+    palette = sns.color_palette("colorblind", max(len(variants), 1))
+    fig, axes = _new_figure(1, N_LABELS, (14, 3.6))
+    for i, name in enumerate(LABEL_NAMES):
+        ax = axes[0, i]
+        for colour, variant in zip(palette, variants):
+            points = sorted((row["snr"], row["mae"]) for row in table
+                            if row["variant"] == variant and row["label"] == name)
+            if points:
+                snr, value = np.array(points).T
+                ax.plot(snr, value, marker="o", color=colour, label=variant)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.set_xlabel("SNR")
+        ax.set_ylabel(_axis_label(name, "MAE "))
+    axes[0, 0].legend(fontsize="small")
+    fig.suptitle(title or "Mean absolute error against signal-to-noise ratio")
+    return save_figure(fig, path)
+
+
+def plot_calibration(true: np.ndarray, mean: np.ndarray, sigma: np.ndarray, path: str | Path,
+                     sigma_scale: np.ndarray | None = None,
+                     quantile_map: SigmaQuantileMap | None = None,
+                     k_max: float = 3.0, title: str | None = None) -> Figure:
+    """Reliability plot: fraction of residuals within kσ against k, per label and pooled.
+
+    Curves: the Gaussian ideal ``erf(k/√2)``, the model's σ as predicted, and, if given, σ
+    rescaled by ``sigma_scale`` (:func:`fit_sigma_scale`) and σ recalibrated by ``quantile_map``
+    (:func:`fit_sigma_quantile_map`). Fit the recalibrations on a validation set and pass the
+    **test** set here. Dotted lines mark k = 1, 2.
+    """
+    z = standardized_abs_error(true, mean, sigma)
+    ks = np.linspace(0.0, k_max, 121)
+    ideal = 100 * gaussian_coverage(ks)
+    palette = sns.color_palette("colorblind")
+    fig, axes = _new_figure(1, N_LABELS + 1, (16, 3.8), sharey=True)
+
+    def curves_for(columns: list[int]):
+        z_cols = z[:, columns]
+        out = {"as predicted": [np.mean(z_cols < k) for k in ks]}
+        if sigma_scale is not None:
+            scale = np.asarray(sigma_scale, dtype=float)[columns]
+            out["σ × scale"] = [np.mean(z_cols < k * scale) for k in ks]
+        if quantile_map is not None:
+            out["quantile map"] = [np.mean(z_cols < quantile_map.multiplier(k)[columns]) for k in ks]
+        return {name: 100 * np.asarray(curve) for name, curve in out.items()}
+
+    panels = [([i], LABEL_TEX[n]) for i, n in enumerate(LABEL_NAMES)]
+    panels.append((list(range(N_LABELS)), "all labels"))
+    for ax, (columns, panel_title) in zip(axes[0], panels):
+        ax.plot(ks, ideal, color="black", ls="--", lw=1.2, label="Gaussian ideal")
+        for colour, (name, curve) in zip(palette, curves_for(columns).items()):
+            ax.plot(ks, curve, color=colour, lw=1.5, label=name)
+        for k in (1, 2):
+            ax.axvline(k, color="grey", lw=0.6, ls=":")
+            ax.axhline(100 * gaussian_coverage(k), color="grey", lw=0.6, ls=":")
+        ax.set_title(panel_title)
+        ax.set_xlabel("k")
+        ax.set_xlim(0, k_max)
+        ax.set_ylim(0, 100)
+    axes[0, 0].set_ylabel("residuals within kσ [%]")
+    axes[0, 0].legend(fontsize="small", loc="lower right")
+    fig.suptitle(title or f"σ calibration, N = {len(z)}")
+    return save_figure(fig, path)

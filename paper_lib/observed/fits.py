@@ -1,0 +1,132 @@
+"""FITS details of the HARPS-N (TNG) and HARPS (ESO) DRS products: HDUs, header keys, the
+wavelength polynomial of e2ds frames, and the companion files (wave, blaze) a header names."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ..instrument import N_PIXELS
+from .spectrum import file_error
+
+INSTRUMENT_PREFIXES = ("TNG", "ESO")  # HARPS-N (TNG) and HARPS (ESO) header keyword families
+DEGREE_KEY = "HIERARCH {} DRS CAL TH DEG LL"
+COEFF_KEY = "HIERARCH {} DRS CAL TH COEFF LL{}"
+BLAZE_FILE_KEY = "HIERARCH {} DRS BLAZE FILE"
+WAVE_FILE_KEY = "HIERARCH {} DRS CAL TH FILE"
+BERV_KEY = "HIERARCH {} DRS BERV"
+
+
+def read_fits(path: Path) -> list:
+    """All HDUs of ``path`` as (name, header, data) in memory; SpectrumFileError if unreadable."""
+    from astropy.io import fits
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with fits.open(path, memmap=False) as hdul:
+                hdus = [(hdu.name, hdu.header.copy(), hdu.data) for hdu in hdul]
+    except FileNotFoundError:
+        raise
+    except (OSError, TypeError, ValueError, IndexError, KeyError) as error:
+        raise file_error(path, f"not a readable FITS file (truncated or corrupt?): {error}") from None
+    for warning in caught:
+        if "truncat" in str(warning.message).lower():
+            raise file_error(path, f"the FITS file is truncated ({warning.message})")
+        warnings.warn(warning.message, warning.category, stacklevel=3)
+    return hdus
+
+
+def hdu(hdus: list, name: str):
+    """(header, data) of the HDU called ``name`` (case-insensitive), or None."""
+    for hdu_name, header, data in hdus:
+        if hdu_name.upper() == name.upper():
+            return header, data
+    return None
+
+
+def instrument_prefix(header) -> str | None:
+    """'TNG' (HARPS-N) or 'ESO' (HARPS): whichever wavelength-degree keyword is present."""
+    for prefix in INSTRUMENT_PREFIXES:
+        if DEGREE_KEY.format(prefix) in header:
+            return prefix
+    return None
+
+
+def header_value(header, template: str):
+    """Value of ``template.format(prefix)`` for the first prefix present, else None."""
+    for prefix in INSTRUMENT_PREFIXES:
+        key = template.format(prefix)
+        if key in header:
+            return header[key]
+    return None
+
+
+def header_meta(header) -> dict:
+    meta = {key.lower(): header[key] for key in ("OBJECT", "DATE-OBS", "INSTRUME") if key in header}
+    berv = header_value(header, BERV_KEY)
+    if berv is not None:
+        meta["berv_kms"] = float(berv)
+    return meta
+
+
+def image_from_file(path: Path, shape: tuple, what: str) -> np.ndarray:
+    """The primary (or first 2D) image of a companion file (_wave_A, _blaze_A), checked."""
+    hdus = read_fits(path)
+    images = [data for _, _, data in hdus if data is not None and np.ndim(data) == 2]
+    if not images:
+        raise file_error(path, f"no 2D image found (expected a {what} frame of shape {shape})")
+    data = np.asarray(images[0], dtype=np.float64)
+    if data.shape != shape:
+        raise file_error(path, f"wrong shape for a {what} frame: {data.shape}, expected {shape}")
+    return data
+
+
+def e2ds_wavelengths(header, n_orders: int, n_pixels: int = N_PIXELS, *, path=None) -> np.ndarray:
+    """Air wavelengths [Å], (n_orders, n_pixels), from the DRS header polynomial.
+
+    λ(row r, px) = Σ_j c_j px^j, px = 0 … n_pixels − 1, with
+    c_j = ``HIERARCH {TNG|ESO} DRS CAL TH COEFF LL{(deg+1)·r + j}`` and
+    deg = ``HIERARCH {TNG|ESO} DRS CAL TH DEG LL`` (TNG for HARPS-N, ESO for HARPS).
+    Raises SpectrumFileError naming ``path`` if a keyword is missing.
+    """
+    prefix = instrument_prefix(header)
+    if prefix is None:
+        raise file_error(path, "missing wavelength keys: the header has neither "
+                     f"{DEGREE_KEY.format('TNG')!r} nor {DEGREE_KEY.format('ESO')!r}; pass the "
+                     "wavelength frame as wave_path=... (the _wave_A file)")
+    degree = int(header[DEGREE_KEY.format(prefix)])
+    keys = [[COEFF_KEY.format(prefix, (degree + 1) * row + j) for j in range(degree + 1)]
+            for row in range(n_orders)]
+    missing = [key for row in keys for key in row if key not in header]
+    if missing:
+        raise file_error(path, f"missing wavelength keys: {len(missing)} of {n_orders * (degree + 1)} "
+                     f"polynomial coefficients are absent, e.g. {missing[0]!r}")
+    coefficients = np.array([[float(header[key]) for key in row] for row in keys])
+    pixels = np.arange(n_pixels, dtype=np.float64)
+    return np.polynomial.polynomial.polyval(pixels, coefficients.T)
+
+
+def vacuum_to_air(wave_vacuum) -> np.ndarray:
+    """Vacuum → air wavelengths [Å] (IAU standard, Morton 2000, eq. 8; valid above 2000 Å)."""
+    wave_vacuum = np.asarray(wave_vacuum, dtype=np.float64)
+    s2 = (1e4 / wave_vacuum) ** 2
+    n = 1.0 + 8.34254e-5 + 2.406147e-2 / (130.0 - s2) + 1.5998e-4 / (38.9 - s2)
+    return wave_vacuum / n
+
+
+def companion(path: Path, header, key_template: str, given, what: str) -> Path | None:
+    """A companion file (blaze, wave): ``given``, else the file the header names next to ``path``."""
+    if given is not None:
+        return Path(given)
+    name = header_value(header, key_template)
+    if name is None:
+        return None
+    candidate = path.parent / str(name).strip()
+    if not candidate.exists():
+        raise file_error(path, f"the header names the {what} file {candidate.name!r} "
+                     f"({key_template.format('TNG/ESO')}) but it is not in {path.parent}; pass "
+                     f"{what}_path=...")
+    return candidate

@@ -1,0 +1,181 @@
+"""A read spectrum on the networks' input grid: rest frame, training pixels, normalised, filled."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..echelle.continuum import normalise_orders
+from ..echelle.layout import order_wavelengths
+from ..instrument import C_KMS
+from ..synthetic.resample import interpolation_weights
+from .checks import matching_rows
+from .spectrum import Spectrum, file_error
+from .velocity import rest_frame_velocity, to_rest_frame
+
+SOLAR_NODE = (5750.0, 4.5, 0.0)  # grid node closest to the Sun (5772 K, 4.44, 0.0)
+FILL_VALUE = 1.0  # continuum level written into pixels without data
+SAMPLING_JUMP = 3.0  # a wavelength step this many times the median one is a hole in the data
+
+
+@dataclass
+class ModelInput:
+    """A spectrum on the networks' input grid.
+
+    Attributes
+    ----------
+    image : float32 (8, 4096) – continuum-normalised flux on the training wavelengths,
+        FILL_VALUE (1.0) where ``mask`` is False.
+    mask : bool (8, 4096) – True where the pixel holds real data, False where it was filled.
+    rv_kms : float – radial velocity removed [km/s] (λ_rest = λ_obs / (1 + v/c)).
+    gap_fraction : float – fraction of the 32 768 pixels that were filled.
+    order_wave : float64 (8, 4096) – rest-frame air wavelengths of the pixels [Å].
+    kind, path : of the source spectrum.
+    meta : dict – rows used, template description, source meta.
+    """
+
+    image: np.ndarray
+    mask: np.ndarray
+    rv_kms: float
+    gap_fraction: float
+    order_wave: np.ndarray
+    kind: str
+    path: Path | None = None
+    meta: dict = field(default_factory=dict)
+
+
+def _template_arrays(template, node) -> tuple[np.ndarray, np.ndarray, str]:
+    """(wave, flux, description) from a Grid-like object or a (wave, flux) pair."""
+    if template is None:
+        raise ValueError("to_model_input needs a template to measure the radial velocity: pass "
+                         "template=grid (its solar-like node is used) or template=(wave, flux), "
+                         "or give rv_kms= (e.g. 0.0 for a spectrum already in the rest frame)")
+    if hasattr(template, "node_flux") and hasattr(template, "wavelength"):
+        teff, logg, mh = node
+        return (np.asarray(template.wavelength, dtype=np.float64),
+                np.asarray(template.node_flux(teff, logg, mh), dtype=np.float64),
+                f"grid node Teff={teff:g} K, log g={logg:g}, [M/H]={mh:+g}")
+    wave, flux = template
+    return np.asarray(wave, dtype=np.float64), np.asarray(flux, dtype=np.float64), "user template"
+
+
+def _resample_segment(wave, flux, valid, target) -> tuple[np.ndarray, np.ndarray]:
+    """Keys-cubic resampling of one segment onto ``target`` [Å] in its own pixel coordinate.
+
+    Returns (values, ok): ok is False where ``target`` lies outside the segment, where a
+    pixel carrying interpolation weight is invalid, or where the interpolation would bridge a
+    hole in the sampling (a step > SAMPLING_JUMP × the median step); values are NaN there.
+    """
+    values = np.full(target.shape, np.nan)
+    ok = np.zeros(target.shape, dtype=bool)
+    inside = (target >= wave[0]) & (target <= wave[-1])
+    if inside.sum() == 0 or wave.size < 4:
+        return values, ok
+    index = np.arange(wave.size, dtype=np.float64)
+    position = np.interp(target[inside], wave, index)
+    nodes, weights = interpolation_weights(index, position, kind="cubic")
+    clean = np.where(valid, flux, 0.0)
+    steps = np.diff(wave)
+    jump_after = np.append(steps > SAMPLING_JUMP * np.median(steps), False)  # holes in λ
+    usable = (np.all(valid[nodes] | (weights == 0), axis=-1)
+              & ~np.any(jump_after[nodes[:, :-1]], axis=-1))
+    values[inside] = np.where(usable, (clean[nodes] * weights).sum(-1), np.nan)
+    ok[inside] = usable
+    return values, ok
+
+
+def _rest_frame_image(spectrum: Spectrum, v_kms: float, order_wave: np.ndarray, rows=None):
+    """(image, valid), each (8, 4096): the spectrum in the rest frame on the training pixels.
+
+    ``rows`` (échelle spectra only) gives the observed row resampled onto each training order.
+    """
+    image = np.full(order_wave.shape, np.nan)
+    valid = np.zeros(order_wave.shape, dtype=bool)
+    stretch = 1.0 + v_kms / C_KMS
+    for k, target in enumerate(order_wave):
+        if spectrum.is_echelle:
+            part = slice(None)
+            wave, flux, good = (spectrum.wave[rows[k]], spectrum.flux[rows[k]],
+                                spectrum.mask[rows[k]])
+        else:
+            first = max(int(np.searchsorted(spectrum.wave, target[0] * stretch)) - 4, 0)
+            part = slice(first, int(np.searchsorted(spectrum.wave, target[-1] * stretch)) + 4)
+            wave, flux, good = spectrum.wave, spectrum.flux, spectrum.mask
+        image[k], valid[k] = _resample_segment(to_rest_frame(wave[part], v_kms), flux[part],
+                                               good[part], target)
+    return image, valid
+
+
+def _ccf_input(spectrum: Spectrum, order_wave: np.ndarray, rows=None, margin_a: float = 10.0):
+    """(wave, flux, mask) of the part of ``spectrum`` used to measure the velocity."""
+    if spectrum.is_echelle:
+        return spectrum.wave[rows], spectrum.flux[rows], spectrum.mask[rows]
+    keep = ((spectrum.wave > order_wave.min() - margin_a)
+            & (spectrum.wave < order_wave.max() + margin_a))
+    return spectrum.wave[keep], spectrum.flux[keep], spectrum.mask[keep]
+
+
+def to_model_input(spectrum: Spectrum, template=None, *, rv_kms: float | None = None,
+                   order_wave=None, template_node=SOLAR_NODE,
+                   v_range=(-200.0, 200.0)) -> ModelInput:
+    """The 8 × 4096 network input of a real spectrum (see the module docstring for the steps).
+
+    Parameters
+    ----------
+    spectrum : Spectrum from :func:`read_spectrum` (e2ds/s2d blaze-corrected, s1d, text).
+    template : a grid (anything with ``.wavelength`` and ``.node_flux(teff, logg, mh)``, e.g.
+        :class:`paper_lib.synthetic.grid.Grid`; its ``template_node`` is used, by default the solar-like
+        node 5750 K, 4.5, 0.0) or a rest-frame ``(wave [Å], flux)`` pair. Needed unless
+        ``rv_kms`` is given.
+    rv_kms : radial velocity [km/s] to remove instead of measuring it (0.0 disables the shift).
+    order_wave : (8, 4096) training wavelengths [Å]; default
+        :func:`paper_lib.echelle.layout.order_wavelengths`.
+    v_range : velocities searched by :func:`rest_frame_velocity` [km/s].
+
+    Pixels without data — the HARPS CCD gap (zero flux), NaNs, zeros, bad quality flags, and
+    pixels that the rest-frame shift moves beyond the end of an observed order — are ignored
+    by the continuum fit and then **filled with 1.0** (the continuum of a normalised
+    spectrum). The networks were trained on complete, gap-free synthetic images and have no
+    notion of a missing pixel: a 0 or NaN there would look like a saturated absorption line or
+    break the arithmetic, whereas 1.0 says "no absorption here", the least informative value
+    a normalised spectrum can hold. The lines that fall in a gap are still lost, so predictions
+    can differ from those for a complete spectrum; ``mask`` (True = real data) and
+    ``gap_fraction`` say how much was filled (≈ 7–8 % for the HARPS CCD gap).
+
+    Raises SpectrumFileError (naming the file) if the velocity cannot be measured or an order
+    cannot be normalised, e.g. because it has almost no valid pixels.
+    """
+    order_wave = order_wavelengths() if order_wave is None else np.asarray(order_wave)
+    meta = {"source": dict(spectrum.meta)}
+    rows = None
+    if spectrum.is_echelle:
+        if not spectrum.meta.get("blaze_corrected", False):
+            raise file_error(spectrum.path, "the échelle flux is not blaze-corrected; read it with "
+                         "read_e2ds(..., blaze_path=...)")
+        rows = meta["rows"] = matching_rows(spectrum.wave, order_wave, path=spectrum.path)
+    if rv_kms is None:
+        t_wave, t_flux, meta["template"] = _template_arrays(template, template_node)
+        wave, flux, mask = _ccf_input(spectrum, order_wave, rows)
+        try:
+            rv_kms = rest_frame_velocity(wave, flux, t_wave, t_flux, v_range, mask=mask)
+        except ValueError as error:
+            raise file_error(spectrum.path, f"the radial velocity could not be measured ({error}); "
+                         "pass rv_kms=... if it is known") from None
+        meta["rv_source"] = "cross-correlation"
+    else:
+        meta["rv_source"] = "given"
+    image, valid = _rest_frame_image(spectrum, float(rv_kms), order_wave, rows)
+    try:
+        normalised = normalise_orders(image, mask=~valid)
+    except ValueError as error:
+        counts = ", ".join(str(int(n)) for n in valid.sum(axis=1))
+        raise file_error(spectrum.path, f"cannot normalise the orders ({error}); valid pixels per "
+                     f"order: {counts}") from None
+    normalised = np.where(valid, normalised, FILL_VALUE).astype(np.float32)
+    if not np.all(np.isfinite(normalised)):
+        raise file_error(spectrum.path, "the normalised image contains NaN or inf")
+    return ModelInput(image=normalised, mask=valid, rv_kms=float(rv_kms),
+                      gap_fraction=float(1.0 - valid.mean()), order_wave=order_wave,
+                      kind=spectrum.kind, path=spectrum.path, meta=meta)

@@ -1,0 +1,140 @@
+"""The radial velocity of an observed spectrum, by cross-correlation with a rest-frame template."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..instrument import C_KMS
+
+HIGHPASS_WINDOW_A = 5.0  # running-mean window removing the continuum before the CCF [Å]
+
+
+def _highpass(wave: np.ndarray, flux: np.ndarray, valid: np.ndarray, window_a: float) -> np.ndarray:
+    """flux / (running mean over ``window_a`` Å) − 1, using valid pixels only; 0 elsewhere."""
+    from scipy.ndimage import uniform_filter1d
+
+    step = float(np.median(np.diff(wave)))
+    size = max(3, int(round(window_a / step)) | 1)
+    weight = valid.astype(np.float64)
+    values = np.where(valid, flux, 0.0)
+    mean = uniform_filter1d(values, size, mode="nearest")
+    norm = uniform_filter1d(weight, size, mode="nearest")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        level = mean / norm
+        out = values / level - 1.0
+    return np.where(valid & (norm > 0.1) & (level > 0), out, 0.0)
+
+
+def _segments(wave, flux, mask) -> list:
+    """A 1D or (n_orders, n_px) spectrum as a list of (wave, flux, valid) 1D segments."""
+    wave = np.asarray(wave, dtype=np.float64)
+    flux = np.asarray(flux, dtype=np.float64)
+    if wave.shape != flux.shape or wave.ndim not in (1, 2):
+        raise ValueError(f"wave {wave.shape} and flux {flux.shape} must have the same 1D or 2D shape")
+    valid = np.isfinite(flux) & np.isfinite(wave)
+    if mask is not None:
+        valid &= np.asarray(mask, dtype=bool)
+    if wave.ndim == 1:
+        return [(wave, flux, valid)]
+    return list(zip(wave, flux, valid))
+
+
+def _valid_correlation(long: np.ndarray, short: np.ndarray) -> np.ndarray:
+    """c[k] = Σ_i long[i + k] · short[i] for k = 0 … len(long) − len(short), by FFT."""
+    import scipy.fft
+
+    n = scipy.fft.next_fast_len(long.size + short.size - 1, real=True)
+    product = scipy.fft.rfft(long, n) * np.conj(scipy.fft.rfft(short, n))
+    return scipy.fft.irfft(product, n)[: long.size - short.size + 1]
+
+
+def rest_frame_velocity(wave, flux, template_wave, template_flux, v_range=(-200.0, 200.0), *,
+                        mask=None, step_kms: float = 0.25) -> float:
+    """Radial velocity [km/s] of an observed spectrum relative to a rest-frame template.
+
+    Both spectra are high-pass filtered (divided by a 5 Å running mean, minus one), put on a
+    common grid uniform in ln λ with ``step_kms`` per point, and cross-correlated for every
+    velocity step in ``v_range`` [km/s]; a parabola through the highest point and its two
+    neighbours refines the peak. The result v satisfies λ_obs = λ_rest · (1 + v/c), so
+    λ_rest = λ_obs / (1 + v/c).
+
+    Parameters
+    ----------
+    wave, flux : (n,) or (n_orders, n_px) – observed air wavelengths [Å] and flux (any
+        continuum; blaze-corrected for échelle orders).
+    template_wave, template_flux : (m,) – rest-frame template, e.g. a normalised synthetic
+        spectrum [Å].
+    v_range : (v_min, v_max) [km/s] searched.
+    mask : bool like ``flux``, True = valid; NaN and inf are ignored in any case.
+
+    Raises ValueError if the spectra do not overlap or the peak lies at the edge of
+    ``v_range``.
+    """
+    segments = _segments(wave, flux, mask)
+    template_wave = np.asarray(template_wave, dtype=np.float64)
+    template_flux = np.asarray(template_flux, dtype=np.float64)
+    if template_wave.ndim != 1 or template_wave.shape != template_flux.shape:
+        raise ValueError("template_wave and template_flux must be 1D arrays of equal length")
+    if np.any(np.diff(template_wave) <= 0):
+        raise ValueError("template_wave must increase strictly")
+    v_min, v_max = float(v_range[0]), float(v_range[1])
+    if not -C_KMS < v_min < v_max < C_KMS:
+        raise ValueError(f"v_range must be (v_min, v_max) with v_min < v_max, got {v_range}")
+
+    observed = [s for s in segments if s[2].sum() > 3]
+    if not observed:
+        raise ValueError("the observed spectrum has no valid pixels")
+    lo = max(min(s[0][s[2]].min() for s in observed), template_wave[0] * (1 + v_min / C_KMS))
+    hi = min(max(s[0][s[2]].max() for s in observed), template_wave[-1] * (1 + v_max / C_KMS))
+    if hi <= lo:
+        raise ValueError("the observed spectrum and the template do not overlap in wavelength")
+    dx = step_kms / C_KMS
+    x = math.log(lo) + dx * np.arange(int(math.log(hi / lo) / dx) + 1)
+
+    y_obs = _observed_on_grid(observed, x)
+    y_template = _highpass(template_wave, template_flux, np.isfinite(template_flux),
+                           HIGHPASS_WINDOW_A)
+    return _ccf_peak_velocity(x, y_obs, template_wave, y_template, v_range, step_kms)
+
+
+def _observed_on_grid(observed: list, x: np.ndarray) -> np.ndarray:
+    """The high-passed valid segments on the common ln λ grid ``x`` (mean where they overlap,
+    0 where none has data)."""
+    total, weight = np.zeros_like(x), np.zeros_like(x)
+    for seg_wave, seg_flux, seg_valid in observed:
+        y = _highpass(seg_wave, seg_flux, seg_valid, HIGHPASS_WINDOW_A)
+        log_wave = np.log(seg_wave)
+        inside = (x >= log_wave[0]) & (x <= log_wave[-1])
+        good = np.interp(x[inside], log_wave, seg_valid.astype(np.float64)) > 1 - 1e-9
+        total[inside] += np.where(good, np.interp(x[inside], log_wave, y), 0.0)
+        weight[inside] += good
+    return np.where(weight > 0, total / np.maximum(weight, 1), 0.0)
+
+
+def _ccf_peak_velocity(x, y_obs, template_wave, y_template, v_range, step_kms: float) -> float:
+    """Velocity [km/s] at the cross-correlation peak of the high-passed template against the
+    observed spectrum on the ln λ grid ``x`` (step ``step_kms``), refined by a parabola."""
+    v_min, v_max = float(v_range[0]), float(v_range[1])
+    dx = step_kms / C_KMS
+    lag_lo = math.floor(C_KMS * math.log1p(v_min / C_KMS) / step_kms)
+    lag_hi = math.ceil(C_KMS * math.log1p(v_max / C_KMS) / step_kms)
+    x_template = x[0] + dx * (np.arange(x.size + lag_hi - lag_lo) - lag_hi)
+    y_template = np.interp(x_template, np.log(template_wave), y_template, left=0.0, right=0.0)
+    # ccf[k] = Σ_i template(x_i + (k − lag_hi)·dx) · observed(x_i): peaks at lag = lag_hi − k
+    ccf = _valid_correlation(y_template, y_obs)[::-1]
+    lags = np.arange(lag_lo, lag_lo + ccf.size)
+    peak = int(np.argmax(ccf))
+    if peak == 0 or peak == ccf.size - 1 or not ccf[peak] > 0:
+        raise ValueError(f"no cross-correlation peak inside v_range {v_range} km/s")
+    left, centre, right = ccf[peak - 1: peak + 2]
+    curvature = left - 2.0 * centre + right
+    offset = 0.5 * (left - right) / curvature if curvature < 0 else 0.0
+    log_velocity = (lags[peak] + offset) * step_kms
+    return float(C_KMS * math.expm1(log_velocity / C_KMS))
+
+
+def to_rest_frame(wave, v_kms: float) -> np.ndarray:
+    """λ_rest = λ_obs / (1 + v/c) [Å] for a radial velocity v [km/s]."""
+    return np.asarray(wave, dtype=np.float64) / (1.0 + float(v_kms) / C_KMS)

@@ -1,0 +1,139 @@
+"""The paper's variants: which network, covariance, DAE and data each one trains with.
+
+Variant names: ``<resnet|attention>_<diagonal|full>[_dae][_limited]`` and ``dae`` (see
+:data:`paper_lib.profiles.ALL_VARIANTS`). :func:`train_variant` builds the model a profile asks
+for, picks the paper's optimiser settings (:func:`variant_config`), fine-tunes ``_dae``
+variants behind the frozen DAE, and hands over to :func:`~paper_lib.training.loop.fit`.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from ..models import DenoisedRegressor, build_model, describe, unwrap
+from ..profiles import Profile
+from .checkpoints import check_arch, load_model
+from .loop import TrainConfig, fit
+
+VARIANT_PATTERN = re.compile(r"^(resnet|attention)_(diagonal|full)(_dae)?(_limited)?$")
+
+
+class Variant(NamedTuple):
+    """A parsed variant name ``<network>_<covariance>[_dae][_limited]`` (or ``dae``)."""
+
+    name: str
+    network: str  # "resnet", "attention" or "dae"
+    covariance: str | None
+    dae: bool  # regressor behind the frozen DAE
+    limited: bool  # trained on the limited T_eff range (paper's † rows)
+
+    @property
+    def base(self) -> str:
+        """The same regressor without the DAE, e.g. ``resnet_full_dae`` → ``resnet_full``."""
+        return self.name.replace("_dae", "")
+
+
+def parse_variant(name: str) -> Variant:
+    """``"attention_full_dae"`` → Variant(network="attention", covariance="full", dae=True, …)."""
+    if name == "dae":
+        return Variant(name, "dae", None, False, False)
+    match = VARIANT_PATTERN.match(name)
+    if match is None:
+        raise ValueError(f"unknown variant {name!r}; expected 'dae' or <resnet|attention>_<diagonal|full>[_dae][_limited]")
+    network, covariance, dae, limited = match.groups()
+    return Variant(name, network, covariance, dae is not None, limited is not None)
+
+
+class TrainResult(NamedTuple):
+    model: nn.Module  # trained, eval mode
+    history: list  # one dict per epoch, see fit()
+    checkpoint: Path
+
+
+def variant_config(variant: Variant, profile: Profile, *, lr: float | None = None, finetune: bool = False) -> TrainConfig:
+    """The TrainConfig of a variant under a profile: paper §4 optimisers (Adam for regressors,
+    AdamW for the DAE) at ``profile.regressor_lr`` / ``profile.dae_lr`` unless ``lr`` is given."""
+    common = {"steps_per_epoch": profile.steps_per_epoch, "batch_size": profile.batch_size,
+              "lr_decay_fraction": profile.lr_decay_fraction, "seed": profile.seed}
+    if variant.network == "dae":
+        return TrainConfig(epochs=profile.dae_epochs, lr=lr or profile.dae_lr, optimizer="adamw", weight_decay=0.01,
+                           task="denoising", **common)
+    epochs = profile.finetune_epochs if finetune else profile.epochs
+    return TrainConfig(epochs=epochs, lr=lr or profile.regressor_lr, optimizer="adam", task="regression", **common)
+
+
+def _load_dae(dae) -> nn.Module:
+    if isinstance(dae, (str, Path)):
+        return load_model(dae, kind="dae")
+    if dae is None or describe(dae)["kind"] != "dae":
+        raise ValueError("a '_dae' variant needs dae= a trained DenoisingAutoencoder or the path of its checkpoint")
+    return dae
+
+
+def _init_from_base(regressor: nn.Module, base: Path) -> None:
+    """Copy the weights of a trained regressor checkpoint (same architecture) into ``regressor``."""
+    trained = load_model(base)
+    check_arch(describe(regressor), describe(trained), base)
+    regressor.load_state_dict(trained.state_dict())
+
+
+def train_variant(
+    variant: str,
+    profile: Profile,
+    source,
+    val_batch,
+    out_dir: str | Path,
+    *,
+    dae: nn.Module | str | Path | None = None,
+    init_from: str | Path | None = None,
+    lr: float | None = None,
+    until_epoch: int | None = None,
+    progress: bool = True,
+    num_threads: int | None = None,
+) -> TrainResult:
+    """Train (or resume, or just load) one variant of the paper; checkpoint ``out_dir/<variant>.pt``.
+
+    variant: 'dae' or ``<resnet|attention>_<diagonal|full>[_dae][_limited]`` (profiles.ALL_VARIANTS).
+    source / val_batch: training source and fixed validation Batch; for ``_limited`` variants
+    the caller passes a source restricted to ``profile.limited_teff`` at ``profile.snr_limited``.
+    dae: for ``_dae`` variants, the trained DAE (module or checkpoint path); it is frozen.
+    init_from: for ``_dae`` variants, the checkpoint of the regressor to fine-tune behind the DAE
+    for ``profile.finetune_epochs``; default ``out_dir/<variant without _dae>.pt`` if it exists,
+    else the regressor is trained from scratch for ``profile.epochs`` (with a warning).
+    lr: override the profile's learning rate (``regressor_lr`` or ``dae_lr``; paper 1e-4 / 3e-4).
+    Model sizes come from ``profile.resnet`` / ``profile.attention`` / ``profile.dae``.
+    """
+    spec = parse_variant(variant)
+    out_dir = Path(out_dir)
+    checkpoint = out_dir / f"{variant}.pt"
+    torch.manual_seed(profile.seed)  # same initial weights on every run and every rank
+    model, finetune = _variant_model(spec, profile, out_dir, dae, init_from)
+    config = variant_config(spec, profile, lr=lr, finetune=finetune)
+    history = fit(model, source, val_batch, config, checkpoint, variant=variant,
+                  until_epoch=until_epoch, progress=progress, num_threads=num_threads)
+    return TrainResult(unwrap(model).eval(), history, checkpoint)
+
+
+def _variant_model(spec: Variant, profile: Profile, out_dir: Path, dae, init_from) -> tuple[nn.Module, bool]:
+    """The untrained model of a variant (sizes from the profile) and whether it is fine-tuned:
+    a ``_dae`` variant starts from its trained base regressor, behind the frozen DAE."""
+    if spec.network == "dae":
+        return build_model("dae", **profile.dae), False
+    model = build_model(spec.network, covariance=spec.covariance, **getattr(profile, spec.network))
+    if not spec.dae:
+        return model, False
+    base = Path(init_from) if init_from is not None else out_dir / f"{spec.base}.pt"
+    finetune = base.exists()
+    if finetune:
+        _init_from_base(model, base)
+    elif init_from is not None:
+        raise FileNotFoundError(f"init_from checkpoint {base} does not exist")
+    else:
+        warnings.warn(f"{base} not found: training {spec.name} from scratch for {profile.epochs} epochs", stacklevel=3)
+    return DenoisedRegressor(_load_dae(dae), model), finetune
