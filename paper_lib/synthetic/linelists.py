@@ -105,9 +105,22 @@ def read_turbospectrum_blocks(path) -> list[tuple[str, str, list[str]]]:
     return blocks
 
 
-def _species(header: str) -> tuple[float, int]:
+def _species(header: str) -> tuple[int, int]:
+    """(atomic number, ionisation stage) of an atomic block header, isotope ignored: VALD splits
+    some elements into isotopic components (``'22.048'`` = ⁴⁸Ti) that Gaia-ESO lists as one."""
     species, ion, _ = header.rsplit(None, 2)
-    return float(species.strip("' ")), int(ion)
+    return int(float(species.strip("' "))), int(ion)
+
+
+def _all_isotopes_header(header: str) -> str:
+    """The header of an isotopic block rewritten for all isotopes (``'22.048'`` → ``'22.000'``).
+
+    VALD's isotopic components carry log gf already scaled by the isotope's abundance;
+    Turbospectrum would scale an isotope-coded line a second time, so the supplement lists them
+    as plain lines of the element."""
+    species, ion, count = header.rsplit(None, 2)
+    element = int(float(species.strip("' ")))
+    return f"'{element:4d}.000            ' {ion} {count}\n"
 
 
 def _write_blocks(blocks, target: Path) -> Path:
@@ -121,7 +134,7 @@ def vald_supplement(wave_range, margin: float = LINELIST_MARGIN, *, source=None,
                     out_dir: Path | None = None) -> Path:
     """VALD3 solar-master-list lines absent from the Gaia-ESO list, cut to the range (cached)."""
     out_dir = Path(out_dir or paths.cache_dir() / "linelists")
-    target = out_dir / _range_name("vald3_not_in_gaia_eso", wave_range, margin)
+    target = out_dir / _range_name("vald3_not_in_gaia_eso_v2", wave_range, margin)
     if target.exists():
         return target
     if source is None:
@@ -136,7 +149,7 @@ def vald_supplement(wave_range, margin: float = LINELIST_MARGIN, *, source=None,
         ref = known.get(_species(header), np.empty(0))
         new = [r for r in body if lo <= float(r.split(None, 1)[0]) <= hi
                and not (ref.size and np.min(np.abs(ref - float(r.split(None, 1)[0]))) < SAME_LINE_A)]
-        kept.append((header, name, new))
+        kept.append((_all_isotopes_header(header), name, new))
     return _write_blocks(kept, target)
 
 
@@ -216,9 +229,12 @@ def mgh_linelist(wave_range, margin: float = LINELIST_MARGIN, *,
     return target
 
 
-def synthesis_linelists(wave_range, *, molecules: bool = True) -> list[Path]:
-    """The line lists every synthesis uses: Gaia-ESO + VALD3 supplement (+ ExoMol MgH)."""
-    lists = [trimmed_gaia_eso(wave_range), vald_supplement(wave_range)]
+def synthesis_linelists(wave_range, *, molecules: bool = True,
+                        supplement: bool = True) -> list[Path]:
+    """The line lists every synthesis uses: Gaia-ESO (+ VALD3 supplement) (+ ExoMol MgH)."""
+    lists = [trimmed_gaia_eso(wave_range)]
+    if supplement:
+        lists.append(vald_supplement(wave_range))
     if molecules:
         lists.append(mgh_linelist(wave_range))
     return lists

