@@ -116,10 +116,22 @@ def test_fast_render_matches_the_literal_pipeline(grid):
                        [3612.0, 0.7, -2.3, 30.0],     # cool giant, the fastest rotation
                        [9610.0, 4.9, 0.4, 17.3]])
     fast = gen.render_labels(labels)
-    literal = gen.render(grid.interpolate(labels[:, :3]), labels[:, 3])
+    literal = gen.render(grid.interpolate(labels[:, :3]), labels[:, 3], gen.vmacro(labels))
     assert fast.shape == (4, 8, 4096) and fast.dtype == torch.float32
     assert (fast - literal).abs().max().item() < 1e-5
     assert fast[2].min() < 0.5  # deep lines survive: this is not a comparison of continua
+
+
+def test_macroturbulence_follows_the_relation_and_can_be_switched_off(grid):
+    from paper_lib.synthetic.turbulence import vmacro_kms
+
+    labels = np.array([[5777.0, 4.44, 0.0, 2.0], [6000.0, 4.0, -0.5, 5.0]])
+    with_macro, without = generator(grid, box=None), generator(grid, box=None, macroturbulence=False)
+    np.testing.assert_allclose(with_macro.vmacro(labels), vmacro_kms(labels[:, 0], labels[:, 1]))
+    assert np.all(without.vmacro(labels) == 0.0)
+    broad, sharp = with_macro.render_labels(labels), without.render_labels(labels)
+    assert (broad.amin(dim=(1, 2)) > sharp.amin(dim=(1, 2))).all()  # shallower cores
+    assert with_macro.settings()["macroturbulence"] and without.settings()["macroturbulence"] is None
 
 
 def test_node_transforms_are_computed_once_per_grid_and_layout(grid):

@@ -28,7 +28,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.mark.parametrize("node", REAL_NODES, ids=lambda n: node_key(*n))
 def test_node_matches_reference_grid(node, reference_grid):
-    wave, flux = synthesize_node(*node)
+    """Our Turbospectrum driver reproduces the reference grid with its physics (PHYSICS_VERSION 1:
+    v_micro 2 km/s, Gaia-ESO atoms only)."""
+    wave, flux = synthesize_node(*node, vmicro=2.0, molecules=False, supplement=False)
     assert wave[0] == pytest.approx(5020.0) and wave[-1] == pytest.approx(5400.0)
     assert wave.size == 38001 and np.all(np.diff(wave) > 0)
     in_range = (reference_grid.wavelength >= 5050) & (reference_grid.wavelength <= 5350)
@@ -36,6 +38,26 @@ def test_node_matches_reference_grid(node, reference_grid):
     theirs = reference_grid.node_flux(*node)[in_range]
     assert np.max(np.abs(ours - theirs)) <= 1e-3
     assert flux.min() < 0.5 if node[0] < 9000 else flux.min() < 0.9  # real absorption lines
+
+
+def _equivalent_width(flux, step=0.01):
+    return float(np.sum(1.0 - flux) * step)  # Å
+
+
+def test_vmicro_reaches_turbospectrum(private_cache):
+    """Saturated lines grow with microturbulence: the wrapper's synthesize() ignored v_micro."""
+    widths = [_equivalent_width(synthesize_node(5750.0, 4.5, 0.0, wave_range=NARROW, vmicro=v,
+                                                molecules=False)[1]) for v in (0.5, 1.0, 2.0)]
+    assert widths[0] < widths[1] < widths[2]
+    assert widths[2] / widths[0] > 1.05
+
+
+def test_mgh_deepens_cool_dwarf(private_cache):
+    """ExoMol MgH: strong bands in a 3500 K dwarf, next to nothing in a 9500 K star."""
+    cool = [synthesize_node(3500.0, 5.0, 0.0, wave_range=NARROW, molecules=m)[1] for m in (False, True)]
+    hot = [synthesize_node(9500.0, 4.0, 0.0, wave_range=NARROW, molecules=m)[1] for m in (False, True)]
+    assert _equivalent_width(cool[1]) > 1.2 * _equivalent_width(cool[0])
+    assert np.max(np.abs(hot[1] - hot[0])) < 1e-3
 
 
 def test_unknown_node_is_refused():

@@ -6,7 +6,9 @@ Pipeline of :meth:`SpectrumGenerator.sample` (one batch):
    optionally inside ``box`` / ``teff_range``), v sin i uniform in ``vsini_range`` [km/s];
 2. trilinear interpolation between the 8 surrounding grid nodes (``grid.corner_weights``);
 3. cubic resampling onto a log-λ grid (``velocity_step_kms``, default 0.5 km/s per pixel);
-4. Gray rotation (ε = 0.6) + Gaussian instrument R = 115 000 (:mod:`paper_lib.synthetic.broadening`);
+4. Gray rotation (ε = 0.6), radial–tangential macroturbulence ζ(Teff, log g) of Doyle et al. 2014
+   (:func:`paper_lib.synthetic.turbulence.vmacro_kms`; ``macroturbulence=False`` leaves it out)
+   and the Gaussian instrument R = 115 000 (:mod:`paper_lib.synthetic.broadening`);
 5. cubic resampling onto the 8 × 4096 HARPS-N pixels (:mod:`paper_lib.echelle.layout`);
 6. a random linear slant per order, slope uniform in ±``slant_max`` (relative change from the
    order centre to its end, :func:`paper_lib.echelle.continuum.slant_ramp`);
@@ -53,6 +55,7 @@ from ..labels import VSINI_RANGE, scale_labels
 from ..synthetic.broadening import (DEFAULT_EPSILON, broaden, fft_layout, gray_transfer_table,
                                     instrument_sigma_kms, instrument_transfer, pad_with_edges)
 from ..synthetic.resample import Resampler, check_positive, log_lambda_grid
+from ..synthetic.turbulence import VMACRO_MAX_KMS, VMACRO_RELATION, vmacro_kms
 from .continuum import pixel_coordinate
 from .layout import order_wavelengths
 from .steps import COMPILED_OBSERVE, COMPILED_RENDER, observe_pixels, render_pixels
@@ -136,8 +139,10 @@ class SpectrumGenerator:
                  slant_max: float = 0.05, vsini_range=VSINI_RANGE, seed: int,
                  velocity_step_kms: float = 0.5, R: float = instrument.R,
                  epsilon: float = DEFAULT_EPSILON, order_wave=None,
-                 pad_with_continuum: bool = False, compile: bool = False):
+                 pad_with_continuum: bool = False, compile: bool = False,
+                 macroturbulence: bool = True):
         self.grid = grid
+        self.macroturbulence = bool(macroturbulence)
         self.snr = check_positive(snr, "snr")
         self.box = dict(box) if box else None
         self.teff_range = tuple(teff_range) if teff_range is not None else None
@@ -162,10 +167,21 @@ class SpectrumGenerator:
         self._setup_wavelengths()
 
     # ------------------------------------------------------------------ set-up
+    @property
+    def _vmacro_max(self) -> float:
+        return VMACRO_MAX_KMS if self.macroturbulence else 0.0
+
+    def vmacro(self, physical) -> np.ndarray:
+        """Macroturbulence ζ [km/s] of labels (n, ≥2) [K, dex, …]: Doyle et al. 2014, or 0."""
+        physical = np.asarray(physical, dtype=np.float64)
+        if not self.macroturbulence:
+            return np.zeros(len(physical))
+        return np.atleast_1d(vmacro_kms(physical[:, 0], physical[:, 1]))
+
     def _setup_wavelengths(self) -> None:
         """Log-λ grid around the orders and the (cached) resamplers between the grids."""
         margin_kms = self.vsini_range[1] + 7.0 * instrument_sigma_kms(self.R or instrument.R)
-        margin_kms += 4.0 * self.velocity_step_kms
+        margin_kms += 4.0 * self.velocity_step_kms + 3.0 * self._vmacro_max
         lo = self.order_wave.min() * (1.0 - margin_kms / C_KMS)
         hi = self.order_wave.max() * (1.0 + margin_kms / C_KMS)
         self.log_wave = log_lambda_grid(lo, hi, self.velocity_step_kms)
@@ -196,7 +212,7 @@ class SpectrumGenerator:
         the whole inverse FFT (the log-λ grid continued by ``pad`` samples on both sides)."""
         n_log = len(self.log_wave)
         self._fft_pad, self._n_fft = fft_layout(n_log, self.vsini_range[1],
-                                                self.velocity_step_kms, self.R)
+                                                self.velocity_step_kms, self.R, self._vmacro_max)
         frequency = torch.fft.rfftfreq(self._n_fft, d=self.velocity_step_kms,
                                        dtype=torch.float64)
         if self.R is not None:  # beyond this the instrument leaves < 1e-7 of any signal
@@ -260,11 +276,12 @@ class SpectrumGenerator:
         vsini = rng.uniform(*self.vsini_range, size=n)
         return np.column_stack([labels3, vsini])
 
-    def render(self, flux, vsini) -> torch.Tensor:
+    def render(self, flux, vsini, vmacro=None) -> torch.Tensor:
         """Noise-free, unslanted images (n, 8, 4096) float32 of 1D grid-sampled spectra.
 
-        ``flux`` (n, n_wave) numpy/torch on ``grid.wavelength``; ``vsini`` (n,) [km/s].
-        Raises ValueError for a wrong shape or non-finite values.
+        ``flux`` (n, n_wave) numpy/torch on ``grid.wavelength``; ``vsini`` (n,) [km/s];
+        ``vmacro`` (n,) ζ [km/s] or None (no macroturbulence; :meth:`vmacro` gives the
+        generator's ζ of given labels). Raises ValueError for a wrong shape or non-finite values.
         """
         flux = torch.as_tensor(np.asarray(flux) if not isinstance(flux, torch.Tensor) else flux,
                                dtype=torch.float32)
@@ -276,18 +293,19 @@ class SpectrumGenerator:
         if not bool(torch.isfinite(flux).all()):
             raise ValueError("spectra contain NaN or infinite values")
         broadened = broaden(self._on_log_grid(flux), torch.as_tensor(vsini, dtype=torch.float64),
-                            self.velocity_step_kms, R=self.R, epsilon=self.epsilon)
+                            self.velocity_step_kms, R=self.R, epsilon=self.epsilon,
+                            vmacro=vmacro)
         return self._to_orders(broadened)
 
     def render_labels(self, physical) -> torch.Tensor:
         """Noise-free, unslanted images (n, 8, 4096) float32 for labels (n, 4) [K, dex, dex, km/s].
 
-        The same as ``render(grid.interpolate(labels[:, :3]), labels[:, 3])`` (to float32
+        The same as ``render(grid.interpolate(labels[:, :3]), labels[:, 3], self.vmacro(labels))`` (to float32
         rounding, ~1e-6), but several times faster: interpolation, log-λ resampling, padding
         and the FFT are all linear, so the trilinear mix of the 8 surrounding nodes is taken
         directly between their precomputed transforms (:meth:`node_transforms`, which already
-        hold the instrument profile), multiplied by the rotation transfer function of each
-        v sin i and inverse-transformed once. Raises
+        hold the instrument profile), multiplied by the rotation and macroturbulence transfer
+        functions of each star and inverse-transformed once. Raises
         :class:`~paper_lib.synthetic.grid.OutsideGridError` for labels outside the grid or in its
         holes, ValueError for a negative or non-finite v sin i or one above
         ``vsini_range`` (the FFT's padding covers the rotation up to its maximum).
@@ -309,7 +327,9 @@ class SpectrumGenerator:
             torch.from_numpy(weights.ravel().astype(np.float32)), size=(n, len(nodes)),
             check_invariants=False)  # built right here: 8 column indices per row, all valid
         image = self._render((mixing @ nodes).view(n, -1, 2),
-                             torch.from_numpy(vsini.astype(np.float32)), self._frequency32,
+                             torch.from_numpy(vsini.astype(np.float32)),
+                             torch.from_numpy(self.vmacro(physical).astype(np.float32)),
+                             self._frequency32,
                              self._transfer_table, *self._taps, self._n_fft)
         return image.view(n, *self.order_wave.shape)
 
@@ -367,6 +387,7 @@ class SpectrumGenerator:
             "slant_max": self.slant_max, "vsini_range": self.vsini_range, "seed": self.seed,
             "velocity_step_kms": self.velocity_step_kms, "R": self.R, "epsilon": self.epsilon,
             "pad_with_continuum": self.pad_with_continuum,
+            "macroturbulence": VMACRO_RELATION if self.macroturbulence else None,
             "order_wave_sha1": hashlib.sha1(self.order_wave.tobytes()).hexdigest(),
         }
 

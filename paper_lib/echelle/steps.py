@@ -1,7 +1,8 @@
 """The generator's two tensor steps, pure and branch-free so that ``torch.compile`` can fuse them.
 
-* :func:`render_pixels` – rotate (Gray's transfer function), inverse-FFT and resample onto the
-  échelle pixels: (n, m, 2) Fourier transforms → (n, n_pixels) images;
+* :func:`render_pixels` – rotate (Gray's transfer function), add macroturbulence (radial–
+  tangential), inverse-FFT and resample onto the échelle pixels: (n, m, 2) Fourier transforms →
+  (n, n_pixels) images;
 * :func:`observe_pixels` – slant, Gaussian noise (:func:`standard_normal`, Box–Muller) and the
   continuum normalisation of noise-free images.
 
@@ -16,7 +17,7 @@ import warnings
 
 import torch
 
-from ..synthetic.broadening import rotation_transfer_lookup
+from ..synthetic.broadening import macroturbulence_transfer, rotation_transfer_lookup
 from ..synthetic.resample import weighted_taps
 from .continuum import fit_continuum
 
@@ -26,18 +27,21 @@ warnings.filterwarnings("ignore", message="Torchinductor does not support code g
                         "complex operators", category=UserWarning)
 
 
-def render_pixels(spectra: torch.Tensor, vsini: torch.Tensor, frequency: torch.Tensor,
-                  table: torch.Tensor, tap_index: torch.Tensor, tap_weight: torch.Tensor,
-                  n_fft: int) -> torch.Tensor:
+def render_pixels(spectra: torch.Tensor, vsini: torch.Tensor, vmacro: torch.Tensor,
+                  frequency: torch.Tensor, table: torch.Tensor, tap_index: torch.Tensor,
+                  tap_weight: torch.Tensor, n_fft: int) -> torch.Tensor:
     """Rotate, inverse-transform and resample onto the échelle pixels: (n, m, 2) → (n, n_pixels).
 
     ``spectra``: Fourier transforms (real, imaginary) at ``frequency`` (m,) [cycles per km/s],
     each multiplied by Gray's rotation transfer function of its star's ``vsini`` (n,) [km/s]
-    (``table``: see :func:`~paper_lib.synthetic.broadening.rotation_transfer_lookup`), inverse-FFT-ed to
+    (``table``: see :func:`~paper_lib.synthetic.broadening.rotation_transfer_lookup`) and by the
+    radial–tangential macroturbulence transfer of its ``vmacro`` (n,) ζ [km/s], inverse-FFT-ed to
     ``n_fft`` log-λ samples and resampled by the Keys taps ``tap_index``, ``tap_weight``
     (k, n_pixels) of :class:`~paper_lib.synthetic.resample.Resampler` (consecutive samples).
     """
-    rotated = spectra * rotation_transfer_lookup(table, frequency, vsini)[..., None]
+    transfer = (rotation_transfer_lookup(table, frequency, vsini)
+                * macroturbulence_transfer(frequency, vmacro))
+    rotated = spectra * transfer[..., None]
     flux = torch.fft.irfft(torch.view_as_complex(rotated), n=n_fft)
     if torch.compiler.is_compiling():  # one indexed load per pixel, then k contiguous ones
         windows = flux.unfold(-1, tap_index.shape[0], 1)[..., tap_index[0], :]

@@ -18,7 +18,7 @@ from .. import paths
 from ..fileio import atomic_path
 from .generator import Batch, SpectrumGenerator
 
-TESTSET_FORMAT = 3  # bump when the generator's output for the same arguments changes
+TESTSET_FORMAT = 4  # bump when the generator's output for the same arguments changes
 # 2: interpolation in Fourier space, torch noise, thinned continuum iterations (issue 4)
 # 3: noise by Box–Muller from the numpy generator's bits (standard_normal)
 

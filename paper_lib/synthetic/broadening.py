@@ -17,6 +17,14 @@ range, so a batch of spectra is broadened with a single FFT per spectrum.
 
   (J₁ Bessel, j₁ spherical Bessel function); Ĝ(0) = 1 and Ĝ ≡ 1 for v sin i = 0.
 * Instrument: a Gaussian of FWHM c/R km/s (σ = c / (2.3548 R)), transform exp(−2π²σ²f²).
+* Macroturbulence: Gray's radial–tangential profile (*The Observation and Analysis of Stellar
+  Photospheres*, ch. 17) with equal radial and tangential parts: Gaussians of dispersion
+  ζ cos θ (radial) and ζ sin θ (tangential) averaged over the disk with weight 2 cos θ sin θ dθ
+  (no limb darkening). With y = |v| / ζ it has the closed form
+
+      M(v) = 2 / (√π ζ) · [exp(−y²) − √π y erfc(y)],
+
+  and, substituting u = cos²θ, the transform M̂(f) = (1 − exp(−x)) / x, x = (π ζ f)².
 
 :func:`broaden` multiplies the FFT of each (edge-padded) spectrum by these exact transforms,
 i.e. it convolves the band-limited interpolant of the samples with the continuous profiles.
@@ -45,6 +53,7 @@ from .resample import check_positive
 FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
 DEFAULT_EPSILON = 0.6  # linear limb-darkening coefficient
 INSTRUMENT_N_SIGMA = 6.0  # half-width of the instrument kernel in Gaussian σ
+MACRO_REACH = 3.0  # |v| / ζ beyond which the radial–tangential profile is < 4e-6 of its peak
 
 
 # helpers ---------------------------------------------------------------------------------
@@ -103,6 +112,18 @@ def _check_vsini(vsini, batch: int | None = None) -> torch.Tensor:
     if torch.any(vsini_t < 0):
         raise ValueError("vsini must be non-negative [km/s]")
     return vsini_t
+
+
+def _check_vmacro(vmacro, batch: int) -> torch.Tensor:
+    """ζ [km/s]: a scalar for the whole batch or one value per spectrum, finite and ≥ 0."""
+    vmacro_t = torch.as_tensor(vmacro, dtype=torch.float64).reshape(-1)
+    if vmacro_t.numel() == 1:
+        vmacro_t = vmacro_t.expand(batch)
+    if vmacro_t.numel() != batch:
+        raise ValueError(f"vmacro has {vmacro_t.numel()} values for a batch of {batch} spectra")
+    if not bool(torch.isfinite(vmacro_t).all()) or bool((vmacro_t < 0).any()):
+        raise ValueError("vmacro must be finite and non-negative [km/s]")
+    return vmacro_t
 
 
 def rotation_kernel(vsini_kms, velocity_step_kms: float, epsilon: float = DEFAULT_EPSILON, *,
@@ -243,13 +264,14 @@ def instrument_transfer(frequency, R: float) -> torch.Tensor:
 
 
 def fft_layout(n: int, vsini_max_kms: float, velocity_step_kms: float,
-               R: float | None = instrument.R) -> tuple[int, int]:
+               R: float | None = instrument.R, vmacro_max_kms: float = 0.0) -> tuple[int, int]:
     """``(pad, n_fft)`` of the FFT convolution of ``n`` log-λ samples by :func:`broaden`.
 
     ``pad`` samples of edge value on each side cover the profiles' reach (v sin i up to
-    ``vsini_max_kms`` [km/s] plus 6 σ of the instrument), so the circular convolution never
-    wraps around into the spectrum; ``n_fft`` ≥ n + 2·pad is a fast FFT length. Raises
-    ValueError if the step [km/s] undersamples the instrument profile.
+    ``vsini_max_kms`` [km/s], plus 6 σ of the instrument, plus ``MACRO_REACH`` ζ of the
+    macroturbulence up to ``vmacro_max_kms``), so the circular convolution never wraps around
+    into the spectrum; ``n_fft`` ≥ n + 2·pad is a fast FFT length. Raises ValueError if the
+    step [km/s] undersamples the instrument profile.
     """
     step = check_positive(velocity_step_kms, "velocity_step_kms")
     sigma = instrument_sigma_kms(R) if R is not None else 0.0
@@ -258,19 +280,48 @@ def fft_layout(n: int, vsini_max_kms: float, velocity_step_kms: float,
             f"velocity step {step} km/s undersamples the instrument profile (σ = {sigma:.3f} "
             f"km/s for R = {R:g}); use a step ≤ σ"
         )
-    reach_kms = float(vsini_max_kms) + INSTRUMENT_N_SIGMA * sigma
+    reach_kms = (float(vsini_max_kms) + INSTRUMENT_N_SIGMA * sigma
+                 + MACRO_REACH * float(vmacro_max_kms))
     pad = int(math.ceil(reach_kms / step)) + 2
     return pad, scipy.fft.next_fast_len(int(n) + 2 * pad, real=True)
 
 
-def broadening_transfer(frequency: torch.Tensor, vsini: torch.Tensor, R: float | None,
-                        epsilon: float, dtype=torch.float32) -> torch.Tensor:
-    """Ĝ(f; v sin i)·exp(−2π²σ²f²) for each v sin i, shape (B, m), in ``dtype``.
+def radial_tangential_profile(velocity_kms, zeta_kms: float) -> np.ndarray:
+    """Gray's radial–tangential macroturbulence profile M(v) [1/(km/s)], ∫ M dv = 1.
 
-    ``frequency`` (m,) [cycles per km/s]; ``vsini`` (B,) [km/s]; ``R`` None skips the
-    instrument. The rotation part is interpolated in a fine table (error < 1e-6).
+    ``velocity_kms`` array [km/s], ``zeta_kms`` > 0 [km/s]; closed form of the module docstring.
+    """
+    from scipy.special import erfc
+
+    zeta = check_positive(zeta_kms, "zeta_kms")
+    y = np.abs(np.asarray(velocity_kms, dtype=np.float64)) / zeta
+    return 2.0 / (math.sqrt(math.pi) * zeta) * (np.exp(-y * y) - math.sqrt(math.pi) * y * erfc(y))
+
+
+def macroturbulence_transfer(frequency: torch.Tensor, zeta_kms: torch.Tensor) -> torch.Tensor:
+    """M̂(f) = (1 − exp(−x)) / x, x = (π ζ f)², for each ζ: (B,) × (m,) → (B, m).
+
+    ``frequency`` [cycles per km/s], ``zeta_kms`` [km/s] (ζ = 0 gives 1: no broadening).
+    Branch-free (``torch.compile``): x → 0 uses 1 − x/2.
+    """
+    x = (math.pi * zeta_kms[..., None] * frequency) ** 2
+    small = x < 1e-6
+    safe = torch.where(small, torch.ones_like(x), x)
+    return torch.where(small, 1.0 - 0.5 * x, -torch.expm1(-safe) / safe)
+
+
+def broadening_transfer(frequency: torch.Tensor, vsini: torch.Tensor, R: float | None,
+                        epsilon: float, dtype=torch.float32,
+                        vmacro: torch.Tensor | None = None) -> torch.Tensor:
+    """Ĝ(f; v sin i)·M̂(f; ζ)·exp(−2π²σ²f²) for each star, shape (B, m), in ``dtype``.
+
+    ``frequency`` (m,) [cycles per km/s]; ``vsini`` (B,) [km/s]; ``vmacro`` (B,) ζ [km/s] or
+    None (no macroturbulence); ``R`` None skips the instrument. The rotation part is
+    interpolated in a fine table (error < 1e-6).
     """
     transfer = _rotation_transfer_tabulated(frequency, vsini.cpu(), epsilon, dtype)
+    if vmacro is not None:
+        transfer = transfer * macroturbulence_transfer(frequency, vmacro.cpu().double()).to(dtype)
     if R is not None:
         transfer = transfer * instrument_transfer(frequency, R).to(dtype)
     return transfer
@@ -296,7 +347,7 @@ def _check_flux(flux) -> torch.Tensor:
 
 
 def broaden(flux: torch.Tensor, vsini, velocity_step_kms: float, R: float | None = instrument.R,
-            epsilon: float = DEFAULT_EPSILON) -> torch.Tensor:
+            epsilon: float = DEFAULT_EPSILON, vmacro=None) -> torch.Tensor:
     """Rotationally and instrumentally broaden a batch of spectra on a log-λ grid.
 
     Parameters
@@ -312,13 +363,15 @@ def broaden(flux: torch.Tensor, vsini, velocity_step_kms: float, R: float | None
         Resolving power of the Gaussian instrument profile; ``None`` skips it.
     epsilon : float
         Linear limb-darkening coefficient of the rotation profile.
+    vmacro : None, a scalar or (B,) values
+        Radial–tangential macroturbulence ζ [km/s] (None: none).
 
     Returns
     -------
     torch.Tensor (B, n), same dtype and device as ``flux``. Each spectrum is padded with its
     edge values (its continuum) by the profiles' reach before the FFT convolution with the
-    exact transforms :func:`rotation_transfer` × :func:`instrument_transfer`, so no dark edges
-    appear.
+    exact transforms :func:`rotation_transfer` × :func:`macroturbulence_transfer` ×
+    :func:`instrument_transfer`, so no dark edges appear.
     """
     flux = _check_flux(flux)
     step = check_positive(velocity_step_kms, "velocity_step_kms")
@@ -329,10 +382,12 @@ def broaden(flux: torch.Tensor, vsini, velocity_step_kms: float, R: float | None
     else:
         vsini_t = _check_vsini(vsini, batch)
 
-    pad, n_fft = fft_layout(n, float(vsini_t.max()), step, R)
+    vmacro_t = None if vmacro is None else _check_vmacro(vmacro, batch)
+    vmacro_max = 0.0 if vmacro_t is None else float(vmacro_t.max())
+    pad, n_fft = fft_layout(n, float(vsini_t.max()), step, R, vmacro_max)
     frequency = torch.fft.rfftfreq(n_fft, d=step, dtype=torch.float64)
     real_dtype = torch.float64 if flux.dtype == torch.float64 else torch.float32
-    transfer = broadening_transfer(frequency, vsini_t, R, epsilon, real_dtype)
+    transfer = broadening_transfer(frequency, vsini_t, R, epsilon, real_dtype, vmacro_t)
     transfer = transfer.to(device=flux.device)
 
     spectrum = torch.fft.rfft(pad_with_edges(flux, pad), n=n_fft) * transfer

@@ -1,4 +1,4 @@
-"""Microturbulence of real stars, from published empirical relations.
+"""Micro- and macroturbulence of real stars, from published empirical relations.
 
 Turbospectrum needs a microturbulent velocity ξ (v_micro, km/s) for every model atmosphere.
 Real stars are not all at the 2 km/s that synthetic grids often assume: the Sun has ≈ 1 km/s,
@@ -15,6 +15,15 @@ nearest calibrated star rather than a wild extrapolation):
 
 The result is finally kept within ``VMICRO_LIMITS`` (0.5–3.0 km/s). The Sun (5772 K, 4.438):
 1.02 km/s.
+
+The forward model (not the grid) broadens every star by radial–tangential macroturbulence ζ
+(:func:`paper_lib.synthetic.broadening.macroturbulence_transfer`) from
+
+* Doyle et al. 2014, MNRAS 444, 3592, eq. 8 (28 HARPS dwarfs, Teff 5200–6400 K, log g
+  4.0–4.6): ζ = 3.21 + 2.33·10⁻³ ΔT + 2.00·10⁻⁶ ΔT² − 2.00 (log g − 4.44) km/s, ΔT = Teff −
+  5777 K, inputs clamped to that domain. Giants get the value of the lowest-gravity dwarf of
+  the calibration (no published relation covers the whole grid), i.e. 2.2–6.3 km/s over the
+  grid; the Sun: 3.2 km/s.
 """
 
 from __future__ import annotations
@@ -25,6 +34,8 @@ GIANT_DWARF_LOGG = 3.95  # dex: the boundary both papers use
 VMICRO_LIMITS = (0.5, 3.0)  # km/s
 TSANTAKI_DOMAIN = {"teff": (4500.0, 6500.0), "logg": (GIANT_DWARF_LOGG, 4.9)}
 ADIBEKYAN_DOMAIN = {"logg": (0.0, GIANT_DWARF_LOGG), "mh": (-1.0, 0.5)}
+DOYLE_DOMAIN = {"teff": (5200.0, 6400.0), "logg": (4.0, 4.6)}
+VMACRO_RELATION = "Doyle et al. 2014 eq. 8, radial-tangential, inputs clamped to 5200-6400 K, 4.0-4.6"
 VMICRO_RELATION = ("Tsantaki et al. 2013 (log g >= 3.95) / Adibekyan et al. 2015 (log g < 3.95), "
                    f"inputs clamped to their domains, result clamped to {VMICRO_LIMITS} km/s")
 
@@ -61,3 +72,21 @@ def vmicro_kms(teff, logg, mh):
                   vmicro_giant_kms(logg, mh))
     xi = _clamp(xi, VMICRO_LIMITS)
     return float(xi) if xi.ndim == 0 else xi
+
+
+def vmacro_kms(teff, logg):
+    """Radial–tangential macroturbulence ζ [km/s] (Doyle et al. 2014, inputs clamped to its domain).
+
+    Teff [K], log g [dex]; scalars or arrays (a float for scalar input).
+    """
+    teff = _clamp(np.asarray(teff, dtype=float), DOYLE_DOMAIN["teff"])
+    logg = _clamp(np.asarray(logg, dtype=float), DOYLE_DOMAIN["logg"])
+    if not (np.all(np.isfinite(teff)) and np.all(np.isfinite(logg))):
+        raise ValueError("vmacro_kms: Teff and log g must be finite")
+    delta = teff - 5777.0
+    zeta = 3.21 + 2.33e-3 * delta + 2.00e-6 * delta ** 2 - 2.00 * (logg - 4.44)
+    return float(zeta) if zeta.ndim == 0 else zeta
+
+
+# the largest ζ the relation gives (hot corner of its domain, lowest gravity): FFT padding
+VMACRO_MAX_KMS = vmacro_kms(DOYLE_DOMAIN["teff"][1], DOYLE_DOMAIN["logg"][0])
