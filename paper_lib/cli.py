@@ -15,7 +15,12 @@ from .profiles import get_profile
 def _synth(args) -> int:
     from .synthetic.build import build_profile_grid
 
-    path = build_profile_grid(get_profile(args.profile), workers=args.workers)
+    try:
+        path = build_profile_grid(get_profile(args.profile), workers=args.workers,
+                                  scheduler=args.scheduler)
+    except KeyboardInterrupt as stop:
+        print(f"\n{str(stop) or 'synthesis interrupted'}", file=sys.stderr)
+        return 130
     print(f"grid: {path}")
     print(f"manifest: {path}.manifest.json")
     return 0
@@ -95,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth = sub.add_parser("synth", help="build the synthetic grid of a profile (resumable)")
     synth.add_argument("--profile", default="smoke", help="smoke, cpu or paper")
     synth.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    synth.add_argument("--scheduler", default=None,
+                       help="'local' (default: processes here) or a Dask scheduler address, "
+                            "e.g. tcp://HOST:8786 (needs pip install 'paper_lib[cluster]')")
     synth.set_defaults(func=_synth)
     run = sub.add_parser("run", help="run the notebooks in order with papermill")
     run.add_argument("--profile", default="smoke", help="smoke (default), cpu or paper")

@@ -15,7 +15,7 @@ import json
 import os
 import platform
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ from ..profiles import SMOKE_NODES, Profile
 from .atmospheres import atmosphere_catalogue, atmosphere_files, extract_atmospheres, node_key
 from .installed import find_binaries, sha256, version
 from .linelists import gaia_eso_linelist, synthesis_linelists
+from .pool import run_pool
 from .turbospectrum import (WAVE_RANGE, WAVE_STEP, grid_wavelengths, physics, physics_id,
                             synthesize_node)
 from .turbulence import vmicro_kms
@@ -70,53 +71,95 @@ def load_node_file(path: Path, n_wave: int) -> np.ndarray | None:
     return flux
 
 
+def write_node_file(node_dir: Path, node, flux: np.ndarray) -> None:
+    """Write one node's flux (float32 ``.npy``) atomically: the one writer of node files."""
+    with atomic_path(node_file(node_dir, node), suffix=".npy") as tmp:
+        np.save(tmp, np.asarray(flux, dtype=np.float32))
+
+
 def _synthesize_to_file(node, wave_range, step, node_dir: Path) -> tuple[tuple, float]:
     """Worker: synthesise one node and write its flux atomically; returns (node, seconds)."""
     start = time.perf_counter()
     _, flux = synthesize_node(*node, wave_range=wave_range, step=step)
-    with atomic_path(node_file(node_dir, node), suffix=".npy") as tmp:
-        np.save(tmp, flux.astype(np.float32))
+    write_node_file(node_dir, node, flux)
     return node, time.perf_counter() - start
+
+
+class SynthesisInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a build: queued nodes cancelled, workers ended, finished node files kept."""
 
 
 def build_grid(nodes, out_file: Path, *, workers: int | None = None, wave_range=WAVE_RANGE,
                step: float = WAVE_STEP, node_dir: Path | None = None, progress: bool = True,
-               absent_nodes=()) -> Path:
+               absent_nodes=(), scheduler: str | None = None) -> Path:
     """Synthesise ``nodes`` in parallel (resumable) and write one FITS grid + manifest.
 
     Nodes whose file already exists and loads are skipped; corrupt or truncated node files are
     rebuilt. ``out_file`` gets the reference-grid layout (int16 flux with BSCALE, HDUs ``WAVE``
     and ``LABELS``); ``<out_file>.manifest.json`` records inputs, checksums, versions and
     per-node wall times. ``absent_nodes`` (absent from the ATLAS9 grid) go into the manifest.
+    ``scheduler``: None or ``"local"`` = ``workers`` processes here
+    (:mod:`~paper_lib.synthetic.pool`); else the address of a Dask scheduler
+    (:mod:`~paper_lib.synthetic.cluster`), which yields the same node files and grid.
+    Ctrl-C raises :class:`SynthesisInterrupted` within seconds; run again to resume.
     """
-    from tqdm.auto import tqdm
-
     find_binaries()
     nodes = sorted(tuple(float(v) for v in n) for n in nodes)
     wave = grid_wavelengths(wave_range, step)
     node_dir = Path(node_dir or paths.cache_dir() / "nodes"
                     / f"{wave_range[0]:.0f}-{wave_range[1]:.0f}_{step:g}_{physics_id()}")
     node_dir.mkdir(parents=True, exist_ok=True)
-    extract_atmospheres(nodes, paths.cache_dir() / "atmospheres")
+    atmospheres = extract_atmospheres(nodes, paths.cache_dir() / "atmospheres")
     synthesis_linelists(wave_range)
+    todo = [n for n in nodes if load_node_file(node_file(node_dir, n), wave.size) is None]
     times_file = node_dir / "wall_times.json"
     times = json.loads(times_file.read_text()) if times_file.exists() else {}
-    todo = [n for n in nodes if load_node_file(node_file(node_dir, n), wave.size) is None]
-    workers = workers or os.cpu_count() or 1
-    bar = tqdm(total=len(nodes), initial=len(nodes) - len(todo), desc="synthesis", unit="node",
-               disable=not progress)
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(_synthesize_to_file, n, wave_range, step, node_dir) for n in todo]
-        for future in as_completed(futures):
-            node, seconds = future.result()
-            times[node_key(*node)] = round(seconds, 3)
-            atomic_write_bytes(times_file, json.dumps(times, indent=0).encode())
-            bar.update(1)
-    bar.close()
+    try:
+        host = _synthesize_all(todo, len(nodes), node_dir, times, atmospheres, wave_range, step,
+                               workers, scheduler, progress)
+    except KeyboardInterrupt:
+        done = sum(node_file(node_dir, n).exists() for n in nodes)  # atomic: exists = complete
+        raise SynthesisInterrupted(
+            f"synthesis interrupted: {done} of {len(nodes)} nodes done, kept in {node_dir}; "
+            f"run the same command again to resume") from None
     flux = np.stack([load_node_file(node_file(node_dir, n), wave.size) for n in nodes])
     write_grid_fits(out_file, wave, np.array(nodes), flux)
-    write_manifest(out_file, nodes, absent_nodes, times, wave_range, step, workers)
+    write_manifest(out_file, nodes, absent_nodes, times, wave_range, step, host)
     return Path(out_file)
+
+
+def _synthesize_all(todo, n_nodes, node_dir, times, atmospheres, wave_range, step, workers,
+                    scheduler, progress) -> dict:
+    """Synthesise the ``todo`` nodes locally or on Dask, recording wall times [s] in ``times``
+    (saved after each node); returns the manifest's ``host`` record."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=n_nodes, initial=n_nodes - len(todo), desc="synthesis", unit="node",
+               disable=not progress)
+    times_file = node_dir / "wall_times.json"
+
+    def done(node, seconds):
+        times[node_key(*node)] = round(seconds, 3)
+        atomic_write_bytes(times_file, json.dumps(times, indent=0).encode())
+        bar.update(1)
+
+    def arrived(result):
+        node, flux, seconds = result
+        write_node_file(node_dir, node, flux)
+        done(node, seconds)
+
+    host = {"hostname": platform.node(), "cpu": platform.processor() or platform.machine()}
+    with bar:
+        if scheduler in (None, "local"):
+            workers = workers or os.cpu_count() or 1
+            run_pool(_synthesize_to_file, [(n, wave_range, step, node_dir) for n in todo],
+                     workers, lambda result: done(*result))
+            return {**host, "workers": workers}
+        from .cluster import run_cluster
+
+        jobs = [(n, atmospheres[n], wave_range, step, vmicro_kms(*n)) for n in todo]
+        n_workers = run_cluster(scheduler, jobs, synthesis_linelists(wave_range), arrived)
+        return {**host, "workers": n_workers, "scheduler": scheduler}
 
 
 def write_grid_fits(out_file: Path, wave: np.ndarray, labels: np.ndarray, flux: np.ndarray) -> None:
@@ -144,7 +187,7 @@ def write_grid_fits(out_file: Path, wave: np.ndarray, labels: np.ndarray, flux: 
 
 
 def write_manifest(out_file: Path, nodes, absent_nodes, times: dict, wave_range, step,
-                   workers: int) -> Path:
+                   host: dict) -> Path:
     """JSON manifest next to the grid file: physics, inputs, checksums, versions, timings, holes."""
     models_file, index_file = atmosphere_files()
     lists = synthesis_linelists(wave_range)
@@ -165,8 +208,7 @@ def write_manifest(out_file: Path, nodes, absent_nodes, times: dict, wave_range,
         "versions": {"paper_lib": version("paper_lib"), "turbospectrum": version("turbospectrum"),
                      "numpy": np.__version__, "astropy": version("astropy"),
                      "python": platform.python_version()},
-        "host": {"hostname": platform.node(), "cpu": platform.processor() or platform.machine(),
-                 "workers": workers},
+        "host": host,
         "n_nodes": len(nodes),
         "node_vmicro_kms": {node_key(*n): round(vmicro_kms(*n), 4) for n in nodes},
         "node_wall_time_s": {node_key(*n): times.get(node_key(*n)) for n in nodes},
@@ -226,15 +268,34 @@ def default_grid_file(grid_nodes: str) -> Path:
     return paths.cache_dir() / "grids" / name
 
 
-def build_profile_grid(profile: Profile, *, workers: int | None = None, progress: bool = True) -> Path:
-    """Build, resume or reuse the grid a profile needs; returns the FITS path.
+def build_profile_grid(profile: Profile, *, workers: int | None = None, progress: bool = True,
+                       scheduler: str | None = None) -> Path:
+    """Build, resume, repair or reuse the grid a profile needs; returns the FITS path.
 
-    An existing grid is reused only if its checksum matches its manifest and it was made with
-    today's physics; otherwise it is (re)assembled from the cached node files, synthesising
-    only the nodes that are missing.
+    See :func:`ensure_grid`; ``scheduler`` as in :func:`build_grid`.
     """
     present, absent = profile_nodes(profile.grid_nodes)
-    out_file = default_grid_file(profile.grid_nodes)
-    if grid_is_intact(out_file) and read_manifest(out_file).get("physics_id") == physics_id():
-        return out_file
-    return build_grid(present, out_file, workers=workers, progress=progress, absent_nodes=absent)
+    return ensure_grid(present, default_grid_file(profile.grid_nodes), absent_nodes=absent,
+                       workers=workers, progress=progress, scheduler=scheduler)
+
+
+def ensure_grid(nodes, out_file: Path, **build_options) -> Path:
+    """Reuse ``out_file`` if its SHA-256 matches its manifest and it was made with today's
+    physics; otherwise (re)assemble it from the cached node files, synthesising only the
+    nodes that are missing (``build_options`` go to :func:`build_grid`).
+
+    A grid whose checksum no longer matches (truncated, overwritten) is reported with a
+    :class:`GridRepaired` warning before it is rebuilt.
+    """
+    manifest = read_manifest(out_file)
+    if grid_is_intact(out_file) and manifest.get("physics_id") == physics_id():
+        return Path(out_file)
+    if Path(out_file).exists() and manifest is not None:
+        warnings.warn(f"{out_file} does not match its manifest (SHA-256 or physics differ: "
+                      f"truncated or replaced); re-assembling it from the node files",
+                      GridRepaired, stacklevel=2)
+    return build_grid(nodes, out_file, **build_options)
+
+
+class GridRepaired(UserWarning):
+    """A cached grid did not match its manifest and was re-assembled."""

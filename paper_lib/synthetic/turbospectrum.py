@@ -119,13 +119,29 @@ def synthesize_node(teff: float, logg: float, mh: float, *, wave_range=WAVE_RANG
     atmosphere = extract_atmospheres([(teff, logg, mh)], paths.cache_dir() / "atmospheres")
     linelists = synthesis_linelists(wave_range, molecules=molecules, supplement=supplement)
     vmicro = vmicro_kms(teff, logg, mh) if vmicro is None else float(vmicro)
-    parent = paths.cache_dir() / "work"
+    return synthesize_from_files((teff, logg, mh), next(iter(atmosphere.values())), linelists,
+                                 wave_range=wave_range, step=step, vmicro=vmicro, workdir=workdir)
+
+
+def synthesize_from_files(node, atmosphere: Path, linelists, *, wave_range=WAVE_RANGE,
+                          step: float = WAVE_STEP, vmicro: float, workdir: Path | None = None,
+                          work_parent: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Synthesise one node (Teff K, log g dex, [M/H] dex) from a model-atmosphere file and line
+    lists already on disk, at ``vmicro`` [km/s]; returns ``(wavelength_Å, normalised_flux)``.
+
+    The step below :func:`synthesize_node`, also used by Dask workers that receive their
+    inputs with the task. The work folder (default: a new one under ``work_parent``, itself
+    ``<cache>/work`` by default) is removed on success and kept, with Turbospectrum's logs, on
+    failure.
+    """
+    teff, logg, mh = node
+    parent = Path(work_parent or paths.cache_dir() / "work")
     parent.mkdir(parents=True, exist_ok=True)
     workdir = Path(workdir or tempfile.mkdtemp(prefix=node_key(teff, logg, mh) + "_", dir=parent))
     workdir.mkdir(parents=True, exist_ok=True)
     try:
-        wave, flux = _run_turbospectrum(teff, logg, mh, next(iter(atmosphere.values())),
-                                        linelists, wave_range, step, workdir, vmicro)
+        wave, flux = _run_turbospectrum(teff, logg, mh, Path(atmosphere), linelists, wave_range,
+                                        step, workdir, vmicro)
         expected = int(round((wave_range[1] - wave_range[0]) / step)) + 1
         if wave.size != expected or not np.all(np.isfinite(flux)):
             raise RuntimeError(f"Turbospectrum output malformed ({wave.size} of {expected} "

@@ -1,0 +1,83 @@
+"""The local process pool of a grid build: workers that die with their parent, and a build that
+stops at once on Ctrl-C.
+
+``concurrent.futures.ProcessPoolExecutor`` alone gets both wrong: on Ctrl-C its ``with`` block
+waits for every queued node, and after ``kill -9`` of the parent its idle workers wait forever.
+Here every worker
+
+* leads its own process group (:func:`_start_worker`), so that its Turbospectrum children
+  (``csh`` → ``babsma_lu``/``bsyn_lu``) can be ended with it, and a terminal's Ctrl-C reaches
+  only the parent, which then decides;
+* watches its parent (:func:`_watch_parent`): when the parent is gone, however it died, the
+  worker kills its own process group within :data:`PARENT_POLL_S`.
+
+On Ctrl-C (SIGINT to the process or its group) :func:`run_pool` cancels the queued nodes, kills
+the workers' process groups and re-raises ``KeyboardInterrupt``; node files already written stay
+(they are written atomically, so there is never half a file).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+
+PARENT_POLL_S = 0.5  # s: how often a worker checks that its parent still lives
+
+
+def _watch_parent(parent_pid: int) -> None:
+    """Worker thread: kill this worker's process group (itself and Turbospectrum) once the
+    parent has gone (the worker is then re-parented, so ``getppid`` changes)."""
+    while os.getppid() == parent_pid:
+        time.sleep(PARENT_POLL_S)
+    os.killpg(os.getpgid(0), signal.SIGKILL)
+
+
+def _start_worker(parent_pid: int) -> None:
+    """Initializer of each pool worker: own process group, parent watchdog."""
+    os.setpgid(0, 0)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True,
+                     name="paper_lib-parent-watch").start()
+
+
+def _kill_workers(pool: ProcessPoolExecutor) -> None:
+    """SIGKILL every worker's process group (the worker and its Turbospectrum processes)."""
+    for pid in list(getattr(pool, "_processes", None) or {}):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def run_pool(task, jobs, workers: int, on_done) -> None:
+    """Run ``task(*job)`` for every job on ``workers`` processes; ``on_done(result)`` in this
+    process as each finishes (in completion order).
+
+    Ctrl-C: queued jobs are cancelled, running ones killed, ``KeyboardInterrupt`` re-raised
+    within a second. Another error in a job: queued jobs are cancelled, running ones finish
+    (their results are passed to ``on_done``), then the error is raised.
+    """
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_start_worker,
+                               initargs=(os.getpid(),))
+    futures, delivered = [], set()
+    try:
+        futures = [pool.submit(task, *job) for job in jobs]
+        for future in as_completed(futures):
+            on_done(future.result())
+            delivered.add(future)
+    except KeyboardInterrupt:
+        for future in futures:
+            future.cancel()
+        _kill_workers(pool)
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        for future in futures:
+            if future not in delivered and not future.cancelled() and future.exception() is None:
+                on_done(future.result())
+        raise
+    pool.shutdown(wait=True)
