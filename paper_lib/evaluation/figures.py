@@ -181,3 +181,43 @@ def plot_calibration(true: np.ndarray, mean: np.ndarray, sigma: np.ndarray, path
     axes[0, 0].legend(fontsize="small", loc="lower right")
     fig.suptitle(title or f"σ calibration, N = {len(z)}")
     return save_figure(fig, path)
+
+
+def plot_gap(order_wave: np.ndarray, inputs: Mapping[str, Any], synthetic: np.ndarray,
+             gaps: Mapping[str, Mapping[str, dict]], path: str | Path, row: int = 3,
+             window: tuple[float, float] = (5165.0, 5190.0)) -> Figure:
+    """The synthetic gap at a glance (``paper_lib.evaluation.gap``).
+
+    Top: real spectra (``inputs``: name → model input with ``.image``, ``.mask``) and the
+    noise-free synthetic image at the reference labels (``synthetic``) in ``window`` [Å] of
+    order ``row``. Bottom left: RMS of real − synthetic per order, for each real spectrum and
+    forward model (``gaps``: name → {model name → :func:`~.gap.measure_gap` dict}). Bottom
+    right: RMS against the [M/H] of the synthetic image, best match marked.
+    """
+    with sns.axes_style("ticks"):
+        fig = Figure(figsize=(11, 7), layout="constrained")
+        top, bottom = fig.subfigures(2, 1, height_ratios=[1, 1.1])
+        ax_top = top.subplots()
+        ax_order, ax_mh = bottom.subplots(1, 2)
+    wave = order_wave[row]
+    select = (wave >= window[0]) & (wave <= window[1])
+    ax_top.plot(wave[select], synthetic[row][select], color="k", lw=1.6, label="synthetic (reference labels)")
+    for name, model_input in inputs.items():
+        flux = np.where(model_input.mask[row], model_input.image[row], np.nan)
+        ax_top.plot(wave[select], flux[select], lw=0.9, label=name)
+    ax_top.set(xlabel="wavelength [Å, air, rest frame]", ylabel="normalised flux",
+               title=f"order {row}: real solar spectra against our synthetic Sun")
+    ax_top.legend(fontsize=8, loc="lower center")
+    for name, per_model in gaps.items():
+        for model, gap in per_model.items():
+            ax_order.plot(np.arange(len(gap["rms_per_order"])), gap["rms_per_order"], "o-",
+                          label=f"{name}, {model} (RMS {gap['rms']:.4f})")
+            scan = gap["mh_scan"]
+            ax_mh.plot(scan["mh"], scan["rms"], label=f"{name}, {model}")
+            ax_mh.axvline(gap["best_mh"], ls=":", color=ax_mh.lines[-1].get_color())
+    ax_order.set(xlabel="order (0 = bluest)", ylabel="RMS real − synthetic")
+    ax_order.legend(fontsize=7)
+    ax_mh.axvline(0.0, color="k", lw=0.8)
+    ax_mh.set(xlabel="[M/H] of the synthetic image [dex] (Teff, log g, v sin i fixed)",
+              ylabel="RMS real − synthetic", title="best-matching [M/H] (dotted)")
+    return save_figure(fig, path)

@@ -1,0 +1,111 @@
+"""The synthetic gap: how far a real spectrum lies from our synthetic image at its known labels.
+
+Both images live in the networks' input space (8 × 4096, continuum-normalised, rest frame): the
+real one from :func:`paper_lib.observed.model_input.to_model_input`, the synthetic one
+noise-free from the training generator (grid interpolation, v_micro of the grid, rotation,
+macroturbulence, instrument) and normalised by the same continuum fit. Only pixels with real
+data count (the HARPS CCD gap is left out). :func:`gap_metrics` gives
+
+* ``rms`` and ``bias`` (real − synthetic), overall and per order;
+* ``depth_ratio`` = Σ(1 − real) / Σ(1 − synthetic): below 1 when our lines are too deep;
+* ``missing_line_fraction``: pixels where the real spectrum has a line (deeper than
+  ``LINE_DEPTH``) and the synthetic one none (shallower than ``NO_LINE_DEPTH``);
+
+and :func:`mh_scan` the [M/H] at which the synthetic image best matches the real one (least
+RMS) with Teff, log g and v sin i fixed at the reference: the offset the gap alone would push a
+perfect network to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+LINE_DEPTH = 0.05  # a real line: deeper than this (1 − flux)
+NO_LINE_DEPTH = 0.02  # no synthetic line: shallower than this
+MH_STEP = 0.02  # dex, step of the [M/H] scan
+
+
+@dataclass
+class GapMeasurement:
+    """Real − synthetic statistics over the pixels with real data (see the module docstring)."""
+
+    rms: float
+    bias: float
+    depth_ratio: float
+    missing_line_fraction: float
+    rms_per_order: list
+    bias_per_order: list
+    n_pixels: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _check_images(real, synthetic, mask) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    real, synthetic = np.asarray(real, dtype=np.float64), np.asarray(synthetic, dtype=np.float64)
+    mask = np.asarray(mask, dtype=bool)
+    if real.shape != synthetic.shape or real.shape != mask.shape or real.ndim != 2:
+        raise ValueError(f"real {real.shape}, synthetic {synthetic.shape} and mask {mask.shape} "
+                         "must be the same (n_orders, n_pixels) image")
+    if not mask.any():
+        raise ValueError("the mask selects no pixel: no real data to compare")
+    if not (np.all(np.isfinite(real[mask])) and np.all(np.isfinite(synthetic[mask]))):
+        raise ValueError("real or synthetic image holds NaN/inf at unmasked pixels")
+    return real, synthetic, mask
+
+
+def gap_metrics(real, synthetic, mask) -> GapMeasurement:
+    """Compare a real and a synthetic image (n_orders, n_pixels) where ``mask`` is True."""
+    real, synthetic, mask = _check_images(real, synthetic, mask)
+    diff = np.where(mask, real - synthetic, 0.0)
+    per_order_n = np.maximum(mask.sum(axis=1), 1)
+    real_depth = np.where(mask, 1.0 - real, 0.0)
+    synthetic_depth = np.where(mask, 1.0 - synthetic, 0.0)
+    missing = mask & (real_depth > LINE_DEPTH) & (synthetic_depth < NO_LINE_DEPTH)
+    n = int(mask.sum())
+    return GapMeasurement(
+        rms=float(np.sqrt((diff ** 2).sum() / n)),
+        bias=float(diff.sum() / n),
+        depth_ratio=float(real_depth.sum() / synthetic_depth.sum()),
+        missing_line_fraction=float(missing.sum() / n),
+        rms_per_order=np.sqrt((diff ** 2).sum(axis=1) / per_order_n).round(5).tolist(),
+        bias_per_order=(diff.sum(axis=1) / per_order_n).round(5).tolist(),
+        n_pixels=n,
+    )
+
+
+def mh_values(lo: float, hi: float, step: float = MH_STEP) -> np.ndarray:
+    """[M/H] values [dex] from ``lo`` to ``hi`` (inclusive) in steps of ``step``."""
+    if not hi > lo:
+        raise ValueError(f"the [M/H] scan needs lo < hi, got {lo}, {hi}")
+    return np.round(np.arange(lo, hi + step / 2, step), 6)
+
+
+def mh_scan(real, mask, render, labels, values) -> tuple[np.ndarray, np.ndarray, float]:
+    """RMS of real − synthetic against [M/H], the other labels fixed at ``labels``.
+
+    ``render(labels (n, 4)) → (n, n_orders, n_pixels)`` normalised noise-free images;
+    ``labels`` (4,) physical; ``values`` the [M/H] grid [dex]. Returns
+    ``(values, rms, best [M/H])``.
+    """
+    rows = np.repeat(np.asarray(labels, dtype=np.float64)[None], len(values), axis=0)
+    rows[:, 2] = values
+    images = np.asarray(render(rows), dtype=np.float64)
+    rms = np.array([gap_metrics(real, image, mask).rms for image in images])
+    return np.asarray(values), rms, float(values[int(np.argmin(rms))])
+
+
+def measure_gap(real_input, render, labels, values) -> dict:
+    """Gap metrics at ``labels`` and the best-matching [M/H] of one real model input.
+
+    ``real_input`` has ``.image`` and ``.mask`` (an :class:`~paper_lib.observed.spectrum.
+    ModelInput`); ``render`` as in :func:`mh_scan`. Returns a JSON-ready dict.
+    """
+    synthetic = np.asarray(render(np.asarray(labels, dtype=np.float64)[None]))[0]
+    metrics = gap_metrics(real_input.image, synthetic, real_input.mask)
+    grid_mh, rms, best = mh_scan(real_input.image, real_input.mask, render, labels, values)
+    return {**metrics.to_dict(), "best_mh": best,
+            "mh_scan": {"mh": grid_mh.tolist(), "rms": rms.round(6).tolist()},
+            "labels": [float(v) for v in labels]}
