@@ -21,8 +21,9 @@ Device: CUDA (bfloat16 autocast) when available, else CPU with ``torch.set_num_t
 the cores that other processes leave free (:mod:`paper_lib.training.runtime`; ``OMP_NUM_THREADS`` or
 ``num_threads=`` override it). Launched under
 ``torchrun`` (``WORLD_SIZE`` > 1) the model is wrapped in DistributedDataParallel, each rank
-draws its own share of the global batch from its own random stream, and rank 0 validates and
-writes the files.
+draws its own share of the global batch from its own random stream, the recorded step losses
+are those of the global batch (the mean over ranks), rank 0 validates and writes the files, and
+at the end every rank holds rank 0's model (BatchNorm statistics included) and history.
 """
 
 from __future__ import annotations
@@ -276,7 +277,9 @@ def fit(
     with bar, _data_thread(run.runtime, prefetch) as pool:
         for epoch in range(start_epoch, last_epoch):
             _epoch(run, epoch, source, val_batch, pool, bar)
-    if run.runtime.world_size > 1:  # every rank returns rank 0's history
+    if run.runtime.world_size > 1:  # every rank returns rank 0's model and history
+        for buffer in run.model.buffers():  # BatchNorm statistics: each rank's last batch
+            dist.broadcast(buffer, src=0)
         shared = [run.history]
         dist.broadcast_object_list(shared, src=0)
         return shared[0]
@@ -323,7 +326,10 @@ def _epoch(run: _Run, epoch: int, source, val_batch, pool, bar) -> None:
                               config.steps_per_epoch, pool)
     losses, lr = _train_epoch(run.net, batches, run.optimizer, run.scheduler, runtime, config.task, bar, epoch)
     train_seconds = time.perf_counter() - t0
-    states = _gather(rng_states(run.rng))  # a collective: every rank takes part
+    gathered = _gather((rng_states(run.rng), losses))  # a collective: every rank takes part
+    states = [state for state, _ in gathered]
+    if runtime.world_size > 1:  # each rank's loss is of its share: the global batch's is the mean
+        losses = np.mean([rank_losses for _, rank_losses in gathered], axis=0).tolist()
     if not runtime.is_main:
         return
     t0 = time.perf_counter()
