@@ -15,6 +15,9 @@ ROWS = tuple(range(FIRST_ROW, FIRST_ROW + N_ORDERS))
 PHYSICAL_ORDER_OFFSET = 157  # physical order = 157 − row
 R = 115000.0  # HARPS-N resolving power λ/Δλ (FWHM of the instrument profile: c/R)
 C_KMS = 299792.458  # speed of light [km/s]
+# HARPS (the instrument of the real test spectra) leaves a gap between its two CCDs inside our
+# range: flux 0 over these air wavelengths [Å] in its s1d files (5304.35–5337.25 Å in e2ds rows)
+HARPS_CCD_GAP_A = (5304.66, 5337.59)
 
 
 def physical_order(index: int) -> int:

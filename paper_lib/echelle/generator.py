@@ -27,6 +27,10 @@ rotation, inverse FFT and échelle taps, and steps 6–8, run through ``torch.co
 fuses them into a few C++ loops (:class:`~paper_lib.echelle.steps.CompiledStep`; the training
 generators of the ``cpu`` and ``paper`` profiles).
 
+**Realism** (:mod:`paper_lib.echelle.realism`, off by default; the ``_real`` variants): a
+per-spectrum SNR range, the HARPS CCD gap masked and filled with 1.0, a residual radial
+velocity (a phase ramp before step 5) and a quadratic continuum term (with step 6).
+
 **SNR definition** (used everywhere in the project): per échelle pixel, at the continuum. A pixel
 of an order with continuum level c(x) (the slant ramp, 1 ± slant_max) receives Gaussian noise of
 standard deviation σ(x) = c(x) / SNR, whatever the line depth at that pixel (additive Gaussian
@@ -44,7 +48,6 @@ import hashlib
 import math
 import warnings
 import weakref
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -58,6 +61,8 @@ from ..synthetic.resample import Resampler, check_positive, log_lambda_grid
 from ..synthetic.turbulence import VMACRO_MAX_KMS, VMACRO_RELATION, vmacro_kms
 from .continuum import pixel_coordinate
 from .layout import order_wavelengths
+from .batch import Batch
+from .realism import Draw, Realism, shift_spectra
 from .steps import COMPILED_OBSERVE, COMPILED_RENDER, observe_pixels, render_pixels
 
 # torch warns once that CSR tensors are "beta"; ours are plain (8 corners per row). Set once at
@@ -67,33 +72,6 @@ warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta"
 
 CHUNK = 64  # spectra rendered at once inside sample() (bounds memory; fixed for determinism)
 FOURIER_CUT = 1e-7  # the fast path drops frequencies where the instrument transfer is below
-
-
-@dataclass
-class Batch:
-    """A batch of spectrum images and their labels (all torch tensors on one device).
-
-    noisy : (n, 8, 4096) float32 – normalised noisy image, the model input
-    clean : (n, 8, 4096) float32 – noise-free image on the same normalisation (DAE target)
-    labels : (n, 4) float32 – (Teff, log g, [M/H], v sin i) scaled to [0, 1] (Table 1 ranges)
-    labels_physical : (n, 4) float64 – the same in K, dex, dex, km/s
-    """
-
-    noisy: torch.Tensor
-    clean: torch.Tensor
-    labels: torch.Tensor
-    labels_physical: torch.Tensor
-
-    def __len__(self) -> int:
-        return self.noisy.shape[0]
-
-    def __getitem__(self, index) -> "Batch":
-        return Batch(self.noisy[index], self.clean[index], self.labels[index],
-                     self.labels_physical[index])
-
-    def to(self, device) -> "Batch":
-        return Batch(self.noisy.to(device), self.clean.to(device), self.labels.to(device),
-                     self.labels_physical.to(device))
 
 
 class SpectrumGenerator:
@@ -140,9 +118,10 @@ class SpectrumGenerator:
                  velocity_step_kms: float = 0.5, R: float = instrument.R,
                  epsilon: float = DEFAULT_EPSILON, order_wave=None,
                  pad_with_continuum: bool = False, compile: bool = False,
-                 macroturbulence: bool = True):
+                 macroturbulence: bool = True, realism: Realism | None = None):
         self.grid = grid
         self.macroturbulence = bool(macroturbulence)
+        self.realism = realism or Realism()
         self.snr = check_positive(snr, "snr")
         self.box = dict(box) if box else None
         self.teff_range = tuple(teff_range) if teff_range is not None else None
@@ -297,7 +276,7 @@ class SpectrumGenerator:
                             vmacro=vmacro)
         return self._to_orders(broadened)
 
-    def render_labels(self, physical) -> torch.Tensor:
+    def render_labels(self, physical, shift_kms=None) -> torch.Tensor:
         """Noise-free, unslanted images (n, 8, 4096) float32 for labels (n, 4) [K, dex, dex, km/s].
 
         The same as ``render(grid.interpolate(labels[:, :3]), labels[:, 3], self.vmacro(labels))`` (to float32
@@ -309,6 +288,7 @@ class SpectrumGenerator:
         :class:`~paper_lib.synthetic.grid.OutsideGridError` for labels outside the grid or in its
         holes, ValueError for a negative or non-finite v sin i or one above
         ``vsini_range`` (the FFT's padding covers the rotation up to its maximum).
+        ``shift_kms`` (n,) moves each spectrum by a radial velocity [km/s] (realism).
         """
         physical = np.asarray(physical, dtype=np.float64)
         if physical.ndim != 2 or physical.shape[1] != 4:
@@ -326,35 +306,47 @@ class SpectrumGenerator:
             torch.arange(0, 8 * n + 1, 8), torch.from_numpy(rows.ravel()),
             torch.from_numpy(weights.ravel().astype(np.float32)), size=(n, len(nodes)),
             check_invariants=False)  # built right here: 8 column indices per row, all valid
-        image = self._render((mixing @ nodes).view(n, -1, 2),
+        spectra = (mixing @ nodes).view(n, -1, 2)
+        if shift_kms is not None:
+            spectra = shift_spectra(spectra, self._frequency, shift_kms)
+        image = self._render(spectra,
                              torch.from_numpy(vsini.astype(np.float32)),
                              torch.from_numpy(self.vmacro(physical).astype(np.float32)),
                              self._frequency32,
                              self._transfer_table, *self._taps, self._n_fft)
         return image.view(n, *self.order_wave.shape)
 
-    def observe(self, image: torch.Tensor, rng: np.random.Generator):
-        """Slant, add noise at ``snr`` and normalise noise-free images (n, 8, 4096).
+    def observe(self, image: torch.Tensor, rng: np.random.Generator, draw: Draw | None = None):
+        """Slant, add noise and normalise noise-free images (n, 8, 4096).
 
-        Returns ``(noisy, clean)`` float32 tensors, both divided by the continuum fitted to
-        the noisy image (see the module docstring).
+        Noise at ``snr`` unless ``draw`` (:meth:`Realism.draw`) gives per-spectrum SNRs, masked
+        pixels and continuum curvature. Returns ``(noisy, clean)`` float32 tensors, both divided
+        by the continuum fitted to the noisy image (see the module docstring).
         """
         if not isinstance(image, torch.Tensor) or image.ndim != 3:
             raise ValueError("image must be a torch tensor of shape (n, n_orders, n_pixels)")
         n, n_orders, n_pixels = image.shape
         if n_pixels % 2:
             raise ValueError(f"orders need an even number of pixels, got {n_pixels}")
+        if draw is None:
+            draw = Realism().draw(n, n_orders, self.snr, self.order_wave, rng)
         slopes = rng.uniform(-self.slant_max, self.slant_max, size=(n, n_orders))
         bits = rng.integers(0, 2**64, size=(n, n_orders, n_pixels // 2), dtype=np.uint64)
         x = pixel_coordinate(n_pixels, image)
         noisy, clean, total, lowest = self._observe(
             image.to(torch.float32), torch.as_tensor(slopes, dtype=torch.float32),
-            torch.from_numpy(bits.view(np.int32)), x.to(torch.float32), 1.0 / self.snr)
+            draw.curvature, torch.from_numpy(bits.view(np.int32)), x.to(torch.float32),
+            draw.noise_scale, draw.usable)
         if not bool(torch.isfinite(total)) and not bool(torch.isfinite(noisy).all()):
             raise ValueError("image contains NaN or infinite values at unmasked pixels")
         if not bool(lowest > 0):
             raise ValueError("the fitted continuum is not positive everywhere; mask bad pixels")
         return noisy, clean
+
+    def _render_and_observe(self, physical, rng) -> tuple[torch.Tensor, torch.Tensor]:
+        draw = self.realism.draw(len(physical), self.order_wave.shape[0], self.snr,
+                                 self.order_wave, rng)
+        return self.observe(self.render_labels(physical, draw.shift_kms), rng, draw)
 
     def sample(self, n: int, rng: np.random.Generator | None = None) -> Batch:
         """A :class:`Batch` of ``n`` new spectra (own random generator unless ``rng`` given)."""
@@ -364,14 +356,14 @@ class SpectrumGenerator:
         rng = self.rng if rng is None else rng
         physical = self.sample_physical_labels(n, rng)
         if n <= CHUNK:  # a training batch: no copy
-            noisy, clean = self.observe(self.render_labels(physical), rng)
+            noisy, clean = self._render_and_observe(physical, rng)
         else:  # a test set: filled chunk by chunk (bounds the memory)
             noisy = torch.empty((n, *self.order_wave.shape), dtype=torch.float32)
             clean = torch.empty_like(noisy)
             for start in range(0, n, CHUNK):
                 stop = min(n, start + CHUNK)
-                image = self.render_labels(physical[start:stop])
-                noisy[start:stop], clean[start:stop] = self.observe(image, rng)
+                noisy[start:stop], clean[start:stop] = self._render_and_observe(
+                    physical[start:stop], rng)
         labels = torch.as_tensor(scale_labels(physical), dtype=torch.float32)
         return Batch(noisy, clean, labels, torch.as_tensor(physical, dtype=torch.float64))
 
@@ -388,6 +380,7 @@ class SpectrumGenerator:
             "velocity_step_kms": self.velocity_step_kms, "R": self.R, "epsilon": self.epsilon,
             "pad_with_continuum": self.pad_with_continuum,
             "macroturbulence": VMACRO_RELATION if self.macroturbulence else None,
+            "realism": self.realism.settings(),
             "order_wave_sha1": hashlib.sha1(self.order_wave.tobytes()).hexdigest(),
         }
 

@@ -3,8 +3,8 @@
 * :func:`render_pixels` – rotate (Gray's transfer function), add macroturbulence (radial–
   tangential), inverse-FFT and resample onto the échelle pixels: (n, m, 2) Fourier transforms →
   (n, n_pixels) images;
-* :func:`observe_pixels` – slant, Gaussian noise (:func:`standard_normal`, Box–Muller) and the
-  continuum normalisation of noise-free images.
+* :func:`observe_pixels` – slant (and curvature), Gaussian noise (:func:`standard_normal`,
+  Box–Muller) and the continuum normalisation of noise-free images, with optional masked pixels.
 
 :class:`CompiledStep` runs either through ``torch.compile`` (inductor: fused C++ loops on the
 CPU) and falls back to eager code, with one warning, where compiling fails.
@@ -66,22 +66,28 @@ def standard_normal(bits: torch.Tensor) -> torch.Tensor:
     return torch.cat([radius * torch.cos(theta), radius * torch.sin(theta)], dim=-1)
 
 
-def observe_pixels(image: torch.Tensor, slopes: torch.Tensor, bits: torch.Tensor,
-                   x: torch.Tensor, noise_scale: float):
+def observe_pixels(image: torch.Tensor, slopes: torch.Tensor, curvature: torch.Tensor,
+                   bits: torch.Tensor, x: torch.Tensor, noise_scale: torch.Tensor, usable=None):
     """Slant, noise and continuum normalisation of noise-free images (n, n_orders, n_pixels).
 
-    ``slopes`` (n, n_orders) of the slant; ``bits`` random int32 words like ``image``, turned
-    into standard normal noise by :func:`standard_normal`; ``x`` the pixel coordinate in
-    [−1, 1]; ``noise_scale`` = 1 / SNR. Returns (noisy, clean, Σ noisy, min continuum): both
-    images divided by the continuum fitted to the noisy one, and the two numbers
-    :meth:`SpectrumGenerator.observe` checks (a finite sum, a positive continuum).
+    ``slopes``, ``curvature`` (n, n_orders) of the continuum ramp 1 + s·x + c·(x² − 1/3);
+    ``bits`` random int32 words like ``image``, turned into standard normal noise by
+    :func:`standard_normal`; ``x`` the pixel coordinate in [−1, 1]; ``noise_scale`` (n, 1, 1)
+    = 1 / SNR of each spectrum; ``usable`` None or bool like ``image``: pixels without data are
+    left out of the continuum fit and set to 1.0 in both images (as for real spectra). Returns
+    (noisy, clean, Σ noisy, min continuum): both images divided by the continuum fitted to the
+    noisy one, and the two numbers :meth:`SpectrumGenerator.observe` checks (a finite sum, a
+    positive continuum).
     """
-    ramp = 1.0 + slopes[..., None] * x  # continuum.slant_ramp
+    ramp = 1.0 + slopes[..., None] * x + curvature[..., None] * (x * x - 1.0 / 3.0)
     slanted = image * ramp
-    noisy = torch.addcmul(slanted, standard_normal(bits), ramp, value=noise_scale)
-    a, b = fit_continuum(x, noisy)
+    noisy = slanted + standard_normal(bits) * ramp * noise_scale
+    a, b = fit_continuum(x, noisy, usable)
     continuum = torch.addcmul(a, b, x)
-    return noisy / continuum, slanted / continuum, noisy.sum(), continuum.amin()
+    noisy, clean = noisy / continuum, slanted / continuum
+    if usable is not None:
+        noisy, clean = torch.where(usable, noisy, 1.0), torch.where(usable, clean, 1.0)
+    return noisy, clean, noisy.sum(), continuum.amin()
 
 
 class CompiledStep:

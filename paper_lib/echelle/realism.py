@@ -1,0 +1,110 @@
+"""What real spectra have that the paper's synthetic images lack: the options of a generator that
+trains a network for real data (the ``_real`` variants; the paper's variants use none of them).
+
+* **SNR range**: each spectrum gets its own SNR, log-uniform in ``snr_range`` (real HARPS-N
+  spectra have SNR 20–300; the paper trains at one SNR);
+* **CCD gap**: with probability ``gap_probability`` the pixels of the HARPS CCD gap
+  (:data:`paper_lib.instrument.HARPS_CCD_GAP_A`, moved by up to ± ``gap_shift_A`` for the star's
+  radial velocity and the barycentric correction) carry no data: they are left out of the
+  continuum fit and filled with 1.0, exactly as :func:`paper_lib.observed.model_input.to_model_input`
+  treats a real spectrum;
+* **residual radial velocity**: a Gaussian shift of σ = ``rv_jitter_kms`` (what the
+  cross-correlation leaves, a few hundred m/s), a phase ramp in Fourier space;
+* **continuum errors**: a quadratic term c·(x² − 1/3) per order on top of the linear slant,
+  |c| ≤ ``curvature_max`` — blaze and continuum residuals that the linear continuum fit cannot
+  remove.
+
+:meth:`Realism.draw` makes one batch's random choices; with every option off it draws nothing,
+so a generator without realism produces the same random stream as before.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from ..instrument import HARPS_CCD_GAP_A
+
+
+@dataclass(frozen=True)
+class Draw:
+    """One batch's random realism: noise σ per spectrum (n, 1, 1), pixels with data (n, orders,
+    pixels) or None, velocity shifts [km/s] (n,) or None, quadratic terms (n, orders)."""
+
+    noise_scale: torch.Tensor
+    usable: torch.Tensor | None
+    shift_kms: np.ndarray | None
+    curvature: torch.Tensor
+
+
+@dataclass(frozen=True)
+class Realism:
+    """Realism options (see the module docstring); the defaults switch everything off."""
+
+    snr_range: tuple | None = None  # (lo, hi): per-spectrum SNR, log-uniform
+    gap_probability: float = 0.0  # fraction of spectra with the HARPS CCD gap masked
+    gap_shift_A: float = 1.5  # the gap moves by up to ± this many Å
+    rv_jitter_kms: float = 0.0  # σ of the residual radial velocity [km/s]
+    curvature_max: float = 0.0  # max |quadratic continuum term| per order
+
+    def __post_init__(self):
+        if self.snr_range is not None:
+            lo, hi = (float(v) for v in self.snr_range)
+            if not 0.0 < lo <= hi or not math.isfinite(hi):
+                raise ValueError(f"snr_range must satisfy 0 < lo <= hi, got {self.snr_range}")
+            object.__setattr__(self, "snr_range", (lo, hi))
+        if not 0.0 <= self.gap_probability <= 1.0:
+            raise ValueError(f"gap_probability must lie in [0, 1], got {self.gap_probability}")
+        for name in ("gap_shift_A", "rv_jitter_kms", "curvature_max"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0.0):
+                raise ValueError(f"{name} must be finite and ≥ 0, got {value}")
+
+    @property
+    def active(self) -> bool:
+        return self != Realism()
+
+    def settings(self) -> dict | None:
+        """The options (for cache keys), or None when everything is off."""
+        return asdict(self) if self.active else None
+
+    def draw(self, n: int, n_orders: int, snr: float, order_wave: np.ndarray,
+             rng: np.random.Generator) -> Draw:
+        """Random choices for ``n`` spectra; ``snr`` is used when there is no ``snr_range``."""
+        if self.snr_range is None:
+            snrs = np.full(n, float(snr))
+        else:
+            snrs = np.exp(rng.uniform(*np.log(self.snr_range), size=n))
+        usable = None
+        if self.gap_probability > 0.0:
+            usable = self._gap_mask(n, order_wave, rng)
+        shift = rng.normal(0.0, self.rv_jitter_kms, size=n) if self.rv_jitter_kms > 0 else None
+        curvature = np.zeros((n, n_orders))
+        if self.curvature_max > 0.0:
+            curvature = rng.uniform(-self.curvature_max, self.curvature_max, size=(n, n_orders))
+        return Draw(torch.as_tensor(1.0 / snrs, dtype=torch.float32).view(n, 1, 1), usable,
+                    shift, torch.as_tensor(curvature, dtype=torch.float32))
+
+    def _gap_mask(self, n: int, order_wave: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        has_gap = rng.random(n) < self.gap_probability
+        shift = rng.uniform(-self.gap_shift_A, self.gap_shift_A, size=n)
+        wave = torch.as_tensor(order_wave, dtype=torch.float64)[None]
+        lo = torch.as_tensor(HARPS_CCD_GAP_A[0] + shift).view(n, 1, 1)
+        hi = torch.as_tensor(HARPS_CCD_GAP_A[1] + shift).view(n, 1, 1)
+        inside = (wave >= lo) & (wave <= hi) & torch.as_tensor(has_gap).view(n, 1, 1)
+        return ~inside
+
+
+def shift_spectra(spectra: torch.Tensor, frequency: torch.Tensor, shift_kms) -> torch.Tensor:
+    """Fourier transforms (n, m, 2) of log-λ spectra shifted by ``shift_kms`` (n,) [km/s].
+
+    A positive shift moves every feature to longer wavelengths (a redshift): F(f)·e^{−2πi f v}
+    with ``frequency`` (m,) in cycles per km/s.
+    """
+    phase = -2.0 * math.pi * torch.as_tensor(shift_kms, dtype=torch.float64)[:, None] * frequency
+    cos, sin = torch.cos(phase).to(spectra.dtype), torch.sin(phase).to(spectra.dtype)
+    real, imag = spectra[..., 0], spectra[..., 1]
+    return torch.stack([real * cos - imag * sin, real * sin + imag * cos], dim=-1)

@@ -1,0 +1,78 @@
+"""The realism options of the generator (paper_lib.echelle.realism): per-spectrum SNR, the HARPS
+CCD gap, a residual radial velocity and continuum curvature; off, they change nothing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from paper_lib.echelle.generator import SpectrumGenerator
+from paper_lib.echelle.realism import Realism
+from paper_lib.instrument import HARPS_CCD_GAP_A
+
+SUN_BOX = {"teff": (5500.0, 6000.0), "logg": (4.0, 4.5), "mh": (-0.5, 0.0)}
+
+
+def generator(grid, **kwargs):
+    return SpectrumGenerator(grid, snr=50.0, seed=3, box=SUN_BOX, pad_with_continuum=True, **kwargs)
+
+
+def test_realism_off_draws_nothing_and_changes_nothing(reference_grid):
+    plain = generator(reference_grid).sample(4, np.random.default_rng(1))
+    explicit = generator(reference_grid, realism=Realism()).sample(4, np.random.default_rng(1))
+    assert torch.equal(plain.noisy, explicit.noisy) and torch.equal(plain.labels, explicit.labels)
+    assert not Realism().active and Realism().settings() is None
+
+
+def test_realism_rejects_bad_options():
+    for bad in ({"snr_range": (0.0, 10.0)}, {"snr_range": (30.0, 20.0)},
+                {"gap_probability": 1.5}, {"rv_jitter_kms": -1.0}, {"curvature_max": float("nan")}):
+        with pytest.raises(ValueError):
+            Realism(**bad)
+
+
+def test_per_spectrum_snr_follows_the_range(reference_grid):
+    gen = generator(reference_grid, realism=Realism(snr_range=(20.0, 300.0)))
+    draw = gen.realism.draw(2000, 8, gen.snr, gen.order_wave, np.random.default_rng(0))
+    snr = 1.0 / draw.noise_scale.flatten().numpy()
+    assert snr.min() >= 20.0 and snr.max() <= 300.0
+    assert np.median(np.log(snr)) == pytest.approx(np.log(np.sqrt(20 * 300)), abs=0.1)  # log-uniform
+    batch = gen.sample(6, np.random.default_rng(5))
+    measured = 1.0 / (batch.noisy - batch.clean).flatten(1).std(dim=1).numpy()
+    assert measured.min() > 15.0 and measured.max() < 400.0 and measured.max() / measured.min() > 1.5
+
+
+def test_ccd_gap_is_masked_and_filled_like_real_spectra(reference_grid):
+    gen = generator(reference_grid, realism=Realism(gap_probability=1.0, gap_shift_A=0.0))
+    batch = gen.sample(3, np.random.default_rng(2))
+    inside = (gen.order_wave >= HARPS_CCD_GAP_A[0]) & (gen.order_wave <= HARPS_CCD_GAP_A[1])
+    assert 0.05 < inside.mean() < 0.10  # ≈ 7–8 % of the image, as in real HARPS spectra
+    assert torch.all(batch.noisy[:, torch.from_numpy(inside)] == 1.0)
+    assert torch.all(batch.clean[:, torch.from_numpy(inside)] == 1.0)
+    assert torch.all(batch.noisy[:, torch.from_numpy(~inside)] != 1.0)
+    half = generator(reference_grid, realism=Realism(gap_probability=0.5))
+    draw = half.realism.draw(400, 8, half.snr, half.order_wave, np.random.default_rng(0))
+    assert 0.4 < float((~draw.usable).any(dim=(1, 2)).float().mean()) < 0.6
+
+
+def test_positive_shift_moves_lines_to_the_red(reference_grid):
+    gen = generator(reference_grid)
+    labels = np.array([[5777.0, 4.44, 0.0, 2.0]])
+    still = gen.render_labels(labels)[0, 3].double().numpy()
+    moved = gen.render_labels(labels, shift_kms=np.array([3.0]))[0, 3].double().numpy()
+    wave = gen.order_wave[3]
+    lags = np.arange(-20, 21)
+    corr = [np.sum((1 - still[30:-30]) * (1 - np.roll(moved, -k)[30:-30])) for k in lags]
+    pixel_kms = np.median(np.diff(wave) / wave[1:]) * 299792.458
+    assert lags[int(np.argmax(corr))] * pixel_kms == pytest.approx(3.0, abs=pixel_kms)
+
+
+def test_curvature_bends_the_continuum(reference_grid):
+    gen = generator(reference_grid, realism=Realism(curvature_max=0.05), slant_max=0.0)
+    draw = gen.realism.draw(64, 8, gen.snr, gen.order_wave, np.random.default_rng(0))
+    assert float(draw.curvature.abs().max()) <= 0.05 and float(draw.curvature.abs().max()) > 0.03
+    batch = gen.sample(8, np.random.default_rng(4))
+    ends = batch.clean[..., :200].mean(-1) + batch.clean[..., -200:].mean(-1)
+    middle = 2 * batch.clean[..., 1948:2148].mean(-1)
+    assert float((ends - middle).abs().max()) > 0.005  # a linear fit leaves the bend
