@@ -9,3 +9,13 @@ notebooks, ``cli`` is ``python -m paper_lib``.
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    """``paper_lib.predict(paths_or_spectra, model=..., rv=None)`` without importing torch at
+    ``import paper_lib``: the callable module :mod:`paper_lib.predict`, loaded on first use."""
+    if name == "predict":
+        import importlib
+
+        return importlib.import_module(".predict", __name__)
+    raise AttributeError(f"module 'paper_lib' has no attribute {name!r}")

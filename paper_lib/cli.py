@@ -37,52 +37,67 @@ def _run(args) -> int:
     return 0
 
 
-def _format_predictions(rows, fmt: str, covariance: str) -> str:
-    import csv
-    import io
-    import json
-
-    from .labels import LABEL_NAMES, LABEL_UNITS
-
-    if fmt == "json":
-        return json.dumps([{
-            "file": r["path"], "rv_kms": r["rv_kms"], "gap_fraction": r["gap_fraction"],
-            **{n: {"value": float(m), "sigma": float(s), "unit": u}
-               for n, m, s, u in zip(LABEL_NAMES, r["mean"], r["sigma"], LABEL_UNITS)},
-            **({"correlation": r["correlation"].round(4).tolist()} if covariance == "full" else {}),
-        } for r in rows], indent=1)
-    if fmt == "csv":
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(["file", "rv_kms", "gap_fraction",
-                         *[c for n in LABEL_NAMES for c in (n, f"{n}_sigma")]])
-        for r in rows:
-            writer.writerow([r["path"], f"{r['rv_kms']:.3f}", f"{r['gap_fraction']:.4f}",
-                             *[f"{v:.5g}" for m, s in zip(r["mean"], r["sigma"]) for v in (m, s)]])
-        return buffer.getvalue().rstrip("\n")
-    lines = []
-    for r in rows:
-        lines.append(f"{r['path']}  (rv {r['rv_kms']:+.2f} km/s, {100 * r['gap_fraction']:.1f} % filled)")
-        for n, m, s, u in zip(LABEL_NAMES, r["mean"], r["sigma"], LABEL_UNITS):
-            lines.append(f"  {n:6s} {m:10.3f} ± {s:8.3f} {u}")
-        if covariance == "full":
-            lines.append("  correlations: " + "  ".join(
-                f"{LABEL_NAMES[i]}-{LABEL_NAMES[j]} {r['correlation'][i, j]:+.2f}"
-                for i in range(4) for j in range(i + 1, 4)))
-    return "\n".join(lines)
-
-
 def _predict(args) -> int:
-    from .experiments import load_variant
-    from .predict import predict_files
-    from .synthetic.grid import load_grid
-    from .training.variants import parse_variant
+    """Predict every input; failures on stderr, results of the good files always written."""
+    from .fileio import atomic_write_bytes
+    from .predict import DEFAULT_MODEL, DEFAULT_PROFILE, Predictor, expand_inputs, predict_rows
+    from .predict_format import render
+
+    fmt = args.format or _format_of(args.output)
+    predictor = Predictor.load(args.model or DEFAULT_MODEL, args.profile or DEFAULT_PROFILE,
+                               args.models_dir)
+    items = expand_inputs(args.inputs)
+    if not items:
+        raise ValueError("no spectrum files found in " + ", ".join(args.inputs))
+    rows = predict_rows(items, predictor, rv=args.rv, vacuum=True if args.vacuum else None,
+                        workers=args.workers)
+    failed = [r for r in rows if r.get("error") is not None]
+    for row in failed:
+        message = row["error"] if row["error"].startswith(row["file"]) else f"{row['file']}: {row['error']}"
+        print(f"error: {message}", file=sys.stderr)
+    text = render(rows, fmt)
+    if args.output:
+        atomic_write_bytes(args.output, (text + "\n").encode())
+        print(f"{len(rows) - len(failed)} of {len(rows)} spectra predicted → {args.output}",
+              file=sys.stderr)
+    else:
+        print(text)
+    return 1 if failed else 0
+
+
+def _format_of(output) -> str:
+    """The format an --output file's extension asks for (table without --output)."""
+    if output is None:
+        return "table"
+    suffix = str(output).lower().rsplit(".", 1)[-1]
+    if suffix not in ("json", "csv", "txt"):
+        raise ValueError(f"--output {output}: give a .json, .csv or .txt file (or --format)")
+    return {"txt": "table"}.get(suffix, suffix)
+
+
+def _ood_calibrate(args) -> int:
+    from .experiments import ensure_ood_calibration
+    from .synthetic.grid import Grid, load_grid
 
     profile = get_profile(args.profile)
-    model = load_variant(profile, args.model, args.models_dir)
-    grid = load_grid(profile)
-    rows = predict_files(args.files, model, grid, progress=len(args.files) > 1)
-    print(_format_predictions(rows, args.format, parse_variant(args.model).covariance))
+    if args.grid:
+        grid, extra = Grid.from_fits(args.grid), {"pad_with_continuum": True, "cache": False}
+    else:
+        grid, extra = load_grid(profile), {}
+    path = ensure_ood_calibration(profile, grid, args.models_dir, n=args.n, force=True,
+                                  source=args.grid and f"grid {args.grid}", **extra)
+    print(f"OOD calibration: {path}")
+    return 0
+
+
+def _rv_template(args) -> int:
+    from .observed.template import TEMPLATE_FILE, write_template
+    from .synthetic.build import default_grid_file
+    from .synthetic.grid import load_grid
+
+    profile = get_profile(args.profile)
+    record = write_template(load_grid(profile), default_grid_file(profile.grid_nodes).name)
+    print(f"{TEMPLATE_FILE}: node {record['node']}, physics {record['physics_id']}")
     return 0
 
 
@@ -110,14 +125,36 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--update-notebooks", action="store_true",
                      help="store executed smoke notebooks as notebooks/*.ipynb")
     run.set_defaults(func=_run)
-    predict = sub.add_parser("predict", help="Teff, log g, [M/H], v sin i ± σ of real spectra")
-    predict.add_argument("files", nargs="+", help="HARPS-N/HARPS e2ds or s1d FITS, or 2-column text")
-    predict.add_argument("--model", default="resnet_diagonal",
-                         help="trained variant, e.g. attention_diagonal_dae (default resnet_diagonal)")
-    predict.add_argument("--profile", default="cpu", help="whose models and grid (default cpu)")
+    predict = sub.add_parser("predict", help="Teff, log g, [M/H], v sin i ± σ of real spectra, "
+                             "with quality flags")
+    predict.add_argument("inputs", nargs="+", help="HARPS-N/HARPS e2ds or s1d FITS, 2-column "
+                         "text, folders of them, or glob patterns")
+    predict.add_argument("--model", default=None, help="trained variant, e.g. "
+                         "attention_diagonal_dae (default: paper_lib.predict.DEFAULT_MODEL)")
+    predict.add_argument("--profile", default=None,
+                         help="whose models (default: paper_lib.predict.DEFAULT_PROFILE, cpu)")
     predict.add_argument("--models-dir", default=None, help="default models/<profile>/")
-    predict.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    predict.add_argument("--rv", type=float, default=None,
+                         help="known radial velocity [km/s] of every input (default: measured)")
+    predict.add_argument("--vacuum", action="store_true",
+                         help="the wavelengths are in vacuum (default: as the header says, else air)")
+    predict.add_argument("--format", choices=("table", "json", "csv"), default=None,
+                         help="default: from --output's extension, else table")
+    predict.add_argument("--output", default=None, help="write the results to a .csv/.json/.txt file")
+    predict.add_argument("--workers", type=int, default=2, help="threads reading files (default 2)")
     predict.set_defaults(func=_predict)
+    calibrate = sub.add_parser("ood-calibrate", help="(re)make models/<profile>/ood_calibration.json "
+                               "from synthetic test spectra")
+    calibrate.add_argument("--profile", default="cpu")
+    calibrate.add_argument("--models-dir", default=None, help="default models/<profile>/")
+    calibrate.add_argument("--grid", default=None, help="another grid FITS (e.g. the reference grid), "
+                           "padded with continuum to the orders")
+    calibrate.add_argument("-n", type=int, default=1000, help="spectra per SNR (default 1000)")
+    calibrate.set_defaults(func=_ood_calibrate)
+    template = sub.add_parser("rv-template", help="remake the shipped radial-velocity template "
+                              "(paper_lib/data/rv_template.npz) from a profile's grid")
+    template.add_argument("--profile", default="smoke", help="a grid with the solar-like node")
+    template.set_defaults(func=_rv_template)
     report = sub.add_parser("report", help="rewrite README.md's results block from results/<profile>/")
     report.add_argument("--profile", default="cpu")
     report.set_defaults(func=_report)
@@ -130,6 +167,10 @@ def main(argv=None) -> int:
         return args.func(args)
     except (ValueError, FileNotFoundError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # e.g. a read-only cache or output folder
+        where = f" ({error.filename})" if error.filename else ""
+        print(f"error: {error.strerror or error}{where}", file=sys.stderr)
         return 2
 
 

@@ -3,7 +3,7 @@
 Glue between :mod:`paper_lib.echelle` (data), :mod:`paper_lib.training` and
 :mod:`paper_lib.evaluation`, kept here so that notebooks 02–07 only narrate. Every function
 takes the :class:`~paper_lib.profiles.Profile` that the notebook (or the command line) resolved
-once. Variant names: ``<resnet|attention>_<diagonal|full>[_dae][_limited]`` and ``dae`` (see
+once. Variant names: ``<resnet|attention>_<diagonal|full>[_dae][_limited|_real]`` and ``dae`` (see
 :data:`paper_lib.profiles.ALL_VARIANTS`).
 """
 
@@ -17,6 +17,7 @@ import torch
 from . import paths
 from .echelle.continuum import normalise_orders, slant_ramp
 from .echelle.generator import SpectrumGenerator
+from .echelle.realism import Realism
 from .echelle.testsets import make_test_set
 from .evaluation import metrics
 from .labels import VSINI_RANGE, unscale_labels
@@ -27,40 +28,47 @@ from .training.variants import TrainResult, parse_variant, train_variant
 
 VAL_SEED_OFFSET = 100  # validation sets: profile.seed + 100 (+1 for the limited range)
 TEST_SEED_OFFSET = 1  # test sets: profile.seed + 1
+OOD_SPECTRA = 1000  # test spectra per SNR for the OOD calibration (those of mae_vs_snr)
 
 
 # ------------------------------------------------------------------------------ data
 
-def data_settings(profile: Profile, *, limited: bool = False) -> dict:
-    """SNR and label region of the main experiments or of the paper's † rows."""
+def data_settings(profile: Profile, *, limited: bool = False, real: bool = False) -> dict:
+    """SNR and label region of the main experiments or of the paper's † rows; for a ``_real``
+    variant also the profile's :class:`~paper_lib.echelle.realism.Realism` (its SNR range)."""
     if limited:
         return {"snr": profile.snr_limited, "box": profile.label_box, "teff_range": profile.limited_teff}
-    return {"snr": profile.snr_train, "box": profile.label_box, "teff_range": None}
+    settings = {"snr": profile.snr_train, "box": profile.label_box, "teff_range": None}
+    if real:
+        settings["realism"] = Realism(**profile.real)
+    return settings
 
 
-def training_source(grid, profile: Profile, *, limited: bool = False) -> SpectrumGenerator:
+def training_source(grid, profile: Profile, *, limited: bool = False, real: bool = False
+                    ) -> SpectrumGenerator:
     """The on-the-fly generator a variant trains on (fresh labels and noise every call)."""
     return SpectrumGenerator(grid, slant_max=profile.slant_max, seed=profile.seed,
                              compile=profile.compile_generator,
-                             **data_settings(profile, limited=limited))
+                             **data_settings(profile, limited=limited, real=real))
 
 
-def validation_batch(grid, profile: Profile, *, limited: bool = False):
+def validation_batch(grid, profile: Profile, *, limited: bool = False, real: bool = False):
     """A fixed, seeded validation set (also used to recalibrate σ in notebook 05)."""
-    seed = profile.seed + VAL_SEED_OFFSET + int(limited)
+    seed = profile.seed + VAL_SEED_OFFSET + int(limited) + 2 * int(real)
     return make_test_set(grid, n=profile.n_val, seed=seed, slant_max=profile.slant_max,
-                         **data_settings(profile, limited=limited))
+                         **data_settings(profile, limited=limited, real=real))
 
 
 def test_batch(grid, profile: Profile, *, limited: bool = False, snr: float | None = None,
-               n: int | None = None):
+               n: int | None = None, **generator_kwargs):
     """The fixed, seeded test set (paper: 5667 spectra), optionally at another SNR (same labels,
-    fresh noise) or only its first ``n`` labels' worth (a set of ``n`` spectra)."""
+    fresh noise) or only its first ``n`` labels' worth (a set of ``n`` spectra); further
+    keywords go to the generator (e.g. ``pad_with_continuum=True`` for the reference grid)."""
     settings = data_settings(profile, limited=limited)
     if snr is not None:
         settings["snr"] = snr
     return make_test_set(grid, n=n or profile.n_test, seed=profile.seed + TEST_SEED_OFFSET,
-                         slant_max=profile.slant_max, **settings)
+                         slant_max=profile.slant_max, **settings, **generator_kwargs)
 
 
 def measured_snr(batch) -> float:
@@ -78,7 +86,8 @@ def observe_star(grid, labels, *, snr: float | None, slant_max: float = 0.05, se
     """
     labels = np.atleast_2d(np.asarray(labels, dtype=np.float64))
     generator = SpectrumGenerator(grid, snr=snr or 1.0, slant_max=slant_max, seed=seed)
-    image = generator.render(grid.interpolate(labels[:, :3]), labels[:, 3])
+    image = generator.render(grid.interpolate(labels[:, :3]), labels[:, 3],
+                             generator.vmacro(labels))
     rng = np.random.default_rng(seed)
     if snr is None:
         slopes = rng.uniform(-slant_max, slant_max, size=image.shape[:2])
@@ -91,12 +100,14 @@ def observe_star(grid, labels, *, snr: float | None, slant_max: float = 0.05, se
 # ------------------------------------------------------------------------------ training
 
 def variants_for(profile: Profile, network: str) -> list[str]:
-    """The profile's variants of one network, in training order (plain, then _dae, then †);
+    """The profile's variants of one network, in training order (diagonal before full, then
+    _dae, then † and _real — each after the variant it starts from);
     ``network="dae"`` gives ``["dae"]``."""
     if network == "dae":
         return ["dae"]
     mine = [v for v in profile.variants if v.startswith(network + "_")]
-    return sorted(mine, key=lambda v: (v.endswith("_limited"), "_dae" in v))
+    return sorted(mine, key=lambda v: (v.endswith(("_limited", "_real")), "_dae" in v,
+                                       "_full" in v))
 
 
 def models_dir(profile: Profile) -> Path:
@@ -122,10 +133,36 @@ def train_variants(variants, profile: Profile, grid, out_dir=None, *, progress: 
             if not dae.exists():
                 raise FileNotFoundError(f"{variant} needs the trained DAE {dae}: run notebook 02 first")
         results[variant] = train_variant(
-            variant, profile, training_source(grid, profile, limited=spec.limited),
-            validation_batch(grid, profile, limited=spec.limited), out_dir, dae=dae,
-            progress=progress)
+            variant, profile, training_source(grid, profile, limited=spec.limited, real=spec.real),
+            validation_batch(grid, profile, limited=spec.limited, real=spec.real), out_dir,
+            dae=dae, progress=progress)
+        if variant == "dae":
+            ensure_ood_calibration(profile, grid, out_dir)
     return results
+
+
+def ensure_ood_calibration(profile: Profile, grid, out_dir=None, *, n: int | None = None,
+                           force: bool = False, source: str | None = None,
+                           **generator_kwargs) -> Path:
+    """``<out_dir>/ood_calibration.json`` for the DAE there, (re)made from the profile's test
+    sets at each SNR of ``profile.snr_curve`` (the sets :func:`mae_vs_snr` uses) when it is
+    missing, was made for another DAE, or ``force`` (see :mod:`paper_lib.observed.quality`).
+    ``source`` names a grid other than the profile's; ``generator_kwargs`` go to the generator."""
+    from .observed.quality import CALIBRATION_FILE, OODCalibration, calibrate_ood, write_ood_calibration
+
+    out_dir = Path(out_dir or models_dir(profile))
+    dae_path = out_dir / "dae.pt"
+    if not force and OODCalibration.load(out_dir, dae_path) is not None:
+        return out_dir / CALIBRATION_FILE
+    batches = {snr: test_batch(grid, profile, snr=snr, n=n or OOD_SPECTRA,
+                               **generator_kwargs).noisy.numpy()
+               for snr in profile.snr_curve}
+    size = len(next(iter(batches.values())))
+    record = calibrate_ood(load_model(dae_path).eval(), dae_path, batches,
+                           source=f"{source or 'grid of profile ' + repr(profile.name)}: test-set "
+                                  f"labels of profile {profile.name!r} ({size} spectra per SNR, "
+                                  f"seed {profile.seed + TEST_SEED_OFFSET})")
+    return write_ood_calibration(out_dir, record)
 
 
 def load_variant(profile: Profile, variant: str, out_dir=None):
@@ -195,7 +232,7 @@ def showcase_variant(evaluated: dict) -> str:
     return next(iter(evaluated))
 
 
-def mae_vs_snr(profile: Profile, grid, out_dir=None, *, n: int = 1000, variants=None) -> list[dict]:
+def mae_vs_snr(profile: Profile, grid, out_dir=None, *, n: int = OOD_SPECTRA, variants=None) -> list[dict]:
     """MAE per label at each SNR of ``profile.snr_curve`` for the SNR-20 diagonal variants."""
     variants = variants or [v for v in profile.variants
                             if not v.endswith("_limited") and "_full" not in v]
@@ -227,6 +264,14 @@ def synthetic_like(grid, labels, *, box: dict | None = None) -> np.ndarray:
     """Normalised, noise-free synthetic image (8, 4096) at ``labels`` (clamped into the grid)."""
     clean = observe_star(grid, clamp_to_grid(grid, labels, box)[None], snr=None, slant_max=0.0)
     return normalise_orders(clean)[0]
+
+
+def synthetic_images(grid, labels, *, macroturbulence: bool = True) -> np.ndarray:
+    """Normalised, noise-free, unslanted images (n, 8, 4096) at ``labels`` (n, 4) physical: what
+    a perfect observation of a synthetic star gives (the gap studies of notebook 06)."""
+    labels = np.atleast_2d(np.asarray(labels, dtype=np.float64))
+    generator = SpectrumGenerator(grid, snr=1.0, seed=0, macroturbulence=macroturbulence)
+    return normalise_orders(generator.render_labels(labels).numpy())
 
 
 def impose_gap(model_input, gap_mask) -> np.ndarray:

@@ -9,7 +9,8 @@ from ..instrument import physical_order
 from .spectrum import Spectrum, SpectrumFileError, file_error
 
 COVERAGE_TOLERANCE_A = 1.0  # a spectrum may fall short of the order span by this much [Å]
-MIN_ROW_OVERLAP = 0.5  # an e2ds row must cover this fraction of a training order to be used
+MIN_ROW_OVERLAP = 0.4  # the e2ds rows must together cover this fraction of each training order
+PRIMARY_ROW_COVERAGE = 0.999  # a row covering (all of) an order is used alone for it
 
 
 def order_ranges(order_wave=None) -> np.ndarray:
@@ -55,27 +56,51 @@ def check_1d(spectrum: Spectrum, order_wave=None) -> None:
                          f"({lo:.2f}–{hi:.2f} Å) {problem}")
 
 
-def matching_rows(wave: np.ndarray, order_wave=None, *, path=None) -> list[int]:
-    """For each training order, the row of ``wave`` (n_rows, n_px) that overlaps it most."""
+def matching_rows(wave: np.ndarray, order_wave=None, *, path=None) -> list[tuple[int, ...]]:
+    """For each training order, the rows of ``wave`` (n_rows, n_px) used for it: the one that
+    overlaps it most, and only where that one covers less than PRIMARY_ROW_COVERAGE of the
+    order, the other rows overlapping it (in decreasing overlap).
+
+    Several rows may cover one training order (échelle orders overlap, and a HARPS row is
+    split by the gap between its two CCDs); together they must cover at least
+    MIN_ROW_OVERLAP of it, else SpectrumFileError names the order and how much is covered.
+    """
     ranges = order_ranges(order_wave)
     row_lo, row_hi = np.nanmin(wave, axis=1), np.nanmax(wave, axis=1)
     rows = []
-    for lo, hi in ranges:
-        overlap = (np.minimum(row_hi, hi) - np.maximum(row_lo, lo)) / (hi - lo)
-        best = int(np.argmax(overlap))
-        if not overlap[best] >= MIN_ROW_OVERLAP:
-            raise coverage_error(path, (float(np.nanmin(wave)), float(np.nanmax(wave))),
-                                  (ranges[:, 0].min(), ranges[:, 1].max()))
-        rows.append(best)
+    for k, (lo, hi) in enumerate(ranges):
+        overlapping = np.flatnonzero((row_hi > lo) & (row_lo < hi))
+        covered = np.zeros(512, dtype=bool)  # the order in 512 bins
+        for row in overlapping:
+            first, last = ((np.array([row_lo[row], row_hi[row]]) - lo) / (hi - lo) * 512)
+            covered[max(int(np.ceil(first)), 0):max(int(np.floor(last)), 0)] = True
+        if not covered.mean() >= MIN_ROW_OVERLAP:
+            if not overlapping.size:
+                raise coverage_error(path, (float(np.nanmin(wave)), float(np.nanmax(wave))),
+                                     (ranges[:, 0].min(), ranges[:, 1].max()))
+            raise file_error(path, f"insufficient wavelength coverage: the rows of the frame "
+                             f"cover only {100 * covered.mean():.0f} % of HARPS-N order "
+                             f"{physical_order(k)} ({lo:.2f}–{hi:.2f} Å); at least "
+                             f"{100 * MIN_ROW_OVERLAP:.0f} % is needed")
+        overlap = np.minimum(row_hi[overlapping], hi) - np.maximum(row_lo[overlapping], lo)
+        ranked = overlapping[np.argsort(-overlap, kind="stable")]
+        if overlap.max() >= PRIMARY_ROW_COVERAGE * (hi - lo):
+            ranked = ranked[:1]  # one row covers the order: no seams between rows
+        rows.append(tuple(int(r) for r in ranked))
     return rows
 
 
+def used_rows(rows: list[tuple[int, ...]]) -> list[int]:
+    """The distinct rows of :func:`matching_rows`' answer, in increasing order."""
+    return sorted({row for order_rows in rows for row in order_rows})
+
+
 def check_echelle(spectrum: Spectrum, raw: np.ndarray) -> list[int]:
-    """Rows matching the 8 training orders, checked for monotonic λ and for data."""
+    """Rows matching each of the 8 training orders, checked for monotonic λ and for data."""
     if not np.all(np.isfinite(spectrum.wave)):
         raise file_error(spectrum.path, "the wavelength solution contains NaN or inf")
     rows = matching_rows(spectrum.wave, path=spectrum.path)
-    for row in rows:
+    for row in used_rows(rows):
         wave = spectrum.wave[row]
         where = f"row {row} ({wave.min():.2f}–{wave.max():.2f} Å)"
         if np.any(np.diff(wave) <= 0):

@@ -11,11 +11,11 @@ from ..echelle.continuum import normalise_orders
 from ..echelle.layout import order_wavelengths
 from ..instrument import C_KMS
 from ..synthetic.resample import interpolation_weights
-from .checks import matching_rows
+from .checks import matching_rows, used_rows
 from .spectrum import Spectrum, file_error
-from .velocity import rest_frame_velocity, to_rest_frame
+from .template import SOLAR_NODE, load_template
+from .velocity import DEFAULT_V_RANGE, Velocity, measure_velocity, to_rest_frame
 
-SOLAR_NODE = (5750.0, 4.5, 0.0)  # grid node closest to the Sun (5772 K, 4.44, 0.0)
 FILL_VALUE = 1.0  # continuum level written into pixels without data
 SAMPLING_JUMP = 3.0  # a wavelength step this many times the median one is a hole in the data
 
@@ -34,6 +34,7 @@ class ModelInput:
     order_wave : float64 (8, 4096) – rest-frame air wavelengths of the pixels [Å].
     kind, path : of the source spectrum.
     meta : dict – rows used, template description, source meta.
+    velocity : the measured velocity with its CCF quality, None when ``rv_kms`` was given.
     """
 
     image: np.ndarray
@@ -44,14 +45,14 @@ class ModelInput:
     kind: str
     path: Path | None = None
     meta: dict = field(default_factory=dict)
+    velocity: Velocity | None = None
 
 
 def _template_arrays(template, node) -> tuple[np.ndarray, np.ndarray, str]:
-    """(wave, flux, description) from a Grid-like object or a (wave, flux) pair."""
+    """(wave, flux, description) from a Grid-like object, a (wave, flux) pair, or None: the
+    template shipped with the package (:mod:`paper_lib.observed.template`)."""
     if template is None:
-        raise ValueError("to_model_input needs a template to measure the radial velocity: pass "
-                         "template=grid (its solar-like node is used) or template=(wave, flux), "
-                         "or give rv_kms= (e.g. 0.0 for a spectrum already in the rest frame)")
+        return (*load_template(), "shipped template (paper_lib/data/rv_template.npz)")
     if hasattr(template, "node_flux") and hasattr(template, "wavelength"):
         teff, logg, mh = node
         return (np.asarray(template.wavelength, dtype=np.float64),
@@ -89,50 +90,59 @@ def _resample_segment(wave, flux, valid, target) -> tuple[np.ndarray, np.ndarray
 def _rest_frame_image(spectrum: Spectrum, v_kms: float, order_wave: np.ndarray, rows=None):
     """(image, valid), each (8, 4096): the spectrum in the rest frame on the training pixels.
 
-    ``rows`` (échelle spectra only) gives the observed row resampled onto each training order.
+    ``rows`` (échelle spectra only) gives the observed rows resampled onto each training order,
+    the best-overlapping first; a later row only fills pixels that the earlier ones leave
+    without data (e.g. the HARPS gap between its two CCDs, or an order's ends).
     """
     image = np.full(order_wave.shape, np.nan)
     valid = np.zeros(order_wave.shape, dtype=bool)
     stretch = 1.0 + v_kms / C_KMS
     for k, target in enumerate(order_wave):
         if spectrum.is_echelle:
-            part = slice(None)
-            wave, flux, good = (spectrum.wave[rows[k]], spectrum.flux[rows[k]],
-                                spectrum.mask[rows[k]])
+            parts = [(spectrum.wave[r], spectrum.flux[r], spectrum.mask[r]) for r in rows[k]]
         else:
             first = max(int(np.searchsorted(spectrum.wave, target[0] * stretch)) - 4, 0)
             part = slice(first, int(np.searchsorted(spectrum.wave, target[-1] * stretch)) + 4)
-            wave, flux, good = spectrum.wave, spectrum.flux, spectrum.mask
-        image[k], valid[k] = _resample_segment(to_rest_frame(wave[part], v_kms), flux[part],
-                                               good[part], target)
+            parts = [(spectrum.wave[part], spectrum.flux[part], spectrum.mask[part])]
+        for wave, flux, good in parts:
+            values, ok = _resample_segment(to_rest_frame(wave, v_kms), flux, good, target)
+            fill = ok & ~valid[k]
+            image[k, fill] = values[fill]
+            valid[k] |= fill
     return image, valid
 
 
-def _ccf_input(spectrum: Spectrum, order_wave: np.ndarray, rows=None, margin_a: float = 10.0):
-    """(wave, flux, mask) of the part of ``spectrum`` used to measure the velocity."""
+def _ccf_input(spectrum: Spectrum, order_wave: np.ndarray, rows=None, v_range=DEFAULT_V_RANGE,
+               margin_a: float = 10.0):
+    """(wave, flux, mask) of the part of ``spectrum`` used to measure the velocity: the
+    orders' range, widened by the velocities searched and ``margin_a`` [Å]."""
     if spectrum.is_echelle:
-        return spectrum.wave[rows], spectrum.flux[rows], spectrum.mask[rows]
-    keep = ((spectrum.wave > order_wave.min() - margin_a)
-            & (spectrum.wave < order_wave.max() + margin_a))
+        used = used_rows(rows)
+        return spectrum.wave[used], spectrum.flux[used], spectrum.mask[used]
+    lo = order_wave.min() * (1 + min(v_range) / C_KMS) - margin_a
+    hi = order_wave.max() * (1 + max(v_range) / C_KMS) + margin_a
+    keep = (spectrum.wave > lo) & (spectrum.wave < hi)
     return spectrum.wave[keep], spectrum.flux[keep], spectrum.mask[keep]
 
 
 def to_model_input(spectrum: Spectrum, template=None, *, rv_kms: float | None = None,
                    order_wave=None, template_node=SOLAR_NODE,
-                   v_range=(-200.0, 200.0)) -> ModelInput:
+                   v_range=DEFAULT_V_RANGE) -> ModelInput:
     """The 8 × 4096 network input of a real spectrum (see the module docstring for the steps).
 
     Parameters
     ----------
     spectrum : Spectrum from :func:`read_spectrum` (e2ds/s2d blaze-corrected, s1d, text).
-    template : a grid (anything with ``.wavelength`` and ``.node_flux(teff, logg, mh)``, e.g.
-        :class:`paper_lib.synthetic.grid.Grid`; its ``template_node`` is used, by default the solar-like
-        node 5750 K, 4.5, 0.0) or a rest-frame ``(wave [Å], flux)`` pair. Needed unless
-        ``rv_kms`` is given.
+    template : None (default: the solar-like template shipped in ``paper_lib/data``, see
+        :mod:`paper_lib.observed.template`), a grid (anything with ``.wavelength`` and
+        ``.node_flux(teff, logg, mh)``, e.g. :class:`paper_lib.synthetic.grid.Grid`; its
+        ``template_node`` is used, by default the solar-like node 5750 K, 4.5, 0.0) or a
+        rest-frame ``(wave [Å], flux)`` pair. Not used when ``rv_kms`` is given.
     rv_kms : radial velocity [km/s] to remove instead of measuring it (0.0 disables the shift).
     order_wave : (8, 4096) training wavelengths [Å]; default
         :func:`paper_lib.echelle.layout.order_wavelengths`.
-    v_range : velocities searched by :func:`rest_frame_velocity` [km/s].
+    v_range : velocities searched by :func:`measure_velocity` [km/s] (default ±1000); the
+        velocity and its CCF quality are returned in ``ModelInput.velocity``.
 
     Pixels without data — the HARPS CCD gap (zero flux), NaNs, zeros, bad quality flags, and
     pixels that the rest-frame shift moves beyond the end of an observed order — are ignored
@@ -155,14 +165,16 @@ def to_model_input(spectrum: Spectrum, template=None, *, rv_kms: float | None = 
             raise file_error(spectrum.path, "the échelle flux is not blaze-corrected; read it with "
                          "read_e2ds(..., blaze_path=...)")
         rows = meta["rows"] = matching_rows(spectrum.wave, order_wave, path=spectrum.path)
+    velocity = None
     if rv_kms is None:
         t_wave, t_flux, meta["template"] = _template_arrays(template, template_node)
-        wave, flux, mask = _ccf_input(spectrum, order_wave, rows)
+        wave, flux, mask = _ccf_input(spectrum, order_wave, rows, v_range)
         try:
-            rv_kms = rest_frame_velocity(wave, flux, t_wave, t_flux, v_range, mask=mask)
+            velocity = measure_velocity(wave, flux, t_wave, t_flux, v_range, mask=mask)
         except ValueError as error:
             raise file_error(spectrum.path, f"the radial velocity could not be measured ({error}); "
                          "pass rv_kms=... if it is known") from None
+        rv_kms = velocity.v_kms
         meta["rv_source"] = "cross-correlation"
     else:
         meta["rv_source"] = "given"
@@ -178,4 +190,4 @@ def to_model_input(spectrum: Spectrum, template=None, *, rv_kms: float | None = 
         raise file_error(spectrum.path, "the normalised image contains NaN or inf")
     return ModelInput(image=normalised, mask=valid, rv_kms=float(rv_kms),
                       gap_fraction=float(1.0 - valid.mean()), order_wave=order_wave,
-                      kind=spectrum.kind, path=spectrum.path, meta=meta)
+                      kind=spectrum.kind, path=spectrum.path, meta=meta, velocity=velocity)

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -138,6 +137,36 @@ def _s1d_from_hdus(path: Path, hdus: list) -> Spectrum:
     return spectrum
 
 
+def header_says_vacuum(header) -> bool | None:
+    """True/False where the header says vacuum/air wavelengths (CTYPE1 'WAVE' / 'AWAV' of the
+    FITS standard, or AIRORVAC / VACUUM keys), None where it says nothing."""
+    ctype = str(header.get("CTYPE1", "")).strip().upper()
+    if ctype in ("WAVE", "VWAV") or ctype.startswith("WAVE-"):
+        return True
+    if ctype.startswith("AWAV"):
+        return False
+    flag = str(header.get("AIRORVAC", header.get("VACUUM", ""))).strip().lower()
+    if flag in ("vac", "vacuum", "true", "t", "1"):
+        return True
+    if flag in ("air", "false", "f", "0"):
+        return False
+    return None
+
+
+def to_air(spectrum: Spectrum, vacuum: bool | None, header=None) -> Spectrum:
+    """The spectrum with air wavelengths: converted if ``vacuum`` is True, or if it is None and
+    the header says vacuum; records ``meta["vacuum_source"]`` when it converted."""
+    says = header_says_vacuum(header) if header is not None else None
+    if vacuum is None and says:
+        spectrum.meta["vacuum_source"] = "header"
+    elif vacuum:
+        spectrum.meta["vacuum_source"] = "given"
+    else:
+        return spectrum
+    spectrum.wave = vacuum_to_air(spectrum.wave)
+    return spectrum
+
+
 def read_e2ds(path, *, wave_path=None, blaze_path=None) -> Spectrum:
     """Read a HARPS-N/HARPS e2ds (or newer-DRS s2d) file; see the module docstring.
 
@@ -155,29 +184,51 @@ def read_s1d(path) -> Spectrum:
     return _s1d_from_hdus(path, read_fits(path))
 
 
+def _text_columns(path: Path) -> np.ndarray:
+    """The first two numeric columns of a text spectrum, (n, 2): header lines (any line that
+    does not start with two numbers) and '#'/'%' comments skipped; commas, semicolons, tabs or
+    spaces separate the columns."""
+    import re
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return np.loadtxt(path, usecols=(0, 1), comments=("#", "%"), ndmin=2)  # plain columns
+    except (ValueError, IndexError):
+        pass  # a header, commas, …: the tolerant reader below
+    except OSError as error:
+        raise file_error(path, f"cannot be read: {error.strerror or error}") from None
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as error:
+        raise file_error(path, f"cannot be read: {error.strerror or error}") from None
+    rows = []
+    for line in text.splitlines():
+        fields = [f for f in re.split(r"[,;\s]+", line.strip()) if f]
+        if len(fields) < 2 or line.lstrip().startswith(("#", "%")):
+            continue
+        try:
+            rows.append((float(fields[0]), float(fields[1])))
+        except ValueError:
+            if rows:  # text after the data started: not a spectrum
+                raise file_error(path, f"not a two-column text spectrum (wavelength, flux): "
+                                 f"line {line.strip()[:60]!r} is not two numbers") from None
+    return np.array(rows, dtype=np.float64).reshape(-1, 2)
+
+
 def read_text_spectrum(path) -> Spectrum:
     """Read a text spectrum: two columns, air wavelength [Å] and flux.
 
-    Lines starting with '#' or '%' are comments; one header line is tolerated; commas work
-    as separators in ``.csv`` files. Rows are sorted by wavelength; rows repeating a wavelength
-    (as at the seams of spliced spectra) are averaged.
+    Header lines and lines starting with '#' or '%' are skipped; commas, semicolons, tabs or
+    spaces separate the columns (further columns are ignored). Rows are sorted by wavelength;
+    rows repeating a wavelength (as at the seams of spliced spectra) are averaged.
     """
     path = Path(path)
-    delimiter = "," if path.suffix.lower() == ".csv" else None
-    columns = None
-    for skip in (0, 1):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                columns = np.loadtxt(path, usecols=(0, 1), comments=("#", "%"),
-                                     delimiter=delimiter, skiprows=skip, ndmin=2)
-            break
-        except (ValueError, IndexError) as error:
-            problem = error
-    if columns is None:
-        raise file_error(path, f"not a two-column text spectrum (wavelength, flux): {problem}")
+    columns = _text_columns(path)
     if len(columns) < 2:
-        raise file_error(path, "the text spectrum has fewer than two rows")
+        raise file_error(path, "not a two-column text spectrum (wavelength, flux): fewer than two "
+                         "rows of numbers")
     if not np.all(np.isfinite(columns[:, 0])):
         raise file_error(path, "the wavelength column contains NaN or inf")
     wave, first, counts = np.unique(columns[:, 0], return_inverse=True, return_counts=True)
@@ -209,23 +260,30 @@ def _classify(path: Path, hdus: list) -> str:
                  "(1D data with CRVAL1/CDELT1, or a table with wavelength and flux columns)")
 
 
-def read_spectrum(path, *, wave_path=None, blaze_path=None) -> Spectrum:
+def read_spectrum(path, *, wave_path=None, blaze_path=None, vacuum: bool | None = None) -> Spectrum:
     """Read any supported spectrum file, detecting its format.
 
     Text by extension (.txt, .dat, .asc, .csv, .tsv) or when the file neither has a FITS
     extension nor starts like one. Among FITS files: e2ds by 2D data (69 × 4096 HARPS-N,
     72 × 4096 HARPS), an ``SCIDATA`` extension (s2d) or the DRS wavelength keys; s1d by 1D
     data with CRVAL1/CDELT1 or by a wavelength/flux table.
-    ``wave_path``/``blaze_path`` are passed to :func:`read_e2ds`.
+    ``wave_path``/``blaze_path`` are passed to :func:`read_e2ds`. ``vacuum``: True if the
+    wavelengths are in vacuum (converted to air), False if in air, None to follow the header
+    (CTYPE1 'WAVE'/'AWAV', AIRORVAC; air where it says nothing).
     """
     path = Path(path)
+    if path.is_dir():
+        raise FileNotFoundError(f"{path}: is a folder, not a spectrum file (the command line "
+                                "and paper_lib.predict take folders and read the files inside)")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     suffixes = "".join(path.suffixes[-2:]).lower()
     is_fits = suffixes.endswith(FITS_SUFFIXES) or _is_fits(path)
     if path.suffix.lower() in TEXT_SUFFIXES or not is_fits:
-        return read_text_spectrum(path)
+        return to_air(read_text_spectrum(path), vacuum)
     hdus = read_fits(path)
     if _classify(path, hdus) == "e2ds":
-        return _e2ds_from_hdus(path, hdus, wave_path, blaze_path)
-    return _s1d_from_hdus(path, hdus)
+        spectrum = _e2ds_from_hdus(path, hdus, wave_path, blaze_path)
+    else:
+        spectrum = _s1d_from_hdus(path, hdus)
+    return to_air(spectrum, vacuum, hdus[0][1])

@@ -1,14 +1,44 @@
-"""The radial velocity of an observed spectrum, by cross-correlation with a rest-frame template."""
+"""The radial velocity of an observed spectrum, by cross-correlation with a rest-frame template.
+
+:func:`measure_velocity` searches ±1000 km/s by default (every stellar radial velocity) and
+returns the velocity with the quality of its CCF peak (:class:`Velocity`); a peak whose
+significance falls below :data:`MIN_CCF_SIGNIFICANCE` is unreliable.
+"""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..instrument import C_KMS
 
 HIGHPASS_WINDOW_A = 5.0  # running-mean window removing the continuum before the CCF [Å]
+DEFAULT_V_RANGE = (-1000.0, 1000.0)  # velocities searched [km/s]: beyond any star's RV
+MIN_LEVEL_FRACTION = 0.2  # pixels whose running mean is below this × the median are no data
+HIGHPASS_CLIP = (-1.0, 0.5)  # high-passed flux is clipped here (cosmic rays, gap noise)
+PEAK_EXCLUSION_KMS = 30.0  # CCF lags this close to the peak are not "elsewhere"
+MIN_CCF_SIGNIFICANCE = 8.0  # below: the velocity is unreliable (peak − median in robust σ)
+
+
+@dataclass(frozen=True)
+class Velocity:
+    """A measured radial velocity and the quality of its CCF peak.
+
+    ``v_kms``: λ_obs = λ_rest · (1 + v/c) [km/s]; ``significance``: (peak − median of the
+    CCF) / (robust σ of the CCF more than PEAK_EXCLUSION_KMS from the peak); ``second_peak``:
+    the highest CCF value elsewhere relative to the peak (1.0 = an equally good other
+    velocity); ``reliable``: significance ≥ MIN_CCF_SIGNIFICANCE and second_peak < 0.8.
+    """
+
+    v_kms: float
+    significance: float
+    second_peak: float
+
+    @property
+    def reliable(self) -> bool:
+        return self.significance >= MIN_CCF_SIGNIFICANCE and self.second_peak < 0.8
 
 
 def _highpass(wave: np.ndarray, flux: np.ndarray, valid: np.ndarray, window_a: float) -> np.ndarray:
@@ -23,8 +53,11 @@ def _highpass(wave: np.ndarray, flux: np.ndarray, valid: np.ndarray, window_a: f
     norm = uniform_filter1d(weight, size, mode="nearest")
     with np.errstate(invalid="ignore", divide="ignore"):
         level = mean / norm
-        out = values / level - 1.0
-    return np.where(valid & (norm > 0.1) & (level > 0), out, 0.0)
+        out = np.clip(values / level - 1.0, *HIGHPASS_CLIP)
+    good = valid & (norm > 0.1) & (level > 0)
+    if good.any():  # a run of noise around zero (e.g. a CCD gap that is not exactly 0) is no data
+        good &= level > MIN_LEVEL_FRACTION * np.median(level[good])
+    return np.where(good, out, 0.0)
 
 
 def _segments(wave, flux, mask) -> list:
@@ -50,9 +83,16 @@ def _valid_correlation(long: np.ndarray, short: np.ndarray) -> np.ndarray:
     return scipy.fft.irfft(product, n)[: long.size - short.size + 1]
 
 
-def rest_frame_velocity(wave, flux, template_wave, template_flux, v_range=(-200.0, 200.0), *,
+def rest_frame_velocity(wave, flux, template_wave, template_flux, v_range=DEFAULT_V_RANGE, *,
                         mask=None, step_kms: float = 0.25) -> float:
-    """Radial velocity [km/s] of an observed spectrum relative to a rest-frame template.
+    """Radial velocity [km/s] of :func:`measure_velocity` (its quality left out)."""
+    return measure_velocity(wave, flux, template_wave, template_flux, v_range, mask=mask,
+                            step_kms=step_kms).v_kms
+
+
+def measure_velocity(wave, flux, template_wave, template_flux, v_range=DEFAULT_V_RANGE, *,
+                     mask=None, step_kms: float = 0.25) -> Velocity:
+    """Radial velocity of an observed spectrum relative to a rest-frame template, with quality.
 
     Both spectra are high-pass filtered (divided by a 5 Å running mean, minus one), put on a
     common grid uniform in ln λ with ``step_kms`` per point, and cross-correlated for every
@@ -66,8 +106,12 @@ def rest_frame_velocity(wave, flux, template_wave, template_flux, v_range=(-200.
         continuum; blaze-corrected for échelle orders).
     template_wave, template_flux : (m,) – rest-frame template, e.g. a normalised synthetic
         spectrum [Å].
-    v_range : (v_min, v_max) [km/s] searched.
-    mask : bool like ``flux``, True = valid; NaN and inf are ignored in any case.
+    v_range : (v_min, v_max) [km/s] searched (default ±1000).
+    mask : bool like ``flux``, True = valid; NaN and inf are ignored in any case, and so are
+        stretches whose running mean falls below MIN_LEVEL_FRACTION of the median (a gap
+        holding noise around zero); high-passed values are clipped to HIGHPASS_CLIP.
+
+    Returns a :class:`Velocity` (v, peak significance, relative height of the best other peak).
 
     Raises ValueError if the spectra do not overlap or the peak lies at the edge of
     ``v_range``.
@@ -113,9 +157,31 @@ def _observed_on_grid(observed: list, x: np.ndarray) -> np.ndarray:
     return np.where(weight > 0, total / np.maximum(weight, 1), 0.0)
 
 
-def _ccf_peak_velocity(x, y_obs, template_wave, y_template, v_range, step_kms: float) -> float:
+def _peak_quality(ccf: np.ndarray, peak: int, step_kms: float) -> tuple[float, float]:
+    """(significance, best other peak / peak) of the CCF maximum at index ``peak``; "other"
+    lies beyond the peak's own slopes (down to the first local minimum on each side) and more
+    than PEAK_EXCLUSION_KMS away."""
+    left, right = peak, peak
+    while left > 0 and ccf[left - 1] <= ccf[left]:
+        left -= 1
+    while right < ccf.size - 1 and ccf[right + 1] <= ccf[right]:
+        right += 1
+    index = np.arange(ccf.size)
+    far = ((index < left) | (index > right)) & (np.abs(index - peak) * step_kms > PEAK_EXCLUSION_KMS)
+    if far.sum() < 10:
+        return 0.0, 1.0
+    rest = ccf[far]
+    median = float(np.median(rest))
+    spread = 1.4826 * float(np.median(np.abs(rest - median)))
+    significance = (ccf[peak] - median) / spread if spread > 0 else 0.0
+    second = (float(rest.max()) - median) / (ccf[peak] - median)
+    return float(significance), float(second)
+
+
+def _ccf_peak_velocity(x, y_obs, template_wave, y_template, v_range, step_kms: float) -> Velocity:
     """Velocity [km/s] at the cross-correlation peak of the high-passed template against the
-    observed spectrum on the ln λ grid ``x`` (step ``step_kms``), refined by a parabola."""
+    observed spectrum on the ln λ grid ``x`` (step ``step_kms``), refined by a parabola, with
+    the peak's quality."""
     v_min, v_max = float(v_range[0]), float(v_range[1])
     dx = step_kms / C_KMS
     lag_lo = math.floor(C_KMS * math.log1p(v_min / C_KMS) / step_kms)
@@ -132,7 +198,8 @@ def _ccf_peak_velocity(x, y_obs, template_wave, y_template, v_range, step_kms: f
     curvature = left - 2.0 * centre + right
     offset = 0.5 * (left - right) / curvature if curvature < 0 else 0.0
     log_velocity = (lags[peak] + offset) * step_kms
-    return float(C_KMS * math.expm1(log_velocity / C_KMS))
+    return Velocity(float(C_KMS * math.expm1(log_velocity / C_KMS)),
+                    *_peak_quality(ccf, peak, step_kms))
 
 
 def to_rest_frame(wave, v_kms: float) -> np.ndarray:

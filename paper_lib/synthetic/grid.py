@@ -14,7 +14,7 @@ import numpy as np
 
 from ..labels import GRID_LABELS, table1_axis
 from ..profiles import Profile
-from .build import check_grid_physics, default_grid_file
+from .build import GridPhysicsMismatch, check_grid_physics, default_grid_file
 
 AXIS_NAMES = GRID_LABELS
 
@@ -210,11 +210,17 @@ class Grid:
 def load_grid(profile: Profile) -> Grid:
     """The grid of a profile, built by notebook 01 (``python -m paper_lib synth``)."""
     path = default_grid_file(profile.grid_nodes)
+    build = f"`python -m paper_lib synth --profile {profile.name}`"
+    hint = (" (or point PAPER_LIB_GRID at an existing full grid of this code's physics)"
+            if profile.grid_nodes == "full" else "")
     if not path.exists():
-        hint = (" (or point PAPER_LIB_GRID at an existing full grid)"
-                if profile.grid_nodes == "full" else "")
         raise FileNotFoundError(
             f"no grid for profile {profile.name!r} at {path}. Build it with notebook "
-            f"01_data_generation or `python -m paper_lib synth --profile {profile.name}`{hint}.")
-    check_grid_physics(path)
+            f"01_data_generation or {build}{hint}.")
+    try:
+        check_grid_physics(path)
+    except GridPhysicsMismatch:
+        raise GridPhysicsMismatch(f"the grid {path} of profile {profile.name!r} was made with other "
+                                  f"physics than this code's; rebuild it with {build}{hint}"
+                                  ) from None
     return Grid.from_fits(path)

@@ -1,0 +1,81 @@
+"""Predictions as text: JSON, CSV and the command line's table (with a note on its flags).
+
+Rows are those of :func:`paper_lib.predict.predict_rows`; rows holding an ``error`` are left
+out here (the command line reports them on stderr).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from .flags import FLAGS, flag_kind
+from .labels import LABEL_NAMES, LABEL_UNITS
+
+EXTRA_COLUMNS = ("rv_kms", "rv_source", "rv_significance", "snr", "gap_fraction", "ood_score")
+
+
+def _number(value, digits: int = 5):
+    return None if value is None or value != value else round(float(value), digits)
+
+
+def to_json(rows: list[dict]) -> str:
+    """One object per file: labels as {value, sigma, unit}, correlations, RV, quality, flags."""
+    out = []
+    for r in rows:
+        item = {"file": r["file"], "kind": r["kind"], "model": r["model"]}
+        for name, unit in zip(LABEL_NAMES, LABEL_UNITS):
+            item[name] = {"value": _number(r[name]), "sigma": _number(r[f"{name}_sigma"]),
+                          "unit": unit}
+        corr = {k[5:]: _number(v, 4) for k, v in r.items() if k.startswith("corr_")}
+        if corr:
+            item["correlation"] = corr
+        item.update({k: (_number(r[k]) if not isinstance(r[k], str) else r[k])
+                     for k in EXTRA_COLUMNS})
+        item["flags"] = list(r["flags"])
+        out.append(item)
+    return json.dumps(out, indent=1)
+
+
+def to_csv(rows: list[dict]) -> str:
+    """A header and one line per file; ``flags`` joined by ';' (empty when all is well)."""
+    if not rows:
+        return ""
+    columns = ["file", "kind", "model", *[c for n in LABEL_NAMES for c in (n, f"{n}_sigma")],
+               *sorted(k for k in rows[0] if k.startswith("corr_")), *EXTRA_COLUMNS, "flags"]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for r in rows:
+        writer.writerow([";".join(r[c]) if c == "flags" else
+                         (f"{r[c]:.6g}" if isinstance(r[c], float) else r[c]) for c in columns])
+    return buffer.getvalue().rstrip("\n")
+
+
+def to_table(rows: list[dict]) -> str:
+    """Human-readable lines per file, then a note explaining each flag that occurs."""
+    lines, seen = [], []
+    for r in rows:
+        significance = (f", CCF significance {r['rv_significance']:.0f}"
+                        if r["rv_significance"] is not None else " (given)")
+        lines.append(f"{r['file']}  ({r['model']}; rv {r['rv_kms']:+.2f} km/s{significance}; "
+                     f"SNR ≈ {r['snr']:.0f}; {100 * r['gap_fraction']:.1f} % filled; "
+                     f"OOD score {r['ood_score']:.2f})")
+        for name, unit in zip(LABEL_NAMES, LABEL_UNITS):
+            lines.append(f"  {name:6s} {r[name]:10.3f} ± {r[f'{name}_sigma']:8.3f} {unit}")
+        corr = [f"{k[5:].replace('_', '-')} {v:+.2f}" for k, v in r.items() if k.startswith("corr_")]
+        if corr:
+            lines.append("  correlations: " + "  ".join(corr))
+        lines.append("  flags: " + (", ".join(r["flags"]) or "none"))
+        seen += [flag_kind(f) for f in r["flags"]]
+    if seen:
+        lines.append("")
+        lines += [f"note: {kind}: {FLAGS[kind]}" for kind in dict.fromkeys(seen)]
+    return "\n".join(lines)
+
+
+def render(rows: list[dict], fmt: str) -> str:
+    """``fmt``: 'json', 'csv' or 'table'."""
+    good = [r for r in rows if r.get("error") is None]
+    return {"json": to_json, "csv": to_csv, "table": to_table}[fmt](good)
