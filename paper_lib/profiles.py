@@ -53,17 +53,29 @@ class Profile:
     snr_curve: tuple = (5, 10, 20, 50, 100, 200, 300)
     seed: int = 2021
     compile_generator: bool = True  # torch.compile the training generator (echelle.steps.CompiledStep)
+    lr_schedule: str = "step"  # "step": the paper's (×0.1 for the last lr_decay_fraction); "cosine"
+    warmup_fraction: float = 0.03  # "cosine": linear warm-up over this fraction of the steps
+    variant_epochs: dict = field(default_factory=dict)  # per-variant epochs (budget by value)
+    init_from_base: bool = False  # _full/_limited/_real start from their trained base variant
+    real: dict = field(default_factory=dict)  # echelle.realism.Realism options of _real variants
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
-# Variant names: <network>_<covariance>[_dae][_limited]
-ALL_VARIANTS = (
+# Variant names: <network>_<covariance>[_dae][_limited|_real]
+PAPER_VARIANTS = (
     "resnet_diagonal", "attention_diagonal", "resnet_full", "attention_full",
     "resnet_diagonal_dae", "attention_diagonal_dae", "resnet_full_dae", "attention_full_dae",
     "resnet_diagonal_limited", "attention_diagonal_limited",
 )
+REAL_VARIANT = "resnet_diagonal_real"  # made for real spectra; the default of predict
+ALL_VARIANTS = PAPER_VARIANTS + (REAL_VARIANT,)
+# what real HARPS(-N) spectra have that the paper's images lack (echelle.realism.Realism):
+# SNR 20–300, the HARPS CCD gap in half of them, a few hundred m/s of residual RV, and
+# continuum residuals of a few per cent across an order
+REAL_SPECTRA = {"snr_range": (20.0, 300.0), "gap_probability": 0.5, "rv_jitter_kms": 0.3,
+                "curvature_max": 0.02}
 
 PROFILES = {
     "smoke": Profile(
@@ -89,11 +101,14 @@ PROFILES = {
         variants=ALL_VARIANTS,
         snr_curve=(10, 100),
         compile_generator=False,  # a compilation (~25 s) would outlast the smoke run's training
+        lr_schedule="cosine",
+        init_from_base=True,
+        real=REAL_SPECTRA,
     ),
     "cpu": Profile(
         name="cpu",
-        description="a real run on the full grid: ~10 min of training, ~20 min for all notebooks "
-                    "on 2 CPU cores (after the grid is built once, ~90 min)",
+        description="a real run on the full grid in about an hour on 2 CPU cores: ~55 min of "
+                    "training, budget by value (after the grid is built once, ~90 min)",
         grid_nodes="full",
         label_box={},
         limited_teff=(4000.0, 6000.0),
@@ -102,19 +117,26 @@ PROFILES = {
         n_test=5667,
         n_val=500,
         batch_size=32,
-        steps_per_epoch=25,
-        epochs=15,
-        dae_epochs=10,
-        finetune_epochs=4,
-        lr_decay_fraction=50 / 750,
+        steps_per_epoch=50,
+        epochs=100,  # 5000 steps for a regressor trained from scratch
+        dae_epochs=30,
+        finetune_epochs=10,  # _dae variants behind the frozen DAE, from their trained base
+        lr_decay_fraction=50 / 750,  # (the "step" schedule only)
         slant_max=0.05,
-        regressor_lr=1e-3,  # 10× the paper's: ~375 steps instead of ~75 000
+        regressor_lr=1e-3,  # 10× the paper's, for ~5000 steps instead of ~75 000
         dae_lr=1e-3,
         resnet={"width": 8, "fc_hidden": (128, 64), "dropout": 0.1, "stem_stride": 8},
         attention={"width": 8, "inter_channels": 8, "stem_stride": 8},
         dae={"width": 8, "depth": 3},
         variants=ALL_VARIANTS,
         snr_curve=(5, 10, 20, 50, 100, 200, 300),
+        lr_schedule="cosine",
+        # from scratch: the two headline networks; from their trained base: the rest
+        variant_epochs={"attention_diagonal": 80, "resnet_full": 20, "attention_full": 20,
+                        "resnet_diagonal_limited": 20, "attention_diagonal_limited": 20,
+                        "resnet_diagonal_real": 40},
+        init_from_base=True,
+        real=REAL_SPECTRA,
     ),
     "paper": Profile(
         name="paper",
@@ -137,6 +159,7 @@ PROFILES = {
         attention={"width": 32, "inter_channels": 32, "stem_stride": 1},
         dae={"width": 32, "depth": 4},
         variants=ALL_VARIANTS,
+        real=REAL_SPECTRA,
     ),
 }
 

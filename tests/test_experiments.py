@@ -61,11 +61,11 @@ def test_sets_follow_the_profile(toy_grid, tiny, private_cache):
     assert np.array_equal(again.noisy.numpy(), main.noisy.numpy())
 
 
-def test_variants_for_orders_plain_then_dae_then_limited():
+def test_variants_for_orders_each_variant_after_its_base():
     smoke = get_profile("smoke")
     assert experiments.variants_for(smoke, "resnet") == [
         "resnet_diagonal", "resnet_full", "resnet_diagonal_dae", "resnet_full_dae",
-        "resnet_diagonal_limited"]
+        "resnet_diagonal_limited", "resnet_diagonal_real"]
     assert experiments.variants_for(smoke, "dae") == ["dae"]
 
 
@@ -118,3 +118,14 @@ def test_real_spectrum_helpers(toy_grid, tiny):
                         gap_fraction=float(gap.mean()), order_wave=np.zeros((8, 4096)), kind="text")
     filled = experiments.impose_gap(source, gap)
     assert filled.dtype == np.float32 and np.all(filled[gap] == 1.0) and np.all(filled[~gap] == 0.5)
+
+
+def test_real_variant_trains_with_realism(toy_grid, tiny, private_cache):  # noqa: F811
+    plain = experiments.training_source(toy_grid, tiny)
+    real = experiments.training_source(toy_grid, tiny, real=True)
+    assert not plain.realism.active and real.realism.active
+    assert real.realism.snr_range == tuple(tiny.real["snr_range"])
+    val = experiments.validation_batch(toy_grid, tiny, real=True)
+    assert val.noisy.shape[0] == tiny.n_val
+    assert not np.array_equal(val.noisy.numpy(),
+                              experiments.validation_batch(toy_grid, tiny).noisy.numpy())

@@ -249,8 +249,57 @@ def test_every_profile_variant_parses():
     for name in ALL_VARIANTS:
         spec = parse_variant(name)
         assert spec.network in ("resnet", "attention") and spec.covariance in ("diagonal", "full")
-        assert name == f"{spec.network}_{spec.covariance}" + "_dae" * spec.dae + "_limited" * spec.limited
+        assert name == (f"{spec.network}_{spec.covariance}" + "_dae" * spec.dae
+                        + "_limited" * spec.limited + "_real" * spec.real)
     assert parse_variant("attention_full_dae").base == "attention_full"
+    assert parse_variant("resnet_diagonal_real").real and not parse_variant("resnet_diagonal").real
+    with pytest.raises(ValueError, match="unknown variant"):
+        parse_variant("resnet_diagonal_limited_real")
+
+
+def test_base_variants():
+    from paper_lib.training.variants import base_variant
+
+    assert base_variant(parse_variant("resnet_diagonal_real")) == "resnet_diagonal"
+    assert base_variant(parse_variant("attention_diagonal_limited")) == "attention_diagonal"
+    assert base_variant(parse_variant("attention_full")) == "attention_diagonal"
+    assert base_variant(parse_variant("resnet_diagonal")) is None
+    assert base_variant(parse_variant("resnet_full_dae")) is None  # fine-tunes its base itself
+    assert base_variant(parse_variant("dae")) is None
+
+
+def test_cosine_schedule_warms_up_and_decays():
+    from paper_lib.training.loop import lr_factor
+
+    cfg = config(lr_schedule="cosine", warmup_fraction=0.1, epochs=10, steps_per_epoch=10)
+    factors = [lr_factor(step, cfg) for step in range(cfg.total_steps)]
+    assert factors[0] == pytest.approx(0.01) and max(factors) == pytest.approx(1.0, abs=1e-3)
+    assert int(np.argmax(factors)) == 10 and factors[-1] == pytest.approx(0.01)
+    assert all(a >= b for a, b in zip(factors[10:], factors[11:]))  # monotonic decay
+    assert [lr_factor(s, config()) for s in (0, config().decay_start_step)] == [1.0, 0.1]
+    with pytest.raises(ValueError, match="lr_schedule"):
+        config(lr_schedule="linear")
+
+
+def test_derived_variant_starts_from_its_base(tmp_path, val_batch):
+    """init_from_base: resnet_full takes every resnet_diagonal tensor but its head's last layer."""
+    profile = dataclasses.replace(get_profile("smoke"), resnet=TINY["resnet"], epochs=1,
+                                  finetune_epochs=1, steps_per_epoch=1, batch_size=4,
+                                  init_from_base=True)
+    with pytest.raises(FileNotFoundError, match="resnet_diagonal"):
+        train_variant("resnet_full", profile, LineSource(), val_batch, tmp_path, progress=False,
+                      num_threads=1)
+    base = train_variant("resnet_diagonal", profile, LineSource(), val_batch, tmp_path,
+                         progress=False, num_threads=1).model
+    from paper_lib.training.variants import _transfer_weights
+    from paper_lib.models import build_model
+
+    full = build_model("resnet", covariance="full", **TINY["resnet"])
+    copied = _transfer_weights(full, tmp_path / "resnet_diagonal.pt")
+    own, theirs = full.state_dict(), base.state_dict()
+    assert 0 < copied < len(own)
+    same = [k for k in own if k in theirs and own[k].shape == theirs[k].shape]
+    assert all(torch.equal(own[k], theirs[k]) for k in same)
 
 
 def test_train_variant_dae_then_regressor_behind_it(tmp_path, val_batch):

@@ -28,6 +28,8 @@ at the end every rank holds rank 0's model (BatchNorm statistics included) and h
 
 from __future__ import annotations
 
+import math
+
 import contextlib
 import os
 import time
@@ -48,6 +50,7 @@ from ..models.gaussian import GaussianOutput
 from .checkpoints import resume, rng_states, save_epoch
 from .runtime import Runtime, setup_runtime
 
+LR_SCHEDULES = ("step", "cosine")
 TASKS = ("regression", "denoising")
 
 
@@ -66,6 +69,9 @@ class TrainConfig:
     weight_decay: float = 0.0
     lr_decay_fraction: float = 50 / 750  # last fraction of the optimiser steps at lr × lr_decay_factor
     lr_decay_factor: float = 0.1
+    lr_schedule: str = "step"  # "step" (the paper's) or "cosine" (warm-up, then cosine decay)
+    warmup_fraction: float = 0.03  # "cosine": first fraction of the steps, lr rising linearly
+    lr_final_factor: float = 0.01  # "cosine": lr at the last step / lr
     task: str = "regression"  # "regression" (Gaussian NLL) or "denoising" (Eq. 4)
     seed: int = 2021
     eval_batch_size: int = 64
@@ -79,6 +85,10 @@ class TrainConfig:
             raise ValueError("epochs, steps_per_epoch, batch_size and eval_batch_size must be ≥ 1")
         if not 0.0 <= self.lr_decay_fraction <= 1.0:
             raise ValueError(f"lr_decay_fraction must lie in [0, 1], got {self.lr_decay_fraction}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if not 0.0 <= self.warmup_fraction < 1.0:
+            raise ValueError(f"warmup_fraction must lie in [0, 1), got {self.warmup_fraction}")
 
     @property
     def total_steps(self) -> int:
@@ -101,10 +111,26 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
+def lr_factor(step: int, config: TrainConfig) -> float:
+    """The learning rate of optimiser step ``step`` (0-based) as a fraction of ``config.lr``.
+
+    ``"step"`` (paper §4): 1, then ``lr_decay_factor`` for the last ``lr_decay_fraction`` of the
+    steps. ``"cosine"``: a linear warm-up from ``lr_final_factor`` to 1 over the first
+    ``warmup_fraction`` of the steps, then a cosine decay to ``lr_final_factor`` at the last step.
+    """
+    if config.lr_schedule == "step":
+        return 1.0 if step < config.decay_start_step else config.lr_decay_factor
+    floor, total = config.lr_final_factor, max(config.total_steps - 1, 1)
+    warmup = round(config.warmup_fraction * config.total_steps)
+    if step < warmup:
+        return floor + (1.0 - floor) * step / warmup
+    progress = min(1.0, (step - warmup) / max(total - warmup, 1))
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
 def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
-    """Constant lr, then × lr_decay_factor from ``config.decay_start_step`` on; stepped per step."""
-    start, factor = config.decay_start_step, config.lr_decay_factor
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 if step < start else factor)
+    """:func:`lr_factor` per optimiser step (stepped after each step)."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, config))
 
 
 def iterate_batches(source, n: int, rng: np.random.Generator, steps: int, pool: ThreadPoolExecutor | None) -> Iterator:

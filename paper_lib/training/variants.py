@@ -1,9 +1,12 @@
 """The paper's variants: which network, covariance, DAE and data each one trains with.
 
-Variant names: ``<resnet|attention>_<diagonal|full>[_dae][_limited]`` and ``dae`` (see
-:data:`paper_lib.profiles.ALL_VARIANTS`). :func:`train_variant` builds the model a profile asks
-for, picks the paper's optimiser settings (:func:`variant_config`), fine-tunes ``_dae``
-variants behind the frozen DAE, and hands over to :func:`~paper_lib.training.loop.fit`.
+Variant names: ``<resnet|attention>_<diagonal|full>[_dae][_limited|_real]`` and ``dae`` (see
+:data:`paper_lib.profiles.ALL_VARIANTS`; ``_real``: the model made for real spectra, trained with
+:class:`~paper_lib.echelle.realism.Realism`). :func:`train_variant` builds the model a profile
+asks for, picks the optimiser settings (:func:`variant_config`: the paper's, or the profile's
+schedule and per-variant budget), fine-tunes ``_dae`` variants behind the frozen DAE, starts
+other derived variants from their base where the profile says so (:func:`base_variant`), and
+hands over to :func:`~paper_lib.training.loop.fit`.
 """
 
 from __future__ import annotations
@@ -21,17 +24,18 @@ from ..profiles import Profile
 from .checkpoints import check_arch, load_model
 from .loop import TrainConfig, fit
 
-VARIANT_PATTERN = re.compile(r"^(resnet|attention)_(diagonal|full)(_dae)?(_limited)?$")
+VARIANT_PATTERN = re.compile(r"^(resnet|attention)_(diagonal|full)(_dae)?(_limited|_real)?$")
 
 
 class Variant(NamedTuple):
-    """A parsed variant name ``<network>_<covariance>[_dae][_limited]`` (or ``dae``)."""
+    """A parsed variant name ``<network>_<covariance>[_dae][_limited|_real]`` (or ``dae``)."""
 
     name: str
     network: str  # "resnet", "attention" or "dae"
     covariance: str | None
     dae: bool  # regressor behind the frozen DAE
     limited: bool  # trained on the limited T_eff range (paper's † rows)
+    real: bool = False  # trained for real spectra (SNR range, CCD gap, RV and continuum errors)
 
     @property
     def base(self) -> str:
@@ -45,9 +49,25 @@ def parse_variant(name: str) -> Variant:
         return Variant(name, "dae", None, False, False)
     match = VARIANT_PATTERN.match(name)
     if match is None:
-        raise ValueError(f"unknown variant {name!r}; expected 'dae' or <resnet|attention>_<diagonal|full>[_dae][_limited]")
-    network, covariance, dae, limited = match.groups()
-    return Variant(name, network, covariance, dae is not None, limited is not None)
+        raise ValueError(f"unknown variant {name!r}; expected 'dae' or "
+                         "<resnet|attention>_<diagonal|full>[_dae][_limited|_real]")
+    network, covariance, dae, suffix = match.groups()
+    return Variant(name, network, covariance, dae is not None, suffix == "_limited",
+                   suffix == "_real")
+
+
+def base_variant(spec: Variant) -> str | None:
+    """The variant whose trained weights a derived variant can start from (profiles with
+    ``init_from_base``): ``_limited`` and ``_real`` → the same network without the suffix,
+    ``_full`` → ``_diagonal`` (all weights but the Gaussian head's last layer); plain diagonal
+    regressors and the DAE → None. (``_dae`` variants always fine-tune their base.)"""
+    if spec.network == "dae" or spec.dae:
+        return None
+    if spec.limited or spec.real:
+        return spec.name.replace("_limited", "").replace("_real", "")
+    if spec.covariance == "full":
+        return spec.name.replace("_full", "_diagonal")
+    return None
 
 
 class TrainResult(NamedTuple):
@@ -58,14 +78,20 @@ class TrainResult(NamedTuple):
 
 def variant_config(variant: Variant, profile: Profile, *, lr: float | None = None, finetune: bool = False) -> TrainConfig:
     """The TrainConfig of a variant under a profile: paper §4 optimisers (Adam for regressors,
-    AdamW for the DAE) at ``profile.regressor_lr`` / ``profile.dae_lr`` unless ``lr`` is given."""
+    AdamW for the DAE) at ``profile.regressor_lr`` / ``profile.dae_lr`` unless ``lr`` is given,
+    the profile's lr schedule, and its epochs: ``profile.variant_epochs[name]`` if set, else
+    ``dae_epochs``, ``finetune_epochs`` (a variant started from a trained base) or ``epochs``."""
     common = {"steps_per_epoch": profile.steps_per_epoch, "batch_size": profile.batch_size,
-              "lr_decay_fraction": profile.lr_decay_fraction, "seed": profile.seed}
+              "lr_decay_fraction": profile.lr_decay_fraction, "seed": profile.seed,
+              "lr_schedule": profile.lr_schedule, "warmup_fraction": profile.warmup_fraction}
+    default = (profile.dae_epochs if variant.network == "dae"
+               else profile.finetune_epochs if finetune else profile.epochs)
+    epochs = profile.variant_epochs.get(variant.name, default)
     if variant.network == "dae":
-        return TrainConfig(epochs=profile.dae_epochs, lr=lr or profile.dae_lr, optimizer="adamw", weight_decay=0.01,
-                           task="denoising", **common)
-    epochs = profile.finetune_epochs if finetune else profile.epochs
-    return TrainConfig(epochs=epochs, lr=lr or profile.regressor_lr, optimizer="adam", task="regression", **common)
+        return TrainConfig(epochs=epochs, lr=lr or profile.dae_lr, optimizer="adamw",
+                           weight_decay=0.01, task="denoising", **common)
+    return TrainConfig(epochs=epochs, lr=lr or profile.regressor_lr, optimizer="adam",
+                       task="regression", **common)
 
 
 def _load_dae(dae) -> nn.Module:
@@ -81,6 +107,21 @@ def _init_from_base(regressor: nn.Module, base: Path) -> None:
     trained = load_model(base)
     check_arch(describe(regressor), describe(trained), base)
     regressor.load_state_dict(trained.state_dict())
+
+
+def _transfer_weights(regressor: nn.Module, base: Path) -> int:
+    """Copy every tensor of a trained checkpoint whose name and shape match into ``regressor``
+    (same network and sizes; a full-covariance head keeps its own last layer). Returns how many
+    tensors were copied; ValueError if the networks differ."""
+    trained = load_model(base)
+    if describe(trained)["kind"] != describe(regressor)["kind"]:
+        raise ValueError(f"{base} holds a {describe(trained)['kind']}, not a {describe(regressor)['kind']}")
+    own = regressor.state_dict()
+    matching = {k: v for k, v in trained.state_dict().items() if k in own and own[k].shape == v.shape}
+    if len(matching) < len(own) // 2:
+        raise ValueError(f"{base}: only {len(matching)} of {len(own)} tensors fit {describe(regressor)}")
+    regressor.load_state_dict(matching, strict=False)
+    return len(matching)
 
 
 def train_variant(
@@ -99,7 +140,7 @@ def train_variant(
 ) -> TrainResult:
     """Train (or resume, or just load) one variant of the paper; checkpoint ``out_dir/<variant>.pt``.
 
-    variant: 'dae' or ``<resnet|attention>_<diagonal|full>[_dae][_limited]`` (profiles.ALL_VARIANTS).
+    variant: 'dae' or ``<resnet|attention>_<diagonal|full>[_dae][_limited|_real]`` (profiles.ALL_VARIANTS).
     source / val_batch: training source and fixed validation Batch; for ``_limited`` variants
     the caller passes a source restricted to ``profile.limited_teff`` at ``profile.snr_limited``.
     dae: for ``_dae`` variants, the trained DAE (module or checkpoint path); it is frozen.
@@ -127,7 +168,14 @@ def _variant_model(spec: Variant, profile: Profile, out_dir: Path, dae, init_fro
         return build_model("dae", **profile.dae), False
     model = build_model(spec.network, covariance=spec.covariance, **getattr(profile, spec.network))
     if not spec.dae:
-        return model, False
+        base = base_variant(spec) if profile.init_from_base else None
+        if base is None:
+            return model, False
+        if not (out_dir / f"{base}.pt").exists():
+            raise FileNotFoundError(f"{spec.name} starts from {base}, which is not trained yet "
+                                    f"({out_dir / (base + '.pt')}); train {base} first")
+        _transfer_weights(model, out_dir / f"{base}.pt")
+        return model, True
     base = Path(init_from) if init_from is not None else out_dir / f"{spec.base}.pt"
     finetune = base.exists()
     if finetune:
