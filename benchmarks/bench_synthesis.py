@@ -11,7 +11,15 @@ then builds the same nodes with :func:`paper_lib.synthetic.build.build_grid` wit
 workers (fresh node folders). Prints per-node times, the speed-up, and last
 ``ratio: <paper_lib time / bare time>``.
 
+``--dask``: instead, the same nodes built by the local process pool and by a Dask
+``LocalCluster`` (``--scheduler``'s path: inputs shipped, flux returned) with 1, 2, …
+workers (``--workers``), each twice (local, Dask, Dask, local), in fresh node folders; prints
+each build's time, how it scales with workers, and last ``ratio: <Dask time / local time>``
+over all builds, whose excess over 1 is Dask's per-node overhead (the cluster's start-up is
+printed apart, not counted; the workers' first imports are counted).
+
     python benchmarks/bench_synthesis.py [--quick] [--nodes N]
+    python benchmarks/bench_synthesis.py --dask [--nodes N] [--workers 1,2]
 
 ``--quick``: 2 nodes (under a minute on an idle 2-core machine). Numbers measured while other
 work loads the CPU are not comparable; the script prints the load average.
@@ -57,26 +65,59 @@ def bare_call(node, atmosphere: Path, linelists: list[Path]) -> float:
     return time.perf_counter() - start
 
 
-def build_seconds(nodes, workers: int) -> float:
+def build_seconds(nodes, workers: int, scheduler: str | None = None) -> float:
+    """Seconds for :func:`build_grid` of ``nodes`` in a fresh node folder (removed after)."""
     folder = Path(tempfile.mkdtemp(prefix=f"bench_w{workers}_", dir=paths.cache_dir()))
     start = time.perf_counter()
     build_grid(nodes, folder / "grid.fits", workers=workers, node_dir=folder / "nodes",
-               progress=False)
+               progress=False, scheduler=scheduler)
     seconds = time.perf_counter() - start
     shutil.rmtree(folder, ignore_errors=True)
     return seconds
+
+
+def dask_vs_local(nodes, worker_counts) -> float:
+    """Local pool vs Dask LocalCluster on the same nodes, per worker count, in the order local,
+    Dask, Dask, local (drifts of the machine's load cancel); returns the ratio of the summed
+    Dask build times to the summed local ones."""
+    from distributed import LocalCluster
+
+    local_sum = dask_sum = 0.0
+    for workers in worker_counts:
+        start = time.perf_counter()
+        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                          dashboard_address=None) as cluster:
+            startup = time.perf_counter() - start
+            local = [build_seconds(nodes, workers)]
+            dask = [build_seconds(nodes, workers, cluster.scheduler_address) for _ in range(2)]
+            local.append(build_seconds(nodes, workers))
+        local_sum, dask_sum = local_sum + sum(local), dask_sum + sum(dask)
+        per = len(nodes)
+        print(f"{workers} worker(s), {per} nodes: local pool {local[0]:.1f} / {local[1]:.1f} s "
+              f"({sum(local) / 2 / per:.2f} s/node), Dask {dask[0]:.1f} / {dask[1]:.1f} s "
+              f"({sum(dask) / 2 / per:.2f} s/node; cluster start-up {startup:.1f} s not counted)"
+              f", Dask - local {(sum(dask) - sum(local)) / 2 / per:+.2f} s/node = "
+              f"{100 * (sum(dask) / sum(local) - 1):+.1f} %")
+    return dask_sum / local_sum
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 nodes")
     parser.add_argument("--nodes", type=int, default=4, help="number of nodes (max 6)")
+    parser.add_argument("--dask", action="store_true", help="local pool vs Dask LocalCluster")
+    parser.add_argument("--workers", default="1,2", help="worker counts for --dask, e.g. 1,2")
     args = parser.parse_args(argv)
     nodes = NODES[: 2 if args.quick else min(args.nodes, len(NODES))]
     find_binaries()
     atmospheres = extract_atmospheres(nodes, paths.cache_dir() / "atmospheres")
     linelists = synthesis_linelists(WAVE_RANGE)
     print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    if args.dask:
+        ratio = dask_vs_local(nodes, [int(w) for w in args.workers.split(",")])
+        print(f"load average after: {os.getloadavg()[0]:.2f}")
+        print(f"ratio: {ratio:.3f}")
+        return 0
     bare, ours = [], []
     for node in nodes:
         bare.append(bare_call(node, atmospheres[node], linelists))

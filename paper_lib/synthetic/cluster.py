@@ -109,7 +109,12 @@ def check_workers(client, wait_s: float = CONNECT_TIMEOUT_S) -> int:
     except TimeoutError as error:
         raise RuntimeError(f"the Dask scheduler {client.scheduler.address} has no workers "
                            f"(waited {wait_s:.0f} s); start some with `dask worker ...`") from error
-    reports = client.run(worker_report)
+    try:
+        reports = client.run(worker_report)
+    except Exception as error:  # noqa: BLE001 - whatever a worker raised, e.g. no paper_lib
+        raise RuntimeError(f"Dask workers could not run paper_lib's check ({type(error).__name__}: "
+                           f"{error}); install this paper_lib and Turbospectrum on every worker "
+                           f"(e.g. with setup_env.sh)") from error
     problems = [f"{addr}: {r['missing']}" for addr, r in reports.items() if r["missing"]]
     problems += [f"{addr}: physics_id {r['physics_id']} (client: {physics_id()}); install "
                  f"the same paper_lib there" for addr, r in reports.items()
