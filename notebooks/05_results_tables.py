@@ -116,8 +116,22 @@ curve = experiments.mae_vs_snr(P, grid, models, n=min(n_snr_curve, P.n_test))
 fig.plot_mae_vs_snr(curve, figures / "mae_vs_snr.png", title="MAE against SNR (trained at SNR 20)")
 (tables / "mae_vs_snr.csv").write_text(tab.rows_to_csv(curve))
 
+# %% [markdown]
+# ## What more training buys
+# The validation MAE of the two networks trained from scratch, epoch by epoch, against the
+# number of spectra they saw and the minutes they trained (from their history files). Dotted:
+# 1.5× the paper's Table 2 row, the target of the `cpu` profile. Where a curve still falls at
+# its end, more compute would still pay (`benchmarks/bench_learning_curve.py` trains longer).
+
+# %%
+headline = [v for v in ("resnet_diagonal", "attention_diagonal") if v in P.variants]
+curves = [experiments.learning_curve(P, v, models) for v in headline]
+targets = {v: [1.5 * tab.PAPER_TABLE2[v][n] for n in LABEL_NAMES] for v in headline}
+fig.plot_learning_curves(curves, figures / "learning_curve.png", targets=targets);
+
 # %%
 nb.write_results({
+    "learning_curves": curves,
     "table2": {name: e["mae"] for name, e in evaluated.items()},
     "table3": {name: {str(k): v for k, v in e["coverage"].items()} for name, e in evaluated.items()},
     "recalibration": {name: {"sigma_scale": r["sigma_scale"],

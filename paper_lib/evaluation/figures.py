@@ -221,3 +221,27 @@ def plot_gap(order_wave: np.ndarray, inputs: Mapping[str, Any], synthetic: np.nd
     ax_mh.set(xlabel="[M/H] of the synthetic image [dex] (Teff, log g, v sin i fixed)",
               ylabel="RMS real − synthetic", title="best-matching [M/H] (dotted)")
     return save_figure(fig, path)
+
+
+def plot_learning_curves(curves: Sequence[Mapping[str, Any]], path: str | Path,
+                         targets: Mapping[str, Sequence[float]] | None = None) -> Figure:
+    """Validation MAE of each label against spectra seen (top row) and training minutes
+    (bottom row), one line per ``curves`` entry (:func:`paper_lib.experiments.learning_curve`);
+    ``targets`` (variant → 4 MAEs) are drawn as dotted lines of the same colour."""
+    fig, axes = _new_figure(2, N_LABELS, (3.2 * N_LABELS, 5.6))
+    for i, curve in enumerate(curves):
+        mae = np.asarray(curve["val_mae"])
+        for j, name in enumerate(LABEL_NAMES):
+            for row, x in enumerate((curve["spectra"], curve["minutes"])):
+                axes[row, j].plot(x, mae[:, j], color=f"C{i}", lw=1.2,
+                                  label=curve["variant"] if j == 0 and row == 0 else None)
+                if targets and curve["variant"] in targets:
+                    axes[row, j].axhline(targets[curve["variant"]][j], color=f"C{i}", ls=":", lw=1)
+    for j, name in enumerate(LABEL_NAMES):
+        axes[0, j].set(xscale="log", yscale="log", xlabel="spectra seen",
+                       ylabel=_axis_label(name, "validation MAE of "))
+        axes[1, j].set(yscale="log", xlabel="training time [min]",
+                       ylabel=_axis_label(name, "validation MAE of "))
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle("learning curves (dotted: 1.5× the paper's MAE)")
+    return save_figure(fig, path)
