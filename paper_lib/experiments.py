@@ -23,7 +23,7 @@ from .evaluation import metrics
 from .labels import VSINI_RANGE, unscale_labels
 from .predict import predict
 from .profiles import Profile
-from .training.checkpoints import load_model
+from .training.checkpoints import load_model, load_variant_file
 from .training.variants import TrainResult, parse_variant, train_variant
 
 VAL_SEED_OFFSET = 100  # validation sets: profile.seed + 100 (+1 for the limited range)
@@ -167,11 +167,7 @@ def ensure_ood_calibration(profile: Profile, grid, out_dir=None, *, n: int | Non
 
 def load_variant(profile: Profile, variant: str, out_dir=None):
     """A trained variant from ``models/<profile>/<variant>.pt`` (eval mode)."""
-    path = Path(out_dir or models_dir(profile)) / f"{variant}.pt"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found: train it with notebooks 02–04 "
-                                f"(./run_all.sh --profile {profile.name})")
-    return load_model(path).eval()
+    return load_variant_file(out_dir or models_dir(profile), variant, profile.name)
 
 
 def history_dict(history: list[dict]) -> dict:

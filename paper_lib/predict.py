@@ -34,7 +34,7 @@ from .training.loop import predict_scaled
 
 DEFAULT_MODEL = "resnet_diagonal"  # the variant `predict` uses unless told otherwise
 DEFAULT_PROFILE = "cpu"  # whose committed weights (models/<profile>/)
-BATCH_SIZE = 64  # spectra per network call
+BATCH_SIZE = 32  # spectra per network call (and per chunk of files read ahead)
 # companion calibration frames that a folder of DRS products holds beside the spectra
 CALIBRATION_FILE_NAMES = re.compile(r"_(wave|blaze)_[AB]\.|WAVE_MATRIX|_BLAZE_", re.IGNORECASE)
 
@@ -71,11 +71,11 @@ class Predictor:
     def load(cls, model: str = DEFAULT_MODEL, profile=DEFAULT_PROFILE, models_dir=None
              ) -> "Predictor":
         """The variant ``model`` of ``profile`` from ``models_dir`` (default models/<profile>/)."""
-        from .experiments import load_variant, models_dir as default_dir
+        from . import paths
         from .flags import training_bounds
         from .observed.quality import OODCalibration
         from .profiles import get_profile
-        from .training.checkpoints import load_model
+        from .training.checkpoints import load_model, load_variant_file
         from .training.variants import parse_variant
 
         profile = get_profile(profile)
@@ -83,8 +83,8 @@ class Predictor:
         if variant.network == "dae":
             raise ValueError("'dae' is the denoising auto-encoder: it returns spectra, not labels; "
                              f"choose a regressor, e.g. --model {DEFAULT_MODEL}")
-        folder = Path(models_dir or default_dir(profile))
-        regressor = load_variant(profile, model, folder)
+        folder = Path(models_dir or paths.models / profile.name)  # experiments.models_dir
+        regressor = load_variant_file(folder, model, profile.name)
         dae_path = folder / "dae.pt"
         dae = load_model(dae_path).eval() if dae_path.exists() else None
         calibration = OODCalibration.load(folder, dae_path) if dae is not None else None
@@ -146,8 +146,9 @@ def _prepare(item, rv, vacuum):
     return to_model_input(spectrum, rv_kms=None if rv is None else float(rv))
 
 
-def _prepare_all(items, rvs, vacuum, workers: int, progress: bool) -> list:
-    """ModelInput or the exception, per input (threads: reading and resampling release the GIL)."""
+def _prepared_chunks(items, rvs, vacuum, workers: int, progress: bool, size: int):
+    """Yield lists of ``size`` prepared inputs (a ModelInput or the exception), in order, while
+    threads go on preparing the next ones (reading and resampling overlap the networks)."""
     from tqdm.auto import tqdm
 
     def one(args):
@@ -156,9 +157,13 @@ def _prepare_all(items, rvs, vacuum, workers: int, progress: bool) -> list:
         except (ValueError, OSError) as error:
             return error
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        jobs = pool.map(one, zip(items, rvs))
-        return list(tqdm(jobs, total=len(items), desc="predict", unit="file", disable=not progress))
+    with (ThreadPoolExecutor(max_workers=max(1, workers)) as pool,
+          tqdm(total=len(items), desc="predict", unit="file", disable=not progress) as bar):
+        futures = [pool.submit(one, args) for args in zip(items, rvs)]
+        for future in futures:
+            future.add_done_callback(lambda _: bar.update())
+        for start in range(0, len(futures), size):
+            yield [future.result() for future in futures[start:start + size]]
 
 
 def _label_rows(predictor: Predictor, inputs: list, batch_size: int) -> list[dict]:
@@ -212,13 +217,15 @@ def predict_rows(inputs, model=DEFAULT_MODEL, *, rv=None, profile=DEFAULT_PROFIL
     if not items:
         raise ValueError("no spectra given")
     rvs = _per_input(rv, items, "rv")
-    prepared = _prepare_all(items, rvs, vacuum, workers,
-                            progress if progress is not None else len(items) >= 10)
-    good = [inp for inp in prepared if not isinstance(inp, Exception)]
-    labelled = iter(_label_rows(predictor, good, batch_size)) if good else iter(())
-    return [next(labelled) if not isinstance(inp, Exception)
-            else {"file": _name(item), "error": str(inp)}
-            for item, inp in zip(items, prepared)]
+    progress = progress if progress is not None else len(items) >= 10
+    rows = []
+    for chunk in _prepared_chunks(items, rvs, vacuum, workers, progress, batch_size):
+        good = [inp for inp in chunk if not isinstance(inp, Exception)]
+        labelled = iter(_label_rows(predictor, good, batch_size) if good else ())
+        rows += [next(labelled) if not isinstance(inp, Exception)
+                 else {"file": _name(item), "error": str(inp)}
+                 for item, inp in zip(items[len(rows):], chunk)]
+    return rows
 
 
 def predict_table(inputs, model=DEFAULT_MODEL, *, rv=None, **options):

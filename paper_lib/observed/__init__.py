@@ -23,9 +23,10 @@ same footing:
      converted to air) and ``flux`` columns.
    * ``text`` – two columns, air Å and flux.
 
-2. **Measure the radial velocity** by cross-correlation with a synthetic template
-   (:func:`~paper_lib.observed.velocity.rest_frame_velocity`) and move to the rest frame,
-   λ_rest = λ_obs / (1 + v/c).
+2. **Measure the radial velocity** by cross-correlation with a synthetic template (by default
+   the one shipped in ``paper_lib/data``, :mod:`~paper_lib.observed.template`) over ±1000 km/s
+   (:func:`~paper_lib.observed.velocity.measure_velocity`, with the CCF peak's significance)
+   and move to the rest frame, λ_rest = λ_obs / (1 + v/c).
 
 3. **Resample** onto the training pixels (Keys cubic interpolation in each order's own pixel
    coordinate — the same kernel :mod:`paper_lib.echelle.layout` uses for synthetic spectra), and
@@ -37,6 +38,9 @@ same footing:
 
 Masks in this module are True where a pixel holds valid data (the opposite of the ``mask``
 argument of :func:`paper_lib.echelle.continuum.normalise_orders`, which marks pixels to ignore).
+
+:mod:`~paper_lib.observed.quality` estimates the SNR of the result and how unlike the
+synthetic training spectra it is (the out-of-distribution score behind ``predict``'s flags).
 
 Every problem with a file raises :class:`~paper_lib.observed.spectrum.SpectrumFileError` naming
 the file and the problem. :func:`~paper_lib.observed.dace.fetch_dace_sun` downloads public

@@ -118,14 +118,14 @@ def read_fits(path: Path) -> list:
 
     A plain single-image file (the DRS e2ds, s1d, wave and blaze frames) is read directly by
     :func:`_read_single_image`; anything else by astropy."""
-    from astropy.io import fits
-
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
     simple = _read_single_image(path)
     if simple is not None:
         return simple
+    from astropy.io import fits
+
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

@@ -43,14 +43,12 @@ class Velocity:
 
 def _highpass(wave: np.ndarray, flux: np.ndarray, valid: np.ndarray, window_a: float) -> np.ndarray:
     """flux / (running mean over ``window_a`` Å) − 1, using valid pixels only; 0 elsewhere."""
-    from scipy.ndimage import uniform_filter1d
-
     step = float(np.median(np.diff(wave)))
     size = max(3, int(round(window_a / step)) | 1)
     weight = valid.astype(np.float64)
     values = np.where(valid, flux, 0.0)
-    mean = uniform_filter1d(values, size, mode="nearest")
-    norm = uniform_filter1d(weight, size, mode="nearest")
+    mean = _running_mean(values, size)
+    norm = _running_mean(weight, size)
     with np.errstate(invalid="ignore", divide="ignore"):
         level = mean / norm
         out = np.clip(values / level - 1.0, *HIGHPASS_CLIP)
@@ -58,6 +56,28 @@ def _highpass(wave: np.ndarray, flux: np.ndarray, valid: np.ndarray, window_a: f
     if good.any():  # a run of noise around zero (e.g. a CCD gap that is not exactly 0) is no data
         good &= level > MIN_LEVEL_FRACTION * np.median(level[good])
     return np.where(good, out, 0.0)
+
+
+def _running_mean(values: np.ndarray, size: int) -> np.ndarray:
+    """Mean over a centred window of ``size`` (odd) points, the ends repeated beyond the edges."""
+    half = size // 2
+    padded = np.concatenate([np.full(half, values[0]), values, np.full(half, values[-1])])
+    total = np.concatenate([[0.0], np.cumsum(padded)])
+    return (total[size:] - total[:-size]) / size
+
+
+def _fast_length(n: int) -> int:
+    """The smallest 2^a·3^b·5^c ≥ n (a fast FFT length)."""
+    best = 1 << (n - 1).bit_length()
+    power5 = 1
+    while power5 < best:
+        power35 = power5
+        while power35 < best:
+            length = power35 << max(0, (n - 1) // power35).bit_length() if power35 < n else power35
+            best = min(best, length)
+            power35 *= 3
+        power5 *= 5
+    return best
 
 
 def _segments(wave, flux, mask) -> list:
@@ -76,22 +96,20 @@ def _segments(wave, flux, mask) -> list:
 
 def _valid_correlation(long: np.ndarray, short: np.ndarray) -> np.ndarray:
     """c[k] = Σ_i long[i + k] · short[i] for k = 0 … len(long) − len(short), by FFT."""
-    import scipy.fft
-
-    n = scipy.fft.next_fast_len(long.size + short.size - 1, real=True)
-    product = scipy.fft.rfft(long, n) * np.conj(scipy.fft.rfft(short, n))
-    return scipy.fft.irfft(product, n)[: long.size - short.size + 1]
+    n = _fast_length(long.size + short.size - 1)
+    product = np.fft.rfft(long, n) * np.conj(np.fft.rfft(short, n))
+    return np.fft.irfft(product, n)[: long.size - short.size + 1]
 
 
 def rest_frame_velocity(wave, flux, template_wave, template_flux, v_range=DEFAULT_V_RANGE, *,
-                        mask=None, step_kms: float = 0.25) -> float:
+                        mask=None, step_kms: float = 0.5) -> float:
     """Radial velocity [km/s] of :func:`measure_velocity` (its quality left out)."""
     return measure_velocity(wave, flux, template_wave, template_flux, v_range, mask=mask,
                             step_kms=step_kms).v_kms
 
 
 def measure_velocity(wave, flux, template_wave, template_flux, v_range=DEFAULT_V_RANGE, *,
-                     mask=None, step_kms: float = 0.25) -> Velocity:
+                     mask=None, step_kms: float = 0.5) -> Velocity:
     """Radial velocity of an observed spectrum relative to a rest-frame template, with quality.
 
     Both spectra are high-pass filtered (divided by a 5 Å running mean, minus one), put on a

@@ -91,6 +91,16 @@ def check_arch(expected: dict, found: dict, path: str | Path) -> None:
         )
 
 
+def load_variant_file(folder, variant: str, profile_name: str) -> nn.Module:
+    """The trained variant ``<folder>/<variant>.pt`` in eval mode; FileNotFoundError says how
+    to train it."""
+    path = Path(folder) / f"{variant}.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: train it with notebooks 02–04 "
+                                f"(./run_all.sh --profile {profile_name})")
+    return load_model(path).eval()
+
+
 def load_model(
     path: str | Path,
     *,
