@@ -62,15 +62,18 @@ def one(predictor, item, **options) -> dict:
 # --------------------------------------------------------------- shipped weights, no grid
 
 def test_predict_cli_json_with_an_empty_cache_and_no_grid(tmp_path):
-    """Done-when 1: committed cpu weights + shipped template; the cache is empty and read-only
-    use is all predict makes of it."""
-    done = run_cli("predict", str(shared_or_skip(SUN)), "--format", "json",
-                   env={"PAPER_LIB_CACHE": str(tmp_path / "empty_cache")})
-    assert done.returncode == 0, done.stderr
-    (row,) = json.loads(done.stdout)
-    assert abs(row["rv_kms"] - SUN_RV) < 0.5 and row["flags"] == []
-    assert 5000 < row["teff"]["value"] < 6800 and row["teff"]["sigma"] > 0
-    assert not (tmp_path / "empty_cache" / "grids").exists()
+    """Done-when 1: committed cpu weights + shipped template, no grid; predict never touches
+    the cache, so an empty one or one that cannot even be created (read-only) is fine."""
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    for cache in (tmp_path / "empty_cache", blocker / "unwritable_cache"):
+        done = run_cli("predict", str(shared_or_skip(SUN)), "--format", "json",
+                       env={"PAPER_LIB_CACHE": str(cache)})
+        assert done.returncode == 0, done.stderr
+        (row,) = json.loads(done.stdout)
+        assert abs(row["rv_kms"] - SUN_RV) < 0.5 and row["flags"] == []
+        assert 5000 < row["teff"]["value"] < 6800 and row["teff"]["sigma"] > 0
+    assert not (tmp_path / "empty_cache").exists()
 
 
 def test_real_sun_twice_unflagged_m_dwarfs_out_of_distribution(predictor):
@@ -126,6 +129,20 @@ def test_vacuum_wavelengths_hinted_and_converted(predictor, sun, tmp_path):
     np.savetxt(text, np.column_stack([vacuum[keep], sun.flux[keep]]))
     converted = one(predictor, text, vacuum=True)
     assert abs(converted["rv_kms"] - SUN_RV) < 0.3 and "vacuum_suspected" not in converted["flags"]
+
+
+def test_vacuum_header_is_followed(predictor, sun, tmp_path):
+    from astropy.io import fits
+
+    keep = (sun.wave > 5000) & (sun.wave < 5420)
+    vacuum = sun.wave[keep] * (sun.wave[keep] / vacuum_to_air(sun.wave[keep]))
+    header = fits.Header({"CRVAL1": vacuum[0], "CDELT1": float(np.mean(np.diff(vacuum))),
+                          "CRPIX1": 1.0, "CTYPE1": "WAVE"})  # FITS standard: vacuum
+    path = tmp_path / "sun_vacuum_s1d.fits"
+    fits.PrimaryHDU(np.interp(np.linspace(vacuum[0], vacuum[-1], vacuum.size), vacuum,
+                              sun.flux[keep]).astype(np.float32), header=header).writeto(path)
+    row = one(predictor, path)
+    assert abs(row["rv_kms"] - SUN_RV) < 0.3 and "vacuum_suspected" not in row["flags"]
 
 
 def test_cli_rv_option_is_used(tmp_path):
