@@ -154,8 +154,10 @@ def _prepared_chunks(items, rvs, vacuum, workers: int, progress: bool, size: int
     def one(args):
         try:
             return _prepare(*args, vacuum)
-        except (ValueError, OSError) as error:
+        except (ValueError, OSError) as error:  # a bad file: its message names it
             return error
+        except Exception as error:  # anything else still fails this file alone, named
+            return RuntimeError(f"{_name(args[0])}: {type(error).__name__}: {error}")
 
     with (ThreadPoolExecutor(max_workers=max(1, workers)) as pool,
           tqdm(total=len(items), desc="predict", unit="file", disable=not progress) as bar):

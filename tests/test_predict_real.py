@@ -184,6 +184,22 @@ def test_batch_with_a_bad_file_keeps_the_good_results(tmp_path):
     assert lines[0].endswith("ood_score,flags")
 
 
+def test_an_unexpected_error_fails_only_its_file(predictor, monkeypatch):
+    import paper_lib.predict as module
+
+    real = module._prepare
+
+    def flaky(item, rv, vacuum):
+        if str(item).endswith(".txt"):
+            raise TypeError("boom")
+        return real(item, rv, vacuum)
+
+    monkeypatch.setattr(module, "_prepare", flaky)
+    bad, good = predict_rows([shared_or_skip(UVES), shared_or_skip(SUN)], predictor)
+    assert bad["error"].endswith("UVES_Sun-1_cleaned_norm.txt: TypeError: boom")
+    assert good["error"] is None and good["flags"] == []
+
+
 def test_folders_and_globs_are_expanded(predictor, tmp_path):
     rows = predict_rows([shared_or_skip(GL273).parent], predictor)
     assert [os.path.basename(r["file"])[:16] for r in rows] == ["HARPS.2003-12-13", "HARPS.2010-09-18"]
