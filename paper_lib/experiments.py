@@ -9,6 +9,8 @@ once. Variant names: ``<resnet|attention>_<diagonal|full>[_dae][_limited|_real]`
 
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +22,10 @@ from .echelle.generator import SpectrumGenerator
 from .echelle.realism import Realism
 from .echelle.testsets import make_test_set
 from .evaluation import metrics
-from .labels import VSINI_RANGE, unscale_labels
+from .labels import VSINI_RANGE, label_span, unscale_labels
 from .predict import predict
 from .profiles import Profile
-from .training.checkpoints import load_model, load_variant_file
+from .training.checkpoints import history_path, load_model, load_variant_file
 from .training.variants import TrainResult, parse_variant, train_variant
 
 VAL_SEED_OFFSET = 100  # validation sets: profile.seed + 100 (+1 for the limited range)
@@ -174,6 +176,23 @@ def history_dict(history: list[dict]) -> dict:
     """Per-epoch lists {'train_loss': [...], 'val_loss': [...]} for plotting."""
     return {"train_loss": [h["train_loss"] for h in history],
             "val_loss": [h.get("val_loss") for h in history]}
+
+
+def learning_curve(profile: Profile, variant: str, out_dir=None) -> dict:
+    """What training bought, epoch by epoch, from a variant's history file: spectra seen,
+    training minutes (cumulative) and the validation MAE in physical units (n_epochs, 4)."""
+    path = history_path(Path(out_dir or models_dir(profile)) / f"{variant}.pt")
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: train {variant} first (notebooks 03–04)")
+    record = json.loads(path.read_text())
+    history, config = record["history"], record["config"]
+    if not history or "val_mae" not in history[0]:
+        raise ValueError(f"{path} holds no regression validation history")
+    spectra = np.arange(1, len(history) + 1) * config["steps_per_epoch"] * config["batch_size"]
+    minutes = np.cumsum([h["train_seconds"] for h in history]) / 60.0
+    mae = np.array([h["val_mae"] for h in history]) * label_span()
+    return {"variant": variant, "spectra": spectra.tolist(), "minutes": minutes.round(3).tolist(),
+            "val_mae": mae.tolist()}
 
 
 def summarise(results: dict) -> dict:

@@ -129,3 +129,12 @@ def test_real_variant_trains_with_realism(toy_grid, tiny, private_cache):  # noq
     assert val.noisy.shape[0] == tiny.n_val
     assert not np.array_equal(val.noisy.numpy(),
                               experiments.validation_batch(toy_grid, tiny).noisy.numpy())
+
+
+def test_learning_curve_reads_the_history(toy_grid, tiny, tmp_path, private_cache):  # noqa: F811
+    experiments.train_variants(["resnet_diagonal"], tiny, toy_grid, tmp_path, progress=False)
+    curve = experiments.learning_curve(tiny, "resnet_diagonal", tmp_path)
+    assert curve["spectra"] == [tiny.steps_per_epoch * tiny.batch_size]
+    assert np.asarray(curve["val_mae"]).shape == (1, 4) and curve["minutes"][0] > 0
+    with pytest.raises(FileNotFoundError, match="attention_diagonal"):
+        experiments.learning_curve(tiny, "attention_diagonal", tmp_path)
