@@ -58,7 +58,11 @@ def local_grid(cache, tmp_path_factory) -> Path:
 
 # Ctrl-C and a killed parent (local pool) --------------------------------------------------
 
+# Python leaves SIGINT ignored when it starts with it ignored (a background job of a
+# non-interactive shell, nohup): restore the terminal's default so the test sees a real Ctrl-C
 BUILD_SCRIPT = f"""
+import signal
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import sys
 from pathlib import Path
 from paper_lib.synthetic.build import SynthesisInterrupted, build_grid

@@ -43,9 +43,9 @@ def _start_worker(parent_pid: int) -> None:
                      name="paper_lib-parent-watch").start()
 
 
-def _kill_workers(pool: ProcessPoolExecutor) -> None:
-    """SIGKILL every worker's process group (the worker and its Turbospectrum processes)."""
-    for pid in list(getattr(pool, "_processes", None) or {}):
+def _kill_groups(pids) -> None:
+    """SIGKILL the process group of every worker pid (the worker and its Turbospectrum runs)."""
+    for pid in pids:
         try:
             os.killpg(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
@@ -69,10 +69,11 @@ def run_pool(task, jobs, workers: int, on_done) -> None:
             on_done(future.result())
             delivered.add(future)
     except KeyboardInterrupt:
-        for future in futures:
-            future.cancel()
-        _kill_workers(pool)
+        # the executor cancels what is queued itself (cancelling futures here as well raced with
+        # its management thread, which then printed an InvalidStateError traceback)
+        workers_alive = list(getattr(pool, "_processes", None) or {})  # shutdown forgets them
         pool.shutdown(wait=False, cancel_futures=True)
+        _kill_groups(workers_alive)
         raise
     except BaseException:
         pool.shutdown(wait=True, cancel_futures=True)
