@@ -13,7 +13,7 @@ import numpy as np
 import seaborn as sns
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
-from matplotlib.ticker import ScalarFormatter
+from matplotlib.ticker import MaxNLocator, NullFormatter, ScalarFormatter
 
 from ..labels import LABEL_NAMES, LABEL_TEX, LABEL_UNIT, N_LABELS
 from ..plotting import save_figure
@@ -242,6 +242,8 @@ def plot_learning_curves(curves: Sequence[Mapping[str, Any]], path: str | Path,
                        ylabel=_axis_label(name, "validation MAE of "))
         axes[1, j].set(yscale="log", xlabel="training time [min]",
                        ylabel=_axis_label(name, "validation MAE of "))
+        axes[0, j].xaxis.set_minor_formatter(NullFormatter())
+        axes[1, j].xaxis.set_major_locator(MaxNLocator(4))
     axes[0, 0].legend(fontsize=7)
     fig.suptitle("learning curves (dotted: 1.5× the paper's MAE)")
     return save_figure(fig, path)
