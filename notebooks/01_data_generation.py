@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -54,8 +56,12 @@ P, figures = nb.profile, nb.figures
 #
 # `build_profile_grid` synthesises every node the profile needs, in parallel, skipping nodes
 # already on disk (an interrupted build resumes), and writes one FITS file plus a manifest
-# (inputs with checksums, code versions, per-node wall time, absent nodes). The full grid takes
-# about 90 minutes on 2 cores; set `PAPER_LIB_GRID` to reuse an existing full grid.
+# (inputs with checksums, code versions, per-node wall time, absent nodes). Each node is
+# synthesised at its own microturbulence (Tsantaki et al. 2013 for dwarfs, Adibekyan et al. 2015
+# for giants), with the Gaia-ESO atoms, the VALD3 lines they lack and ExoMol MgH; what a node is
+# made of is one record, `physics()`, whose hash `physics_id()` names the grid and its node
+# cache, so a grid of other physics is never reused. The full grid takes 90–120 minutes on 2
+# cores; set `PAPER_LIB_GRID` to reuse an existing full grid of the same physics.
 
 # %%
 grid_file = build_profile_grid(P, workers=workers)

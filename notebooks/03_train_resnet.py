@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -21,7 +23,16 @@
 #
 # Variants, as in Table 2: diagonal/full × without/with the DAE of notebook 02 at SNR 20, and
 # the † variant trained at SNR 100 on the limited range 4000–6000 K. A "_dae" variant starts
-# from the trained regressor and is fine-tuned behind the frozen DAE.
+# from the trained regressor and is fine-tuned behind the frozen DAE. The `cpu` profile trains
+# with a warm-up + cosine learning rate and lets the full-covariance and † variants start from
+# the trained diagonal network too (`init_from_base`); the `paper` profile keeps the paper's
+# schedule and trains every variant from scratch.
+#
+# One more variant is not in the paper: **`resnet_diagonal_real`**, the network made for real
+# spectra (`predict`'s default once its `cpu` weights exist). It continues from `resnet_diagonal` on images with what
+# real HARPS(-N) spectra have and the paper's lack: SNR 20–300, the HARPS CCD gap masked and
+# filled with 1.0 in half of them, a few hundred m/s of residual radial velocity and continuum
+# curvature (`paper_lib/echelle/realism.py`).
 
 # %% tags=["parameters"]
 profile = "smoke"  # smoke | cpu | paper (its seed drives every random draw)
