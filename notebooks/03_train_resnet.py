@@ -29,7 +29,7 @@
 # schedule and trains every variant from scratch.
 #
 # One more variant is not in the paper: **`resnet_diagonal_real`**, the network made for real
-# spectra (`predict`'s default once its `cpu` weights exist). It continues from
+# spectra and the default of `predict`. It continues from
 # `resnet_diagonal` on images with what real HARPS(-N) spectra have and the paper's lack:
 # SNR 20–300, the HARPS CCD gap masked and filled with 1.0 in half of them, a few hundred m/s
 # of residual radial velocity and continuum curvature (`paper_lib/echelle/realism.py`).

@@ -277,8 +277,7 @@ def clamp_to_grid(grid, labels, box: dict | None = None) -> np.ndarray:
 
 def synthetic_like(grid, labels, *, box: dict | None = None) -> np.ndarray:
     """Normalised, noise-free synthetic image (8, 4096) at ``labels`` (clamped into the grid)."""
-    clean = observe_star(grid, clamp_to_grid(grid, labels, box)[None], snr=None, slant_max=0.0)
-    return normalise_orders(clean)[0]
+    return synthetic_images(grid, clamp_to_grid(grid, labels, box)[None])[0]
 
 
 def synthetic_images(grid, labels, *, macroturbulence: bool = True) -> np.ndarray:

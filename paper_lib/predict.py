@@ -30,9 +30,10 @@ import torch
 
 from .labels import LABEL_NAMES, to_physical
 from .models.gaussian import GaussianOutput
+from .profiles import REAL_VARIANT
 from .training.loop import predict_scaled
 
-DEFAULT_MODEL = "resnet_diagonal"  # the variant `predict` uses unless told otherwise
+DEFAULT_MODEL = REAL_VARIANT  # the variant `predict` uses unless told otherwise: made for real spectra
 DEFAULT_PROFILE = "cpu"  # whose committed weights (models/<profile>/)
 BATCH_SIZE = 32  # spectra per network call (and per chunk of files read ahead)
 # companion calibration frames that a folder of DRS products holds beside the spectra

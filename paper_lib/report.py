@@ -73,7 +73,11 @@ FIGURES = (  # (file in figures/<profile>/, caption), shown under the tables whe
     ("fig4_sigma.png", "Fig. 4: predicted σ against the true labels"),
     ("calibration.png", "σ calibration before and after recalibration"),
     ("mae_vs_snr.png", "MAE against SNR"),
+    ("learning_curve.png", "Learning curves: SNR-20 validation MAE against spectra seen and "
+                           "training time"),
     ("sun_overlay.png", "HARPS Sun against the synthetic spectrum at the predicted labels"),
+    ("synthetic_gap.png", "The synthetic gap: real solar spectra against our synthetic image "
+                          "at the Sun's labels"),
     ("fig5_attention.png", "Fig. 5: attention maps"),
 )
 
