@@ -32,7 +32,9 @@
 # spectra and the default of `predict`. It continues from
 # `resnet_diagonal` on images with what real HARPS(-N) spectra have and the paper's lack:
 # SNR 20–300, the HARPS CCD gap masked and filled with 1.0 in half of them, a few hundred m/s
-# of residual radial velocity and continuum curvature (`paper_lib/echelle/realism.py`).
+# of residual radial velocity and continuum curvature (`paper_lib/echelle/realism.py`). It
+# trains without dropout, so that its σ describe the network as it is used (with dropout the
+# σ head learns the larger error of the thinned network: the paper's §4.1 overestimate).
 
 # %% tags=["parameters"]
 profile = "smoke"  # smoke | cpu | paper (its seed drives every random draw)

@@ -160,6 +160,7 @@ def test_snr_3_is_flagged_low_snr(predictor, sun):
     noisy[~sun.mask] = 0.0
     row = one(predictor, in_memory(sun.wave, noisy))
     assert "low_snr" in row["flags"] and row["snr"] < 10
+    assert np.isfinite(row["ood_score"])  # the committed calibration's threshold at SNR 5 is 0
 
 
 def test_much_of_the_range_missing_is_flagged(predictor, sun):
@@ -295,6 +296,17 @@ def test_training_the_dae_calibrates_ood_on_the_profile_test_set(smoke_grid, tmp
     with open(tmp_path / "dae.pt", "ab") as handle:  # a retrained DAE: other bytes
         handle.write(b"\0")
     assert OODCalibration.load(tmp_path, tmp_path / "dae.pt") is None
+
+
+def test_zero_low_snr_thresholds_take_the_smallest_positive_one():
+    from paper_lib.observed.quality import OODCalibration
+
+    rows = [{"estimated_snr": snr, "threshold": t} for snr, t in ((5, 0.0), (10, 0.0), (20, 0.03), (100, 0.05))]
+    calibration = OODCalibration({"rows": rows})
+    scores = calibration.score(np.array([0.0, 0.015, 0.06, 0.06]), np.array([3.0, 5.0, 10.0, 100.0]))
+    np.testing.assert_allclose(scores, [0.0, 0.5, 2.0, 1.2])
+    with pytest.raises(ValueError, match="ood-calibrate"):
+        OODCalibration({"rows": [{"estimated_snr": 5, "threshold": 0.0}]})
 
 
 def test_smoke_grid_of_other_physics_names_the_smoke_rebuild(private_cache):

@@ -268,6 +268,20 @@ def test_base_variants():
     assert base_variant(parse_variant("dae")) is None
 
 
+def test_real_variant_has_no_dropout_its_base_keeps_the_profiles():
+    from paper_lib.training.variants import network_settings
+
+    for name in ("cpu", "paper"):
+        profile = get_profile(name)
+        assert profile.resnet["dropout"] > 0  # the paper's variants keep the paper's dropout
+        assert network_settings(parse_variant("resnet_diagonal"), profile) == profile.resnet
+        real = network_settings(parse_variant("resnet_diagonal_real"), profile)
+        assert real == {**profile.resnet, "dropout": 0.0}
+        # a network without that setting is left as the profile says
+        attention = network_settings(parse_variant("attention_diagonal"), profile)
+        assert attention == profile.attention and "dropout" not in attention
+
+
 def test_cosine_schedule_warms_up_and_decays():
     from paper_lib.training.loop import lr_factor
 

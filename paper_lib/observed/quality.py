@@ -105,13 +105,24 @@ def write_ood_calibration(models_dir, record: dict) -> Path:
 
 class OODCalibration:
     """Thresholds of the excess against estimated SNR (log-linear between the calibration
-    SNRs, constant beyond them)."""
+    SNRs, constant beyond them).
+
+    At low SNR a good DAE's residual can stay within the noise for every calibration spectrum,
+    so the table's threshold there is 0 and any excess at all would divide by zero: such rows
+    take the smallest positive threshold of the table (the excess the calibration did see at
+    higher SNR), so a low-SNR spectrum is flagged only for an excess that is one somewhere.
+    """
 
     def __init__(self, record: dict):
         self.record = record
         rows = sorted(record["rows"], key=lambda r: r["estimated_snr"])
         self.log_snr = np.log([r["estimated_snr"] for r in rows])
-        self.threshold = np.array([r["threshold"] for r in rows])
+        threshold = np.array([r["threshold"] for r in rows], dtype=np.float64)
+        positive = threshold[threshold > 0]
+        if positive.size == 0:
+            raise ValueError("OOD calibration holds no positive threshold; remake it with "
+                             "python -m paper_lib ood-calibrate --profile <profile>")
+        self.threshold = np.maximum(threshold, positive.min())
 
     @classmethod
     def load(cls, models_dir, dae_path) -> "OODCalibration | None":

@@ -24,6 +24,12 @@ from ..profiles import Profile
 from .checkpoints import check_arch, load_model
 from .loop import TrainConfig, fit
 
+# The model made for real spectra trains without dropout: with dropout the σ head learns the
+# error of the thinned network seen in training, not of the network in use (the paper's §4.1
+# notes the overestimate; measured on the cpu resnet_diagonal near the Sun, SNR 20: MAE 141 K
+# with dropout on vs 38 K in eval mode, σ 227 K), so `predict`'s σ would be several times too wide.
+REAL_MODEL_OVERRIDES = {"dropout": 0.0}
+
 VARIANT_PATTERN = re.compile(r"^(resnet|attention)_(diagonal|full)(_dae)?(_limited|_real)?$")
 
 
@@ -161,12 +167,22 @@ def train_variant(
     return TrainResult(unwrap(model).eval(), history, checkpoint)
 
 
+def network_settings(spec: Variant, profile: Profile) -> dict:
+    """Constructor settings of a variant's regressor: the profile's (``profile.resnet`` or
+    ``profile.attention``), with :data:`REAL_MODEL_OVERRIDES` for a ``_real`` variant where the
+    network has that setting."""
+    settings = dict(getattr(profile, spec.network))
+    if spec.real:
+        settings.update({k: v for k, v in REAL_MODEL_OVERRIDES.items() if k in settings})
+    return settings
+
+
 def _variant_model(spec: Variant, profile: Profile, out_dir: Path, dae, init_from) -> tuple[nn.Module, bool]:
     """The untrained model of a variant (sizes from the profile) and whether it is fine-tuned:
     a ``_dae`` variant starts from its trained base regressor, behind the frozen DAE."""
     if spec.network == "dae":
         return build_model("dae", **profile.dae), False
-    model = build_model(spec.network, covariance=spec.covariance, **getattr(profile, spec.network))
+    model = build_model(spec.network, covariance=spec.covariance, **network_settings(spec, profile))
     if not spec.dae:
         base = base_variant(spec) if profile.init_from_base else None
         if base is None:
