@@ -10,11 +10,20 @@ and measures both real solar spectra against each with :func:`paper_lib.evaluati
 
 prints one row per physics and spectrum (RMS, bias, depth ratio, missing-line fraction, best
 [M/H]); the last line is ``rms: <HARPS RMS, previous> -> <HARPS RMS, current with macroturbulence>``.
+
+    python benchmarks/gap_physics.py --solar-selected
+
+adds a diagnostic row, **not a physics we adopt**: the current synthesis with only those
+Gaia-ESO lines that the VALD3 solar master list also holds (a list selected for the Sun: lines
+≥ 1 % deep in it), i.e. without the ~10 000 weak Gaia-ESO lines the Sun-selected list lacks.
+It measures how much absorption those weak lines put into the synthetic Sun.
 """
 
 from __future__ import annotations
 
+import argparse
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,8 +34,15 @@ from paper_lib.labels import LABEL_NAMES, SUN_REFERENCE
 from paper_lib.observed.model_input import to_model_input
 from paper_lib.observed.read import read_spectrum
 from paper_lib.profiles import SMOKE_NODES, get_profile
+from paper_lib.synthetic.atmospheres import extract_atmospheres
 from paper_lib.synthetic.grid import Grid, load_grid
-from paper_lib.synthetic.turbospectrum import grid_wavelengths, synthesize_node
+from paper_lib.synthetic.linelists import (SAME_LINE_A, VALD_FILE, atomic_species,
+                                           line_wavelengths, mgh_linelist,
+                                           read_turbospectrum_blocks, trimmed_gaia_eso,
+                                           vald_supplement)
+from paper_lib.synthetic.turbospectrum import (WAVE_RANGE, grid_wavelengths,
+                                               synthesize_from_files, synthesize_node)
+from paper_lib.synthetic.turbulence import vmicro_kms
 
 SPECTRA = {"HARPS Sun": "sun/Sun_HARPS_Ganymede_s1d.fits", "UVES Sun": "sun/UVES_Sun-1_cleaned_norm.txt"}
 
@@ -35,7 +51,43 @@ def previous_physics(node) -> np.ndarray:
     return synthesize_node(*node, vmicro=2.0, molecules=False, supplement=False)[1]
 
 
+def solar_selected_gaia_eso(target: Path) -> Path:
+    """The Gaia-ESO lines (cut to the synthesis range) that the VALD3 solar list also holds
+    (same element and ion within SAME_LINE_A), written in Turbospectrum's format to ``target``."""
+    vald = line_wavelengths(paths.shared_file(VALD_FILE))
+    text = []
+    for header, name, body in read_turbospectrum_blocks(trimmed_gaia_eso(WAVE_RANGE)):
+        ref = vald.get(atomic_species(header), np.empty(0))
+        kept = [r for r in body
+                if ref.size and np.min(np.abs(ref - float(r.split(None, 1)[0]))) < SAME_LINE_A]
+        if kept:
+            text.append(f"{header.rsplit(None, 1)[0]} {len(kept):9d}\n{name}" + "".join(kept))
+    target.write_text("".join(text))
+    return target
+
+
+def solar_selected_node(node, linelists) -> np.ndarray:
+    teff, logg, mh = node
+    atmosphere = extract_atmospheres([node], paths.cache_dir() / "atmospheres")
+    return synthesize_from_files(node, next(iter(atmosphere.values())), linelists,
+                                 vmicro=vmicro_kms(teff, logg, mh))[1]
+
+
+def solar_selected_grid(nodes, folder: Path) -> Grid:
+    folder.mkdir(parents=True, exist_ok=True)
+    lists = [solar_selected_gaia_eso(folder / "gaia_eso_in_vald3_solar.txt"),
+             vald_supplement(WAVE_RANGE), mgh_linelist(WAVE_RANGE)]
+    with ProcessPoolExecutor(2) as pool:
+        flux = np.array(list(pool.map(solar_selected_node, nodes, [lists] * len(nodes))),
+                        dtype=np.float32)
+    return Grid(grid_wavelengths(), nodes, flux, source="diagnostic: Sun-selected Gaia-ESO lines")
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--solar-selected", action="store_true",
+                        help="add the diagnostic row with the Sun-selected Gaia-ESO lines")
+    args = parser.parse_args()
     torch.set_num_threads(1)
     nodes = [tuple(map(float, n)) for n in SMOKE_NODES]
     with ProcessPoolExecutor(2) as pool:
@@ -45,6 +97,9 @@ def main() -> None:
     current = load_grid(get_profile("smoke"))
     grids["current synthesis, no macroturbulence"] = (current, False)
     grids["current synthesis + macroturbulence"] = (current, True)
+    if args.solar_selected:
+        grids["diagnostic, not adopted: only Gaia-ESO lines in the VALD3 solar list"] = (
+            solar_selected_grid(nodes, paths.cache_dir() / "work" / "gap_physics"), True)
     sun = np.array([SUN_REFERENCE[n] for n in LABEL_NAMES])
     inputs = {name: to_model_input(read_spectrum(paths.shared_file(f)), template=current)
               for name, f in SPECTRA.items()}
@@ -58,7 +113,7 @@ def main() -> None:
             print(f"{label:62s} {name:9s} RMS {g['rms']:.4f} bias {g['bias']:+.4f} depth ratio "
                   f"{g['depth_ratio']:.3f} missing lines {100 * g['missing_line_fraction']:.1f} % "
                   f"best [M/H] {g['best_mh']:+.2f}", flush=True)
-    first, last = list(grids)[0], list(grids)[-1]
+    first, last = list(grids)[0], "current synthesis + macroturbulence"
     print(f"rms: {rms[(first, 'HARPS Sun')]:.4f} -> {rms[(last, 'HARPS Sun')]:.4f}")
 
 

@@ -152,6 +152,25 @@ def test_linelist_trimming_keeps_margin(private_cache):
     assert min(waves) < 5015.0 and max(waves) > 5405.0  # the margin really is used
 
 
+def test_vald_supplement_holds_only_lines_gaia_eso_lacks(private_cache):
+    """The VALD3 lines added to Gaia-ESO: none within SAME_LINE_A of a Gaia-ESO line of the
+    same element and ion, isotopic components merged into one block per species."""
+    from paper_lib.synthetic.linelists import (SAME_LINE_A, atomic_species, line_wavelengths,
+                                               read_turbospectrum_blocks, vald_supplement)
+
+    wave_range = (5020.0, 5400.0)
+    supplement = vald_supplement(wave_range)
+    gaia_eso = line_wavelengths(trimmed_gaia_eso(wave_range))
+    added = line_wavelengths(supplement)
+    assert sum(len(w) for w in added.values()) == 36
+    for key, waves in added.items():
+        known = gaia_eso.get(key, np.empty(0))
+        assert known.size == 0 or np.min(np.abs(known[:, None] - waves[None]), axis=0).min() >= SAME_LINE_A
+        assert np.all((waves >= 5010.0) & (waves <= 5410.0))
+    headers = [atomic_species(h) for h, _, body in read_turbospectrum_blocks(supplement) if body]
+    assert len(headers) == len(set(headers))  # one block per element and ion
+
+
 def test_physics_id_is_pinned():
     """Grids, node caches and their manifests are named by this hash of ``physics()``.
 

@@ -105,11 +105,21 @@ def read_turbospectrum_blocks(path) -> list[tuple[str, str, list[str]]]:
     return blocks
 
 
-def _species(header: str) -> tuple[int, int]:
+def atomic_species(header: str) -> tuple[int, int]:
     """(atomic number, ionisation stage) of an atomic block header, isotope ignored: VALD splits
     some elements into isotopic components (``'22.048'`` = ⁴⁸Ti) that Gaia-ESO lists as one."""
     species, ion, _ = header.rsplit(None, 2)
     return int(float(species.strip("' "))), int(ion)
+
+
+def line_wavelengths(path) -> dict[tuple[int, int], np.ndarray]:
+    """Sorted line wavelengths [Å] per (atomic number, ionisation stage) of a Turbospectrum
+    atomic line list (isotopes merged)."""
+    found: dict = {}
+    for header, _, body in read_turbospectrum_blocks(path):
+        waves = (float(row.split(None, 1)[0]) for row in body)
+        found.setdefault(atomic_species(header), []).extend(waves)
+    return {key: np.sort(waves) for key, waves in found.items()}
 
 
 def _all_isotopes_header(header: str) -> str:
@@ -140,13 +150,10 @@ def vald_supplement(wave_range, margin: float = LINELIST_MARGIN, *, source=None,
     if source is None:
         source = paths.shared_file(VALD_FILE)
     lo, hi = wave_range[0] - margin, wave_range[1] + margin
-    known: dict = {}
-    for header, _, body in read_turbospectrum_blocks(trimmed_gaia_eso(wave_range, margin)):
-        known.setdefault(_species(header), []).extend(float(r.split(None, 1)[0]) for r in body)
-    known = {k: np.sort(v) for k, v in known.items()}
+    known = line_wavelengths(trimmed_gaia_eso(wave_range, margin))
     kept = []
     for header, name, body in read_turbospectrum_blocks(source):
-        ref = known.get(_species(header), np.empty(0))
+        ref = known.get(atomic_species(header), np.empty(0))
         new = [r for r in body if lo <= float(r.split(None, 1)[0]) <= hi
                and not (ref.size and np.min(np.abs(ref - float(r.split(None, 1)[0]))) < SAME_LINE_A)]
         kept.append((_all_isotopes_header(header), name, new))
