@@ -101,6 +101,21 @@ for name, rows in within.items():
         print(f"{name:28s} {v:28s}", dict(zip(LABEL_NAMES, flags)))
 
 # %% [markdown]
+# ## The networks on our synthetic Sun
+# The same networks on the noise-free synthetic image at the Sun's reference labels: what each
+# would answer if the real Sun looked exactly like our synthetic spectra. Where these answers
+# are close to the reference and the real ones are not, the difference is the synthetic gap
+# (measured below), not the network.
+
+# %%
+synthetic_sun = experiments.synthetic_images(grid, reference[None])[0]
+on_synthetic = {v: predict_one(m, synthetic_sun) for v, m in models.items()}
+for v, (mean, sigma) in on_synthetic.items():
+    real_mean = predictions["HARPS Sun (Ganymede)"][v][0]
+    print(f"{v:28s} synthetic Sun:", {k: round(float(x), 3) for k, x in zip(LABEL_NAMES, mean)},
+          "| HARPS Sun:", {k: round(float(x), 3) for k, x in zip(LABEL_NAMES, real_mean)})
+
+# %% [markdown]
 # ## The effect of the CCD gap
 # The UVES spectrum has no gap. Imposing the HARPS gap on it (same pixels, filled with 1.0)
 # isolates what the missing ~7 % of the image does to each network's answer.
@@ -174,4 +189,6 @@ nb.write_results({
     "predictions": {n: {v: {"mean": m.tolist(), "sigma": s.tolist()} for v, (m, s) in rows.items()}
                     for n, rows in predictions.items()},
     "within_1sigma": within, "gap_effect": gap_effect, "synthetic_gap": gaps,
+    "on_synthetic_sun": {v: {"mean": m.tolist(), "sigma": s.tolist()}
+                         for v, (m, s) in on_synthetic.items()},
 })
