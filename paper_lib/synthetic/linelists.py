@@ -4,7 +4,7 @@
   sdist, neutral and singly ionised atoms with Barklem van der Waals data.
 * **VALD3 supplement**: atomic lines of the VALD3 solar master list (Giribaldi & Smiljanic
   2021; lines ≥ 1 % deep in the Sun) that the Gaia-ESO list lacks (no Gaia-ESO line of the same
-  species within ``SAME_LINE_A``): 78 lines in 5010–5410 Å. Measured on the Sun's node against
+  species within ``SAME_LINE_A``): 36 lines in 5010–5410 Å. Measured on the Sun's node against
   the UVES Sun (closing note of the physics issue): RMS 0.0442 → 0.0433.
 * **MgH**: the ExoMol line list of Owens et al. 2022 (MNRAS 511, 5448) for ²⁴MgH, ²⁵MgH and
   ²⁶MgH, in Kurucz ``.asc`` format (``mgh_exomol.asc.gz``, from GitHub Roman-UCSD/BasicATLAS;
@@ -14,7 +14,7 @@
   its isotopic fraction (its default, solar Mg isotopes 79/10/11 %); wavelengths in Å,
   lower-level energy in eV, g_up = 2 J_up + 1, radiative damping from gf. Lines too weak to
   matter even in the coolest star of the grid are dropped (``MGH_MIN_STRENGTH``; measured in
-  ``tests/test_linelists.py`` and the closing notes of the physics issue).
+  the closing notes of the physics issue; ``tests/test_synthesis.py`` checks MgH's effect).
 
 Every list is cut to the working range ± ``LINELIST_MARGIN`` Å and cached, written atomically.
 No public C₂ Swan or TiO list covering 5020–5400 Å in a form we can convert was found (the
@@ -133,7 +133,15 @@ def _all_isotopes_header(header: str) -> str:
     return f"'{element:4d}.000            ' {ion} {count}\n"
 
 
-def _write_blocks(blocks, target: Path) -> Path:
+def has_line_within(known: np.ndarray, wave: float, tolerance: float = SAME_LINE_A) -> bool:
+    """Whether the line wavelengths ``known`` [Å] (one species) hold one within ``tolerance`` Å
+    of ``wave`` [Å]."""
+    return bool(known.size) and float(np.min(np.abs(known - wave))) < tolerance
+
+
+def write_blocks(blocks, target: Path) -> Path:
+    """Write ``(header, name, lines)`` blocks in Turbospectrum's format to ``target``
+    (atomically), each header's line count set to its lines; empty blocks are left out."""
     text = "".join(f"{h.rsplit(None, 1)[0]} {len(body):9d}\n{name}" + "".join(body)
                    for h, name, body in blocks if body)
     atomic_write_bytes(target, text.encode())
@@ -154,10 +162,10 @@ def vald_supplement(wave_range, margin: float = LINELIST_MARGIN, *, source=None,
     kept = []
     for header, name, body in read_turbospectrum_blocks(source):
         ref = known.get(atomic_species(header), np.empty(0))
-        new = [r for r in body if lo <= float(r.split(None, 1)[0]) <= hi
-               and not (ref.size and np.min(np.abs(ref - float(r.split(None, 1)[0]))) < SAME_LINE_A)]
+        waves = (float(r.split(None, 1)[0]) for r in body)
+        new = [r for r, w in zip(body, waves) if lo <= w <= hi and not has_line_within(ref, w)]
         kept.append((_all_isotopes_header(header), name, new))
-    return _write_blocks(kept, target)
+    return write_blocks(kept, target)
 
 
 def read_kurucz_molecular(path) -> dict[str, np.ndarray]:
