@@ -41,7 +41,7 @@ from paper_lib import paths  # noqa: E402
 from paper_lib.synthetic.atmospheres import extract_atmospheres, node_key  # noqa: E402
 from paper_lib.synthetic.build import build_grid  # noqa: E402
 from paper_lib.synthetic.installed import find_binaries  # noqa: E402
-from paper_lib.synthetic.linelists import synthesis_linelists  # noqa: E402
+from paper_lib.synthetic.linecheck import synthesis_linelists  # noqa: E402
 from paper_lib.synthetic.turbospectrum import WAVE_RANGE, WAVE_STEP, synthesize_node  # noqa: E402
 from paper_lib.synthetic.turbulence import vmicro_kms  # noqa: E402
 

@@ -17,6 +17,14 @@ adds a diagnostic row, **not a physics we adopt**: the current synthesis with on
 Gaia-ESO lines that the VALD3 solar master list also holds (a list selected for the Sun: lines
 ≥ 1 % deep in it), i.e. without the ~10 000 weak Gaia-ESO lines the Sun-selected list lacks.
 It measures how much absorption those weak lines put into the synthetic Sun.
+
+    python benchmarks/gap_physics.py --line-check
+
+prints, for the ten strongest Gaia-ESO lines that :mod:`paper_lib.synthetic.linecheck` leaves
+out, their equivalent width in the solar model and the line depth (1 − minimum of the
+normalised flux within ± 0.06 Å) in the unbroadened synthesis of the 5750 K / 4.5 / 0.0 node
+with every Gaia-ESO line and in the two real solar spectra (HARPS: continuum = 97th percentile
+within ± 2 Å). A look at the real Sun, not an input of the check.
 """
 
 from __future__ import annotations
@@ -49,7 +57,8 @@ SPECTRA = {"HARPS Sun": "sun/Sun_HARPS_Ganymede_s1d.fits", "UVES Sun": "sun/UVES
 
 
 def previous_physics(node) -> np.ndarray:
-    return synthesize_node(*node, vmicro=2.0, molecules=False, supplement=False)[1]
+    return synthesize_node(*node, vmicro=2.0, molecules=False, supplement=False,
+                                 checked=False)[1]
 
 
 def solar_selected_gaia_eso(target: Path) -> Path:
@@ -81,11 +90,46 @@ def solar_selected_grid(nodes, folder: Path) -> Grid:
     return Grid(grid_wavelengths(), nodes, flux, source="diagnostic: Sun-selected Gaia-ESO lines")
 
 
+def _depth(wave, flux, centre, half_width=0.06, continuum_window=None) -> float:
+    """1 − min(flux / continuum) within ``centre`` ± ``half_width`` Å (NaN where no data)."""
+    near = (np.abs(wave - centre) <= half_width) & np.isfinite(flux) & (flux > 0)
+    if not near.any():
+        return float("nan")
+    continuum = 1.0
+    if continuum_window:
+        window = (np.abs(wave - centre) <= continuum_window) & np.isfinite(flux) & (flux > 0)
+        continuum = np.percentile(flux[window], 97)
+    return float(1.0 - flux[near].min() / continuum)
+
+
+def line_check_against_the_sun(count: int = 10) -> None:
+    from paper_lib.synthetic.linecheck import dropped_lines
+
+    strongest = sorted(dropped_lines(WAVE_RANGE), key=lambda d: -d["ew_mA"])[:count]
+    wave, flux = synthesize_node(5750.0, 4.5, 0.0, checked=False)
+    real = {name: read_spectrum(paths.shared_file(f)) for name, f in SPECTRA.items()}
+    real = {name: (np.asarray(s.wave, float).ravel(), np.asarray(s.flux, float).ravel())
+            for name, s in real.items()}
+    print(f"{'line':>16s} {'EW mA':>7s} {'synthetic':>9s} " + " ".join(f"{n:>9s}" for n in real))
+    for line in strongest:
+        centre = line["wave_A"]
+        depths = [_depth(w, f, centre, continuum_window=2.0) for w, f in real.values()]
+        print(f"Z={line['species'][0]:2d} ion {line['species'][1]} {centre:9.3f} "
+              f"{line['ew_mA']:7.1f} {_depth(wave, flux, centre):9.2f} "
+              + " ".join(f"{d:9.2f}" for d in depths), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--solar-selected", action="store_true",
                         help="add the diagnostic row with the Sun-selected Gaia-ESO lines")
+    parser.add_argument("--line-check", action="store_true",
+                        help="only compare the strongest lines the line check drops with the "
+                             "real Sun")
     args = parser.parse_args()
+    if args.line_check:
+        line_check_against_the_sun()
+        return
     torch.set_num_threads(1)
     nodes = [tuple(map(float, n)) for n in SMOKE_NODES]
     with ProcessPoolExecutor(2) as pool:

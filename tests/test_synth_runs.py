@@ -23,7 +23,7 @@ from paper_lib.synthetic.atmospheres import extract_atmospheres
 from paper_lib.synthetic.build import (GridRepaired, SynthesisInterrupted, build_grid, ensure_grid,
                                        load_node_file, node_file, read_manifest)
 from paper_lib.synthetic.installed import sha256
-from paper_lib.synthetic.linelists import synthesis_linelists
+from paper_lib.synthetic.linecheck import synthesis_linelists
 
 from .test_synthesis import NARROW
 

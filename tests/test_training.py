@@ -271,9 +271,10 @@ def test_base_variants():
 def test_real_variant_has_no_dropout_its_base_keeps_the_profiles():
     from paper_lib.training.variants import network_settings
 
+    assert get_profile("paper").resnet["dropout"] == 0.2  # the paper's setting
+    assert get_profile("cpu").resnet["dropout"] == 0.0  # measured: dropout slows a small network
     for name in ("cpu", "paper"):
         profile = get_profile(name)
-        assert profile.resnet["dropout"] > 0  # the paper's variants keep the paper's dropout
         assert network_settings(parse_variant("resnet_diagonal"), profile) == profile.resnet
         real = network_settings(parse_variant("resnet_diagonal_real"), profile)
         assert real == {**profile.resnet, "dropout": 0.0}

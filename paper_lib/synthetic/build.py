@@ -26,7 +26,8 @@ from ..labels import GRID_LABELS, table1_axis
 from ..profiles import SMOKE_NODES, Profile
 from .atmospheres import atmosphere_catalogue, atmosphere_files, extract_atmospheres, node_key
 from .installed import find_binaries, sha256, version
-from .linelists import gaia_eso_linelist, synthesis_linelists
+from .linecheck import synthesis_linelists
+from .linelists import gaia_eso_linelist
 from .pool import run_pool
 from .turbospectrum import (WAVE_RANGE, WAVE_STEP, grid_wavelengths, physics, physics_id,
                             synthesize_node)

