@@ -25,8 +25,9 @@
 # the † variant trained at SNR 100 on the limited range 4000–6000 K. A "_dae" variant starts
 # from the trained regressor and is fine-tuned behind the frozen DAE. The `cpu` profile trains
 # with a warm-up + cosine learning rate and lets the full-covariance and † variants start from
-# the trained diagonal network too (`init_from_base`); the `paper` profile keeps the paper's
-# schedule and trains every variant from scratch.
+# the trained diagonal network too (`init_from_base`), and without dropout (in 5000 steps its
+# small networks still underfit, and dropout only slowed them: README, Profiles); the `paper`
+# profile keeps the paper's schedule and dropout and trains every variant from scratch.
 #
 # One more variant is not in the paper: **`resnet_diagonal_real`**, the network made for real
 # spectra and the default of `predict`. It continues from
