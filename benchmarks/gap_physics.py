@@ -58,7 +58,7 @@ SPECTRA = {"HARPS Sun": "sun/Sun_HARPS_Ganymede_s1d.fits", "UVES Sun": "sun/UVES
 
 def previous_physics(node) -> np.ndarray:
     return synthesize_node(*node, vmicro=2.0, molecules=False, supplement=False,
-                                 checked=False)[1]
+                           checked=False)[1]
 
 
 def solar_selected_gaia_eso(target: Path) -> Path:

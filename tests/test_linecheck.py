@@ -12,14 +12,13 @@ from paper_lib.synthetic.linecheck import (CONFLICT_EW_MA, EW_HALF_WINDOW_A, HFS
                                            sparse_subsets, vald_counterpart_missing)
 from paper_lib.synthetic.linelists import read_turbospectrum_blocks
 
-# real records: the spurious Fe I line (Gaia-ESO only), a weak Fe I line, the Fe I line both
-# lists hold, and one Cu I hyperfine component (VALD3 gives Cu I 5105.543 as one line)
+# real records: the spurious Fe I line (Gaia-ESO only) and the Fe I line both lists hold; a weak
+# made-up Fe I line
 SPURIOUS = ("  5245.626  4.313 -0.567   -7.510   13.0  2.00E+08  'p' 'd'   0.0    1.0 "
             "'Fe I z5G* e3H'\n")
 WEAK = "  5247.900  4.500 -4.000   -7.510    7.0  1.00E+08  'p' 'd'   0.0    1.0 'Fe I weak'\n"
 SHARED = ("  5250.209  0.121 -4.933  207.253    3.0  1.66E+03  's' 'p'   0.0    1.0 "
           "'Fe I a5D z7D*'\n")
-HFS = "  5105.564  1.389 -1.942   -7.790    4.0  1.58E+08 's' 'p'   0.0    1.0 'Cu I 2D 2P*'\n"
 
 
 def _write_list(path, blocks):

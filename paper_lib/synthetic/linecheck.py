@@ -32,6 +32,7 @@ lines are cached next to the other lists (``<cache>/linelists``), written atomic
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -39,9 +40,8 @@ import numpy as np
 from .. import paths
 from ..fileio import atomic_write_bytes
 from .linelists import (LINELIST_MARGIN, SAME_LINE_A, VALD_FILE, _range_name, atomic_species,
-                        mgh_linelist,
-                        read_turbospectrum_blocks, trimmed_gaia_eso, vald_supplement,
-                        write_blocks)
+                        has_line_within, line_levels, mgh_linelist, read_turbospectrum_blocks,
+                        trimmed_gaia_eso, vald_supplement, write_blocks)
 
 SOLAR_MODEL = (5750.0, 4.5, 0.0)  # Teff K, log g, [M/H]: the ATLAS9 node nearest the Sun
 CONFLICT_EW_MA = 2.0  # mÅ: a candidate at least this strong in the solar model contradicts VALD3
@@ -51,31 +51,21 @@ HFS_SPREAD_A = 0.25  # Å: hyperfine components of one line lie within this of V
 SAME_LEVEL_EV = 0.01  # eV: lower-level energies this close are the same level
 
 
-def _waves_and_levels(path) -> dict[tuple[int, int], np.ndarray]:
-    """(wavelength Å, lower-level energy eV) rows per species of a Turbospectrum atomic list."""
-    found: dict = {}
-    for header, _, body in read_turbospectrum_blocks(path):
-        rows = [tuple(float(v) for v in record.split(None, 2)[:2]) for record in body]
-        found.setdefault(atomic_species(header), []).extend(rows)
-    return {key: np.array(rows).reshape(-1, 2) for key, rows in found.items()}
-
-
 def has_counterpart(known: np.ndarray, wave: float, chi: float) -> bool:
     """Whether ``known`` ((wavelength Å, χ_low eV) rows of one species) holds the line at ``wave``
     Å from the level at ``chi`` eV: a line within ``SAME_LINE_A``, or a line from the same level
     (± ``SAME_LEVEL_EV``) within ``HFS_SPREAD_A`` (Gaia-ESO splits hyperfine components that
     VALD3's solar list gives as one line, e.g. Mn I 5407.33–5407.46 vs 5407.417 Å)."""
-    if not known.size:
-        return False
-    offset = np.abs(known[:, 0] - wave)
+    if has_line_within(known[:, 0], wave):
+        return True
     same_level = np.abs(known[:, 1] - chi) <= SAME_LEVEL_EV
-    return bool(np.any(offset < SAME_LINE_A) or np.any((offset <= HFS_SPREAD_A) & same_level))
+    return bool(np.any((np.abs(known[:, 0] - wave) <= HFS_SPREAD_A) & same_level))
 
 
 def vald_counterpart_missing(gaia_eso: Path, vald: Path) -> list[tuple[tuple[int, int], float, str]]:
     """Gaia-ESO lines without a counterpart (:func:`has_counterpart`) in the VALD3 list
     ``vald``: ``[((Z, ion), wavelength Å, record), ...]`` sorted by wavelength."""
-    known = _waves_and_levels(vald)
+    known = line_levels(vald)
     found = []
     for header, _, body in read_turbospectrum_blocks(gaia_eso):
         species = atomic_species(header)
@@ -128,6 +118,7 @@ def equivalent_widths_mA(lines, headers: dict, wave_range, workdir: Path,
     from .turbulence import vmicro_kms
 
     atmosphere = next(iter(extract_atmospheres([model], paths.cache_dir() / "atmospheres").values()))
+    vmicro = float(vmicro_kms(*model))
     waves = np.array([line[1] for line in lines])
     widths = np.zeros(len(lines))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -136,7 +127,7 @@ def equivalent_widths_mA(lines, headers: dict, wave_range, workdir: Path,
                                      unit="subset", disable=not progress)):
         path = _subset_list(lines, indices, headers, workdir / f"subset_{k:03d}.txt")
         grid, flux = synthesize_from_files(model, atmosphere, [path], wave_range=wave_range,
-                                           vmicro=float(vmicro_kms(*model)), work_parent=workdir)
+                                           vmicro=vmicro, work_parent=workdir)
         step = grid[1] - grid[0]
         for i in indices:
             near = np.abs(grid - waves[i]) <= EW_HALF_WINDOW_A
@@ -148,9 +139,9 @@ def checked_gaia_eso(wave_range, margin: float = LINELIST_MARGIN, *, vald=None,
                      gaia_eso=None, out_dir: Path | None = None,
                      threshold_mA: float = CONFLICT_EW_MA, progress: bool = True) -> Path:
     """The Gaia-ESO list cut to ``wave_range`` ± ``margin`` Å without the lines in conflict with
-    VALD3 (module doc); cached in ``<cache>/linelists`` with a JSON record of every candidate's
-    EW and of the dropped lines. ``vald`` / ``gaia_eso`` default to the shared VALD3 solar list
-    and the trimmed sdist list."""
+    VALD3 (module doc); cached in ``<cache>/linelists`` with a JSON record of the dropped lines
+    (species, wavelength, EW) and of the candidates' number and summed EW. ``vald`` /
+    ``gaia_eso`` default to the shared VALD3 solar list and the trimmed sdist list."""
     out_dir = Path(out_dir or paths.cache_dir() / "linelists")
     target = out_dir / _range_name(f"gaia_eso_vald_checked_v2_ew{threshold_mA:g}", wave_range,
                                   margin)
@@ -163,14 +154,16 @@ def checked_gaia_eso(wave_range, margin: float = LINELIST_MARGIN, *, vald=None,
     lines = vald_counterpart_missing(gaia_eso, vald)
     lo, hi = wave_range[0] - margin, wave_range[1] + margin
     synth_range = (float(np.floor(lo - 1.0)), float(np.ceil(hi + 1.0)))
-    widths = equivalent_widths_mA(lines, headers, synth_range, out_dir / (target.stem + "_work"),
-                                  progress=progress)
-    dropped = {(s, record) for (s, _, record), w in zip(lines, widths) if w >= threshold_mA}
+    workdir = out_dir / (target.stem + "_work")
+    widths = equivalent_widths_mA(lines, headers, synth_range, workdir, progress=progress)
+    shutil.rmtree(workdir, ignore_errors=True)
+    conflicts = [(line, width) for line, width in zip(lines, widths) if width >= threshold_mA]
+    dropped = {(species, record) for (species, _, record), _ in conflicts}
     kept = [(h, name, [r for r in body if (atomic_species(h), r) not in dropped])
             for h, name, body in blocks]
     record = {"model": SOLAR_MODEL, "threshold_mA": threshold_mA, "candidates": len(lines),
-              "dropped": [{"species": list(s), "wave_A": w, "ew_mA": round(float(e), 3)}
-                          for (s, w, _), e in zip(lines, widths) if e >= threshold_mA],
+              "dropped": [{"species": list(species), "wave_A": wave, "ew_mA": round(float(w), 3)}
+                          for (species, wave, _), w in conflicts],
               "candidate_ew_sum_mA": round(float(widths.sum()), 1)}
     atomic_write_bytes(target.with_suffix(".json"), json.dumps(record, indent=1).encode())
     return write_blocks(kept, target)

@@ -115,14 +115,20 @@ def atomic_species(header: str) -> tuple[int, int]:
     return int(float(species.strip("' "))), int(ion)
 
 
+def line_levels(path) -> dict[tuple[int, int], np.ndarray]:
+    """(wavelength Å, lower-level energy eV) rows, in file order, per (atomic number, ionisation
+    stage) of a Turbospectrum atomic line list (isotopes merged)."""
+    found: dict = {}
+    for header, _, body in read_turbospectrum_blocks(path):
+        rows = [tuple(float(v) for v in row.split(None, 2)[:2]) for row in body]
+        found.setdefault(atomic_species(header), []).extend(rows)
+    return {key: np.array(rows, dtype=float).reshape(-1, 2) for key, rows in found.items()}
+
+
 def line_wavelengths(path) -> dict[tuple[int, int], np.ndarray]:
     """Sorted line wavelengths [Å] per (atomic number, ionisation stage) of a Turbospectrum
     atomic line list (isotopes merged)."""
-    found: dict = {}
-    for header, _, body in read_turbospectrum_blocks(path):
-        waves = (float(row.split(None, 1)[0]) for row in body)
-        found.setdefault(atomic_species(header), []).extend(waves)
-    return {key: np.sort(waves) for key, waves in found.items()}
+    return {key: np.sort(rows[:, 0]) for key, rows in line_levels(path).items()}
 
 
 def _all_isotopes_header(header: str) -> str:
