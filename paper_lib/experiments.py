@@ -22,6 +22,7 @@ from .echelle.generator import SpectrumGenerator
 from .echelle.realism import Realism
 from .echelle.testsets import make_test_set
 from .evaluation import metrics
+from .evaluation.attribution import Attribution, integrated_gradients
 from .labels import VSINI_RANGE, label_span, unscale_labels
 from .predict import predict
 from .profiles import Profile
@@ -286,6 +287,16 @@ def synthetic_images(grid, labels, *, macroturbulence: bool = True) -> np.ndarra
     labels = np.atleast_2d(np.asarray(labels, dtype=np.float64))
     generator = SpectrumGenerator(grid, snr=1.0, seed=0, macroturbulence=macroturbulence)
     return normalise_orders(generator.render_labels(labels).numpy())
+
+
+def gap_attribution(model, grid, model_input, labels) -> Attribution:
+    """Integrated gradients of ``model`` from the noise-free synthetic image at ``labels`` (4,
+    physical) to the real ``model_input`` image: which pixels carry the synthetic gap into the
+    network's answer. Pixels without real data are 1.0 in both images, as ``to_model_input``
+    fills them."""
+    synthetic = synthetic_images(grid, np.asarray(labels, dtype=np.float64)[None])[0]
+    start = np.where(model_input.mask, synthetic, 1.0)
+    return integrated_gradients(model, start, model_input.image)
 
 
 def impose_gap(model_input, gap_mask) -> np.ndarray:

@@ -78,6 +78,8 @@ FIGURES = (  # (file in figures/<profile>/, caption), shown under the tables whe
     ("sun_overlay.png", "HARPS Sun against the synthetic spectrum at the predicted labels"),
     ("synthetic_gap.png", "The synthetic gap: real solar spectra against our synthetic image "
                           "at the Sun's labels"),
+    ("gap_attribution.png", "Where the gap moves predict's default network (integrated "
+                            "gradients) and the valley of a least-squares fit"),
     ("fig5_attention.png", "Fig. 5: attention maps"),
 )
 

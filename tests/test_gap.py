@@ -60,3 +60,55 @@ def test_scan_recovers_the_metallicity_of_a_synthetic_star(toy_grid):  # noqa: F
     assert result["rms"] > 1e-3
     assert result["best_mh"] == pytest.approx(-0.24, abs=0.021)  # ... and the scan finds it
     assert min(result["mh_scan"]["rms"]) < 1e-4
+
+
+# label_scan: the classical least-squares fit over all four labels ------------------------------
+
+def _coded_render(labels):
+    """Images that spell out their labels, one label per order: no two label sets look alike."""
+    labels = np.atleast_2d(labels)
+    scale = np.array([6000.0, 5.0, 1.0, 10.0])
+    return np.repeat((labels / scale)[:, :, None], 16, axis=2)
+
+
+def test_label_scan_finds_the_labels_and_the_valley():
+    axes = {"teff": [5600.0, 5700.0, 5800.0], "logg": [4.0, 4.2, 4.4], "mh": [-0.2, -0.1, 0.0],
+            "vsini": [1.0, 2.0, 3.0]}  # 81 combinations: more than one render chunk
+    truth = np.array([5700.0, 4.4, -0.1, 2.0])
+    real = _coded_render(truth)[0]
+    calls = []
+
+    def render(labels):
+        calls.append(len(labels))
+        return _coded_render(labels)
+
+    fit = gap.label_scan(real, np.ones_like(real, bool), render, axes)
+    assert fit["best"] == pytest.approx(truth.tolist()) and fit["best_rms"] < 1e-12
+    assert max(calls) <= gap.RENDER_CHUNK and sum(calls) == 81
+    assert [row["teff"] for row in fit["valley"]] == axes["teff"]
+    at_truth = fit["valley"][1]
+    assert (at_truth["logg"], at_truth["mh"], at_truth["vsini"]) == (4.4, -0.1, 2.0)
+    # at the wrong Teff the best of the other labels is still the truth (coded images are
+    # independent per label), but the RMS is the Teff order's mismatch alone
+    off = fit["valley"][0]
+    assert off["rms"] == pytest.approx(np.sqrt((100.0 / 6000.0) ** 2 / 4), rel=1e-6)
+
+
+def test_label_scan_needs_every_label():
+    real = _coded_render(np.array([5700.0, 4.4, -0.1, 2.0]))[0]
+    with pytest.raises(ValueError, match="vsini"):
+        gap.label_scan(real, np.ones_like(real, bool), _coded_render,
+                       {"teff": [5700.0], "logg": [4.4], "mh": [-0.1]})
+    with pytest.raises(ValueError, match="mh"):
+        gap.label_scan(real, np.ones_like(real, bool), _coded_render,
+                       {"teff": [5700.0], "logg": [4.4], "mh": [], "vsini": [2.0]})
+
+
+def test_solar_scan_axes_stay_inside_the_grid():
+    axes = gap.solar_scan_axes([(5500.0, 6000.0), (4.0, 4.5), (-0.5, 0.0)])  # the smoke box
+    assert axes["teff"][0] == 5500.0 and axes["teff"][-1] == 6000.0 and len(axes["teff"]) == 11
+    assert axes["mh"][0] == -0.4 and axes["mh"][-1] == 0.0  # +0.05, +0.1 lie outside the grid
+    assert list(axes["vsini"]) == [1.5, 2.5]
+    narrow = gap.solar_scan_axes([(5600.0, 5800.0), (4.2, 4.4), (-0.1, 0.1)])
+    assert list(narrow["teff"]) == [5600.0, 5650.0, 5700.0, 5750.0, 5800.0]
+    assert list(narrow["logg"]) == [4.2, 4.3, 4.4] and narrow["mh"][-1] == 0.1

@@ -223,6 +223,48 @@ def plot_gap(order_wave: np.ndarray, inputs: Mapping[str, Any], synthetic: np.nd
     return save_figure(fig, path)
 
 
+def plot_gap_attribution(centres: np.ndarray, sums: np.ndarray, shift: np.ndarray,
+                         valley: Sequence[Mapping[str, float]], points: Mapping[str, Sequence[float]],
+                         path: str | Path, title: str = "") -> Figure:
+    """Where the synthetic gap moves a network (``paper_lib.evaluation.attribution``) and the
+    valley of a classical fit (:func:`~.gap.label_scan`).
+
+    Three panels: the shares of Teff, log g and [M/H] per wavelength bin (``centres`` Å, ``sums``
+    (4, m) from :func:`~.attribution.binned_by_wavelength`; ``shift`` (4,) their totals). Fourth:
+    the valley in the (Teff, [M/H]) plane, its best log g written at each point and its RMS as
+    colour, with ``points`` (name → labels (4,)) such as the reference and networks' answers.
+    """
+    fig, axes = _new_figure(2, 2, (12, 7))
+    for ax, k in zip(axes.ravel()[:3], range(3)):
+        name = LABEL_NAMES[k]
+        colours = np.where(sums[k] < 0, "tab:blue", "tab:red")
+        ax.bar(centres, sums[k], width=np.diff(centres[:2])[0] if len(centres) > 1 else 1.0,
+               color=colours)
+        ax.axhline(0.0, color="k", lw=0.6)
+        ax.set(xlabel="wavelength [Å]", ylabel=f"share of the shift [{LABEL_UNIT[name]}]",
+               title=f"{LABEL_TEX[name]}: shift {shift[k]:+.{2 if k else 0}f} {LABEL_UNIT[name]}")
+    ax = axes[1, 1]
+    teff = np.array([row["teff"] for row in valley])
+    mh = np.array([row["mh"] for row in valley])
+    rms = np.array([row["rms"] for row in valley])
+    ax.plot(teff, mh, color="0.6", lw=1, zorder=1)
+    dots = ax.scatter(teff, mh, c=rms, cmap="viridis", zorder=2, label="least-squares valley")
+    for row in valley:
+        ax.annotate(f"{row['logg']:.1f}", (row["teff"], row["mh"]), textcoords="offset points",
+                    xytext=(0, 6), ha="center", fontsize=7)
+    fig.colorbar(dots, ax=ax, label="RMS real − synthetic")
+    markers = iter("*sDo^vP")
+    for name, labels in points.items():
+        ax.plot(labels[0], labels[2], next(markers, "o"), ms=9, ls="none",
+                label=f"{name} (log g {labels[1]:.2f})")
+    ax.set(xlabel=_axis_label("teff"), ylabel=_axis_label("mh"),
+           title="best [M/H] (and log g, numbers) at each Teff")
+    ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return save_figure(fig, path)
+
+
 def plot_learning_curves(curves: Sequence[Mapping[str, Any]], path: str | Path,
                          targets: Mapping[str, Sequence[float]] | None = None) -> Figure:
     """Validation MAE of each label against spectra seen (top row) and training minutes

@@ -13,7 +13,9 @@ data count (the HARPS CCD gap is left out). :func:`gap_metrics` gives
 
 and :func:`mh_scan` the [M/H] at which the synthetic image best matches the real one (least
 RMS) with Teff, log g and v sin i fixed at the reference: the offset the gap alone would push a
-perfect network to.
+perfect network to. :func:`label_scan` frees all four labels — a classical least-squares fit
+over a grid of labels — and reports, for every Teff, the best log g, [M/H] and v sin i (the
+valley of the RMS): where the valley is flat, the gap can move a fit, or a network, along it.
 """
 
 from __future__ import annotations
@@ -22,9 +24,15 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..labels import LABEL_NAMES
+
 LINE_DEPTH = 0.05  # a real line: deeper than this (1 − flux)
 NO_LINE_DEPTH = 0.02  # no synthetic line: shallower than this
 MH_STEP = 0.02  # dex, step of the [M/H] scan
+RENDER_CHUNK = 64  # synthetic images rendered at a time by label_scan
+# label_scan around the Sun: (first, last, step) of Teff [K], log g [dex], [M/H] [dex]; v sin i values
+SOLAR_SCAN = {"teff": (5500.0, 6000.0, 50.0), "logg": (4.0, 4.5, 0.1), "mh": (-0.4, 0.1, 0.05),
+              "vsini": (1.5, 2.5)}
 
 
 @dataclass
@@ -109,3 +117,42 @@ def measure_gap(real_input, render, labels, values) -> dict:
     return {**metrics.to_dict(), "best_mh": best,
             "mh_scan": {"mh": grid_mh.tolist(), "rms": rms.round(6).tolist()},
             "labels": [float(v) for v in labels]}
+
+
+def solar_scan_axes(bounds) -> dict:
+    """The axes of :data:`SOLAR_SCAN`, cut to the grid's ``bounds`` ((lo, hi) of Teff, log g,
+    [M/H], as ``Grid.bounds`` gives them)."""
+    axes = {}
+    for name, (lo, hi) in zip(LABEL_NAMES[:3], bounds):
+        first, last, step = SOLAR_SCAN[name]
+        values = np.round(np.arange(first, last + step / 2, step), 6)
+        axes[name] = values[(values >= lo - 1e-9) & (values <= hi + 1e-9)]
+    axes["vsini"] = np.asarray(SOLAR_SCAN["vsini"], dtype=np.float64)
+    return axes
+
+
+def label_scan(real, mask, render, axes: dict) -> dict:
+    """RMS of real − synthetic over every combination of the label values in ``axes``.
+
+    ``axes``: {"teff": values [K], "logg": [dex], "mh": [dex], "vsini": [km/s]} (all four);
+    ``render`` as in :func:`mh_scan`, called in chunks of :data:`RENDER_CHUNK` images. Returns a
+    JSON-ready dict: ``best`` labels (4,) and their ``best_rms``, and the ``valley``: for each
+    Teff, the best ``logg``, ``mh``, ``vsini`` and ``rms``.
+    """
+    missing = [name for name in LABEL_NAMES if name not in axes or len(axes[name]) == 0]
+    if missing:
+        raise ValueError(f"label_scan needs values for every label; missing or empty: {missing}")
+    values = [np.asarray(axes[name], dtype=np.float64) for name in LABEL_NAMES]
+    rows = np.stack(np.meshgrid(*values, indexing="ij"), axis=-1).reshape(-1, len(values))
+    rms = np.concatenate([
+        [gap_metrics(real, image, mask).rms for image in np.asarray(render(rows[i:i + RENDER_CHUNK]))]
+        for i in range(0, len(rows), RENDER_CHUNK)])
+    cube = rms.reshape([len(v) for v in values])
+    best = rows[int(np.argmin(rms))]
+    valley = []
+    for i, teff in enumerate(values[0]):
+        j, k, m = np.unravel_index(int(np.argmin(cube[i])), cube[i].shape)
+        valley.append({"teff": float(teff), "logg": float(values[1][j]), "mh": float(values[2][k]),
+                       "vsini": float(values[3][m]), "rms": float(cube[i][j, k, m])})
+    return {"best": best.tolist(), "best_rms": float(rms.min()), "valley": valley,
+            "axes": {name: v.tolist() for name, v in zip(LABEL_NAMES, values)}}

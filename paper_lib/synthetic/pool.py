@@ -25,6 +25,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
 PARENT_POLL_S = 0.5  # s: how often a worker checks that its parent still lives
+MANAGER_JOIN_S = 5.0  # s: at most this long for the pool's manager thread after Ctrl-C
 
 
 def _watch_parent(parent_pid: int) -> None:
@@ -72,8 +73,14 @@ def run_pool(task, jobs, workers: int, on_done) -> None:
         # the executor cancels what is queued itself (cancelling futures here as well raced with
         # its management thread, which then printed an InvalidStateError traceback)
         workers_alive = list(getattr(pool, "_processes", None) or {})  # shutdown forgets them
+        manager = getattr(pool, "_executor_manager_thread", None)
         pool.shutdown(wait=False, cancel_futures=True)
         _kill_groups(workers_alive)
+        # let the executor's management thread see its dead workers and close its wake-up pipe
+        # now: left running, it closed that pipe while the interpreter's exit hook was writing
+        # to it (CPython 3.11 race), which printed an "OSError: Bad file descriptor" traceback
+        if manager is not None:
+            manager.join(timeout=MANAGER_JOIN_S)
         raise
     except BaseException:
         pool.shutdown(wait=True, cancel_futures=True)
