@@ -61,26 +61,28 @@ def integrated_gradients(model, start, end, *, steps: int = STEPS,
     """Integrated gradients of ``model`` (a trained regressor returning a ``GaussianOutput``)
     from image ``start`` to image ``end`` (both (n_orders, n_pixels), continuum-normalised).
 
-    The model runs in eval mode (its mode is restored afterwards) on the CPU tensors given.
+    The model runs in eval mode (its mode is restored afterwards), on the device of its
+    parameters; the shares come back as numpy arrays.
     """
     if steps < 1 or batch_size < 1:
         raise ValueError(f"steps and batch_size must be ≥ 1, got {steps}, {batch_size}")
     x0, x1 = _as_image(start, "start"), _as_image(end, "end")
     if x0.shape != x1.shape:
         raise ValueError(f"start {tuple(x0.shape)} and end {tuple(x1.shape)} differ in shape")
+    device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     try:
         alphas = (torch.arange(steps, dtype=torch.float32) + 0.5) / steps
         total = torch.zeros((N_LABELS,) + tuple(x0.shape))
         for chunk in torch.split(alphas, batch_size):
-            path = (x0 + chunk.view(-1, 1, 1) * (x1 - x0)).requires_grad_(True)
+            path = (x0 + chunk.view(-1, 1, 1) * (x1 - x0)).to(device).requires_grad_(True)
             mean = model(path).mean
             for k in range(N_LABELS):
                 (grad,) = torch.autograd.grad(mean[:, k].sum(), path, retain_graph=k < N_LABELS - 1)
-                total[k] += grad.sum(dim=0)
+                total[k] += grad.sum(dim=0).cpu()
         with torch.no_grad():
-            ends = model(torch.stack([x0, x1])).mean.double().numpy()
+            ends = model(torch.stack([x0, x1]).to(device)).mean.double().cpu().numpy()
     finally:
         model.train(was_training)
     span = label_span()
