@@ -107,7 +107,7 @@ def main() -> None:
     default_shift = None
     for name, relative in SPECTRA.items():
         real = to_model_input(read_spectrum(paths.shared_file(relative)), template=grid)
-        synthetic = np.where(real.mask, render(sun[None])[0], 1.0).astype(np.float32)
+        synthetic = experiments.synthetic_like_input(grid, real, sun)
         print(f"== {name}")
         for variant, model in models.items():
             (on_syn, on_real), _, _ = predict(model, np.stack([synthetic, real.image]).astype(np.float32))
@@ -121,8 +121,8 @@ def main() -> None:
         centres, binned = attr.binned_by_wavelength(shares.per_pixel, real.order_wave)
         print(f"  {DEFAULT_MODEL}: integrated gradients, completeness error "
               f"{np.round(shares.completeness_error, 4)} of shift {np.round(shares.shift, 3)}")
-        for label, top in zip(LABEL_NAMES[:3], attr.top_bins(centres, binned)):
-            share = np.abs(binned[LABEL_NAMES.index(label)])
+        for k, top in enumerate(attr.top_bins(centres, binned)[:3]):
+            label, share = LABEL_NAMES[k], np.abs(binned[k])
             print(f"    {label:5s} top bins: " + ", ".join(f"{c:.0f} Å {v:+.3g}" for c, v in top)
                   + f"  (the 10 largest of {len(share)} bins carry {np.sort(share)[-10:].sum() / share.sum():.0%} of |shares|)")
         fit = gap.label_scan(real.image, real.mask, render, gap.solar_scan_axes(grid.bounds(smoke.label_box)))

@@ -289,14 +289,18 @@ def synthetic_images(grid, labels, *, macroturbulence: bool = True) -> np.ndarra
     return normalise_orders(generator.render_labels(labels).numpy())
 
 
-def gap_attribution(model, grid, model_input, labels) -> Attribution:
-    """Integrated gradients of ``model`` from the noise-free synthetic image at ``labels`` (4,
-    physical) to the real ``model_input`` image: which pixels carry the synthetic gap into the
-    network's answer. Pixels without real data are 1.0 in both images, as ``to_model_input``
-    fills them."""
+def synthetic_like_input(grid, model_input, labels) -> np.ndarray:
+    """The noise-free synthetic image at ``labels`` (4, physical) with the pixels that
+    ``model_input`` lacks filled with 1.0, as ``to_model_input`` fills them in the real image."""
     synthetic = synthetic_images(grid, np.asarray(labels, dtype=np.float64)[None])[0]
-    start = np.where(model_input.mask, synthetic, 1.0)
-    return integrated_gradients(model, start, model_input.image)
+    return np.where(model_input.mask, synthetic, 1.0).astype(np.float32)
+
+
+def gap_attribution(model, grid, model_input, labels) -> Attribution:
+    """Integrated gradients of ``model`` from :func:`synthetic_like_input` at ``labels`` to the
+    real ``model_input`` image: which pixels carry the synthetic gap into the network's answer."""
+    return integrated_gradients(model, synthetic_like_input(grid, model_input, labels),
+                                model_input.image)
 
 
 def impose_gap(model_input, gap_mask) -> np.ndarray:
