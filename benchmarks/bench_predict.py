@@ -59,10 +59,10 @@ def stage_times(predictor: Predictor, files: list[Path]) -> dict:
         t1 = time.perf_counter()
         inputs.append(to_model_input(spectrum))
         read, prepare = read + t1 - t0, prepare + time.perf_counter() - t1
-    from paper_lib.predict import _label_rows
+    from paper_lib.predict.rows import label_rows
 
     t0 = time.perf_counter()
-    _label_rows(predictor, inputs, 64)
+    label_rows(predictor, inputs, 64)
     networks = time.perf_counter() - t0
     n = len(files)
     return {"read": read / n, "model input": prepare / n, "networks + flags": networks / n}

@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 
 def __getattr__(name):
     """``paper_lib.predict(paths_or_spectra, model=..., rv=None)`` without importing torch at
-    ``import paper_lib``: the callable module :mod:`paper_lib.predict`, loaded on first use."""
+    ``import paper_lib``: the callable package :mod:`paper_lib.predict`, loaded on first use."""
     if name == "predict":
         import importlib
 

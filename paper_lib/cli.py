@@ -41,7 +41,7 @@ def _predict(args) -> int:
     """Predict every input; failures on stderr, results of the good files always written."""
     from .fileio import atomic_write_bytes
     from .predict import DEFAULT_MODEL, DEFAULT_PROFILE, Predictor, expand_inputs, predict_rows
-    from .predict_format import render
+    from .predict.formatting import render
 
     fmt = args.format or _format_of(args.output)
     predictor = Predictor.load(args.model or DEFAULT_MODEL, args.profile or DEFAULT_PROFILE,

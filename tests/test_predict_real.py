@@ -186,16 +186,16 @@ def test_batch_with_a_bad_file_keeps_the_good_results(tmp_path):
 
 
 def test_an_unexpected_error_fails_only_its_file(predictor, monkeypatch):
-    import paper_lib.predict as module
+    import paper_lib.predict.inputs as module
 
-    real = module._prepare
+    real = module.prepare
 
     def flaky(item, rv, vacuum):
         if str(item).endswith(".txt"):
             raise TypeError("boom")
         return real(item, rv, vacuum)
 
-    monkeypatch.setattr(module, "_prepare", flaky)
+    monkeypatch.setattr(module, "prepare", flaky)
     bad, good = predict_rows([shared_or_skip(UVES), shared_or_skip(SUN)], predictor)
     assert bad["error"].endswith("UVES_Sun-1_cleaned_norm.txt: TypeError: boom")
     assert good["error"] is None and good["flags"] == []

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .instrument import C_KMS
-from .labels import LABEL_MAX, LABEL_MIN, LABEL_NAMES, VSINI_RANGE
-from .observed.fits import vacuum_to_air
+from ..instrument import C_KMS
+from ..labels import LABEL_MAX, LABEL_MIN, LABEL_NAMES, VSINI_RANGE
+from ..observed.fits import vacuum_to_air
 
 LOW_SNR = 10.0  # estimated SNR below which σ are too small (the networks trained at SNR 20)
 LARGE_GAP = 0.2  # fraction of filled pixels above which much of the range is missing

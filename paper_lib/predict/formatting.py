@@ -10,8 +10,8 @@ import csv
 import io
 import json
 
+from ..labels import LABEL_NAMES, LABEL_UNITS
 from .flags import FLAGS, flag_kind
-from .labels import LABEL_NAMES, LABEL_UNITS
 
 EXTRA_COLUMNS = ("rv_kms", "rv_source", "rv_significance", "snr", "gap_fraction", "ood_score")
 

@@ -1,0 +1,90 @@
+"""What `predict` is given → prepared network inputs: files, folders, globs and in-memory
+spectra expanded, read and brought onto the training pixels in threads, one error per bad file."""
+
+from __future__ import annotations
+
+import glob
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+# companion calibration frames that a folder of DRS products holds beside the spectra
+CALIBRATION_FILE_NAMES = re.compile(r"_(wave|blaze)_[AB]\.|WAVE_MATRIX|_BLAZE_", re.IGNORECASE)
+
+
+def expand_inputs(items) -> list:
+    """Files, folders (their spectrum files, sorted, without the DRS wave and blaze frames) and
+    glob patterns → a flat list of inputs; Spectrum objects pass through. A pattern that
+    matches nothing stays, to fail on its own."""
+    from ..observed.read import FITS_SUFFIXES, TEXT_SUFFIXES
+    from ..observed.spectrum import Spectrum
+
+    if isinstance(items, (str, Path, Spectrum)):
+        items = [items]
+    out = []
+    for item in items:
+        if isinstance(item, Spectrum):
+            out.append(item)
+        elif Path(item).is_dir():
+            out += sorted(p for p in Path(item).iterdir() if p.is_file()
+                          and p.name.lower().endswith(FITS_SUFFIXES + TEXT_SUFFIXES)
+                          and not CALIBRATION_FILE_NAMES.search(p.name))
+        elif not Path(item).exists() and glob.has_magic(str(item)):
+            out += sorted(Path(p) for p in glob.glob(str(item))) or [Path(item)]
+        else:
+            out.append(Path(item))
+    return out
+
+
+def per_input(value, items: list, what: str) -> list:
+    """A scalar, a sequence (one per input) or a {path or name: value} dict → one per input."""
+    if value is None or np.isscalar(value):
+        return [value] * len(items)
+    if isinstance(value, dict):
+        names = [input_name(i) for i in items]
+        return [value.get(n, value.get(Path(n).name)) for n in names]
+    value = list(value)
+    if len(value) != len(items):
+        raise ValueError(f"{what} has {len(value)} values for {len(items)} spectra")
+    return value
+
+
+def input_name(item) -> str:
+    """The file of an input, for messages and the table's ``file`` column."""
+    if hasattr(item, "path"):
+        return str(item.path) if item.path is not None else "<spectrum in memory>"
+    return str(item)
+
+
+def prepare(item, rv, vacuum):
+    """ModelInput of one input (a path or a Spectrum); raises on a bad file."""
+    from ..observed.model_input import to_model_input
+    from ..observed.read import read_spectrum
+    from ..observed.spectrum import Spectrum
+
+    spectrum = item if isinstance(item, Spectrum) else read_spectrum(item, vacuum=vacuum)
+    return to_model_input(spectrum, rv_kms=None if rv is None else float(rv))
+
+
+def prepared_chunks(items, rvs, vacuum, workers: int, progress: bool, size: int):
+    """Yield lists of ``size`` prepared inputs (a ModelInput or the exception), in order, while
+    threads go on preparing the next ones (reading and resampling overlap the networks)."""
+    from tqdm.auto import tqdm
+
+    def one(args):
+        try:
+            return prepare(*args, vacuum)
+        except (ValueError, OSError) as error:  # a bad file: its message names it
+            return error
+        except Exception as error:  # anything else still fails this file alone, named
+            return RuntimeError(f"{input_name(args[0])}: {type(error).__name__}: {error}")
+
+    with (ThreadPoolExecutor(max_workers=max(1, workers)) as pool,
+          tqdm(total=len(items), desc="predict", unit="file", disable=not progress) as bar):
+        futures = [pool.submit(one, args) for args in zip(items, rvs)]
+        for future in futures:
+            future.add_done_callback(lambda _: bar.update())
+        for start in range(0, len(futures), size):
+            yield [future.result() for future in futures[start:start + size]]
