@@ -39,62 +39,28 @@ from paper_lib.observed.read import read_spectrum
 from paper_lib.predict import DEFAULT_MODEL, predict
 from paper_lib.profiles import get_profile
 from paper_lib.synthetic.grid import load_grid
-from paper_lib.synthetic.linelists import VALD_FILE, atomic_species, read_turbospectrum_blocks
+from paper_lib.synthetic.linelists import VALD_FILE
 
 SPECTRA = {"HARPS Sun": "sun/Sun_HARPS_Ganymede_s1d.fits", "UVES Sun": "sun/UVES_Sun-1_cleaned_norm.txt"}
 NETWORKS = (DEFAULT_MODEL, "resnet_diagonal", "attention_diagonal")
 NOISE_SNR = (20.0, 50.0)
 NOISE_DRAWS = 16
-ISOLATION_A, EW_HALF_WIDTH_A = 0.25, 0.15
-EW_CLASSES_MA = ((5, 20), (20, 50), (50, 80), (80, 150))
 
 
 def _fmt(labels) -> str:
     return f"{labels[0]:6.0f} K {labels[1]:5.2f} {labels[2]:+6.3f} {labels[3]:5.2f} km/s"
 
 
-def vald_lines(lo: float, hi: float) -> list[tuple[tuple[int, int], float]]:
-    """(species, wavelength Å) of the VALD3 solar-list atomic lines within [lo, hi]."""
-    lines = []
-    for header, _, rows in read_turbospectrum_blocks(paths.shared_file(VALD_FILE)):
-        species = atomic_species(header)
-        lines += [(species, w) for w in (float(r.split()[0]) for r in rows) if lo <= w <= hi]
-    return lines
-
-
-def isolated_line_ews(model_input, synthetic) -> list[tuple[tuple[int, int], float, float]]:
-    """(species, EW real, EW synthetic) [mÅ] of isolated VALD3 lines with real data."""
-    wave = model_input.order_wave
-    lines = vald_lines(wave.min() + 0.5, wave.max() - 0.5)
-    centres = np.array([w for _, w in lines])
-    out = []
-    for species, centre in lines:
-        if np.sum(np.abs(centres - centre) < ISOLATION_A) > 1:
-            continue
-        inside = [k for k in range(len(wave)) if wave[k, 50] < centre - 0.5 < centre + 0.5 < wave[k, -50]]
-        if not inside:
-            continue
-        row = inside[0]
-        near = np.abs(wave[row] - centre) < EW_HALF_WIDTH_A
-        if not model_input.mask[row, near].all():
-            continue
-        step = np.gradient(wave[row])[near] * 1e3
-        out.append((species, float(((1 - model_input.image[row, near]) * step).sum()),
-                    float(((1 - synthetic[row, near]) * step).sum())))
-    return out
-
-
 def print_line_ews(model_input, synthetic) -> None:
-    rows = isolated_line_ews(model_input, synthetic)
-    classes = {f"EW {lo}-{hi} mÅ": (lambda s, r, y, lo=lo, hi=hi: lo <= y < hi) for lo, hi in EW_CLASSES_MA}
-    classes.update({"Fe I": lambda s, r, y: s == (26, 1), "other neutral atoms": lambda s, r, y: s[1] == 1 and s[0] != 26,
-                    "ions": lambda s, r, y: s[1] == 2})
-    usable = [(s, r, y) for s, r, y in rows if 5 <= y < 150 and r > 0]
-    print(f"  isolated VALD3 lines, 5-150 mÅ in the synthetic Sun: {len(usable)}")
-    for name, select in classes.items():
-        ratio = [np.log10(r / y) for s, r, y in usable if select(s, r, y)]
-        if ratio:
-            print(f"    {name:22s} n={len(ratio):3d}  median log(EW_real/EW_syn) {np.median(ratio):+.3f}")
+    rows = gap.isolated_line_ews(model_input, synthetic, vald_lines())
+    excess = gap.line_strength_excess(rows)
+    print(f"  isolated VALD3 lines, 5-150 mÅ in the synthetic Sun: {excess.pop('n')}")
+    for name, (count, median) in excess.items():
+        print(f"    {name:22s} n={count:3d}  median log(EW_real/EW_syn) {median:+.3f}")
+
+
+def vald_lines():
+    return gap.vald_solar_lines(paths.shared_file(VALD_FILE))
 
 
 def main() -> None:

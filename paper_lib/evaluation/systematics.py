@@ -1,0 +1,139 @@
+"""The systematic σ of a prediction: how far a network's answer moves when only the physics does.
+
+For every node of a set spanning FGK dwarfs and giants and the grid's cool and hot edges
+(:func:`systematic_nodes`), the network reads the noise-free image of the grid's spectrum and of
+each physics variant's spectrum (:mod:`paper_lib.synthetic.variants`) at the same labels and
+v sin i; the difference is the variant's *shift* δ (Teff K, log g dex, [M/H] dex, v sin i km/s).
+Each variant is treated as one independent 1σ alternative, so the systematic covariance at a
+node is Σ_variants δ δᵀ, and between nodes it is a Gaussian-kernel average over the nodes
+(:class:`SystematicModel`): a smooth, positive semi-definite function of (Teff, log g, [M/H])
+whose correlations carry the Teff–log g–[M/H] direction along which the physics moves answers.
+
+Nothing here uses an observed spectrum: the shifts come from synthetic spectra only. The result
+is stored beside the weights (``models/<profile>/systematics.json``, :func:`write_systematics`)
+and read by ``predict`` (:func:`load_systematics`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..fileio import atomic_write_bytes
+from ..labels import LABEL_NAMES, N_LABELS
+
+SYSTEMATICS_FILE = "systematics.json"
+RENDER_VSINI_KMS = (2.0, 10.0)  # v sin i [km/s] at which every node is read
+# kernel length scales of the smoothing between nodes (Teff K, log g dex, [M/H] dex)
+KERNEL_SCALES = (500.0, 1.0, 0.5)
+_FULL_TEFF = (4000.0, 4500.0, 5000.0, 5500.0, 5750.0, 6000.0, 6500.0, 7000.0)
+_FULL_LOGG = (2.0, 4.0, 4.5)
+_FULL_MH = (-1.0, -0.5, 0.0)
+_EDGES = ((3750.0, 4.5, 0.0), (3750.0, 4.5, -0.5), (8000.0, 4.0, 0.0), (8000.0, 4.0, -0.5),
+          (9000.0, 4.0, 0.0), (9000.0, 4.0, -0.5), (6000.0, 4.5, 0.5), (5000.0, 4.5, 0.5))
+
+
+_SMOKE = ((5500.0, 4.5, 0.0), (5750.0, 4.5, 0.0), (6000.0, 4.0, -0.5), (4000.0, 1.0, -2.0))
+
+
+def systematic_nodes(grid_nodes: str) -> list[tuple[float, float, float]]:
+    """Nodes (Teff K, log g dex, [M/H] dex) at which the physics variants are measured: the
+    four smoke-grid nodes for ``"smoke"`` (three near the Sun, one cool metal-poor giant); else FGK dwarfs and giants (8 Teff × 3 log g × 3
+    [M/H]) plus cool, hot and metal-rich edges (80 nodes)."""
+    if grid_nodes == "smoke":
+        return list(_SMOKE)
+    return ([(t, g, m) for t in _FULL_TEFF for g in _FULL_LOGG for m in _FULL_MH]
+            + list(_EDGES))
+
+
+@dataclass
+class SystematicModel:
+    """Per-variant answer shifts at nodes and the kernel that spreads them between nodes.
+
+    ``nodes`` (M, 4): the labels of each read image (Teff K, log g dex, [M/H] dex, v sin i
+    km/s; a node appears once per rendered v sin i); ``shifts`` {variant: (M, 4)} in K, dex,
+    dex, km/s (NaN where a variant has no spectrum, e.g. MARCS above 8000 K); ``scales`` the
+    kernel's length scales over (Teff, log g, [M/H]).
+    """
+
+    nodes: np.ndarray
+    shifts: dict
+    scales: tuple = KERNEL_SCALES
+    meta: dict | None = None
+
+    def covariance(self, labels) -> np.ndarray:
+        """Systematic covariance (N, 4, 4) [K, dex, dex, km/s]² at ``labels`` (N, ≥3) physical:
+        Σ over variants of the kernel-weighted mean of δ δᵀ over the nodes that variant has
+        (where a variant has no spectrum, e.g. MARCS above 8000 K, its nearest nodes count)."""
+        points = np.atleast_2d(np.asarray(labels, dtype=np.float64))[:, :3]
+        distance = (points[:, None, :] - self.nodes[None, :, :3]) / np.asarray(self.scales)
+        kernel = np.exp(-0.5 * np.sum(distance ** 2, axis=-1))  # (N, M)
+        total = np.zeros((len(points), N_LABELS, N_LABELS))
+        for shift in self.shifts.values():
+            have = np.all(np.isfinite(shift), axis=1)
+            if not have.any():
+                continue
+            weights = kernel[:, have]
+            norm = weights.sum(axis=1, keepdims=True)
+            outer = np.einsum("mi,mj->mij", shift[have], shift[have]).reshape(have.sum(), -1)
+            mean = np.divide(weights @ outer, norm, out=np.zeros((len(points), outer.shape[1])),
+                             where=norm > 1e-12)
+            total += mean.reshape(-1, N_LABELS, N_LABELS)
+        return total
+
+    def sigma(self, labels) -> np.ndarray:
+        """Systematic σ (N, 4) [K, dex, dex, km/s] at ``labels``."""
+        return np.sqrt(np.einsum("nii->ni", self.covariance(labels)))
+
+    def to_dict(self) -> dict:
+        return {"labels": list(LABEL_NAMES), "nodes": self.nodes.tolist(),
+                "scales": list(self.scales), "meta": self.meta or {},
+                "shifts": {k: np.where(np.isfinite(v), v, None).tolist()
+                           for k, v in self.shifts.items()}}
+
+    @classmethod
+    def from_dict(cls, record: dict) -> "SystematicModel":
+        if list(record.get("labels", [])) != list(LABEL_NAMES):
+            raise ValueError(f"systematics record has labels {record.get('labels')}, "
+                             f"expected {list(LABEL_NAMES)}")
+        shifts = {k: np.array(v, dtype=np.float64).reshape(-1, N_LABELS)
+                  for k, v in record["shifts"].items()}
+        return cls(np.array(record["nodes"], dtype=np.float64).reshape(-1, N_LABELS), shifts,
+                   tuple(record["scales"]), record.get("meta"))
+
+
+def answer_shifts(read, base_images: np.ndarray, variant_images: np.ndarray) -> np.ndarray:
+    """Answer of ``read`` (images → (n, 4) physical means) on the variant's images minus that on
+    the grid's images at the same labels: (n, 4)."""
+    return np.asarray(read(variant_images)) - np.asarray(read(base_images))
+
+
+def systematics_path(models_dir) -> Path:
+    return Path(models_dir) / SYSTEMATICS_FILE
+
+
+def write_systematics(models_dir, per_model: dict[str, SystematicModel], meta: dict) -> Path:
+    """Write {model name: SystematicModel} and the run's ``meta`` atomically to
+    ``models_dir/systematics.json``."""
+    record = {"meta": meta, "models": {k: v.to_dict() for k, v in per_model.items()}}
+    path = systematics_path(models_dir)
+    atomic_write_bytes(path, json.dumps(record, indent=1).encode())
+    return path
+
+
+def load_systematics(models_dir, model: str) -> SystematicModel | None:
+    """The systematic model of network ``model`` from ``models_dir``; None if the file is
+    absent or holds no entry for it. A malformed file raises ValueError naming it."""
+    path = systematics_path(models_dir)
+    if not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text())
+        entry = record["models"].get(model)
+        return None if entry is None else SystematicModel.from_dict(entry)
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{path}: not a readable systematics file ({error}); remake it with "
+                         f"python -m paper_lib systematics --profile <profile>") from error
