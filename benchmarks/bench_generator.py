@@ -38,7 +38,8 @@ from paper_lib.echelle.steps import COMPILED_OBSERVE, COMPILED_RENDER  # noqa: E
 from paper_lib.models import build_model  # noqa: E402
 from paper_lib.profiles import get_profile  # noqa: E402
 from paper_lib.synthetic.grid import Grid, load_grid  # noqa: E402
-from paper_lib.training.loop import TrainConfig, make_optimizer, make_scheduler, train_step  # noqa: E402
+from paper_lib.training.config import TrainConfig  # noqa: E402
+from paper_lib.training.loop import make_optimizer, make_scheduler, train_step  # noqa: E402
 from paper_lib.training.runtime import setup_runtime  # noqa: E402
 
 

@@ -29,7 +29,8 @@ import torch
 
 from paper_lib.models import build_model
 from paper_lib.profiles import get_profile
-from paper_lib.training.loop import TrainConfig, fit, predict_scaled
+from paper_lib.training.config import TrainConfig
+from paper_lib.training.loop import fit, predict_scaled
 from paper_lib.training.runtime import default_cpu_threads, setup_runtime
 
 NETWORKS = ("resnet", "attention", "dae")

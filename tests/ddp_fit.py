@@ -24,7 +24,8 @@ import torch.distributed as dist
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from paper_lib.models import build_model  # noqa: E402
-from paper_lib.training.loop import TrainConfig, fit  # noqa: E402
+from paper_lib.training.config import TrainConfig  # noqa: E402
+from paper_lib.training.loop import fit  # noqa: E402
 from tests.conftest import TINY, Batch, LineSource  # noqa: E402
 
 CONFIG = TrainConfig(epochs=2, steps_per_epoch=3, batch_size=4, lr=1e-3, lr_decay_fraction=0.34, seed=7)

@@ -18,7 +18,8 @@ from paper_lib.models import (
     describe,
 )
 from paper_lib.models.attention import average_gaussians
-from paper_lib.training.loop import TrainConfig, fit
+from paper_lib.training.config import TrainConfig
+from paper_lib.training.loop import fit
 
 from .conftest import TINY, Batch, FixedSource, ToySpectrumSource
 

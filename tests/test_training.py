@@ -12,7 +12,8 @@ import torch
 from paper_lib.models import build_model, describe
 from paper_lib.profiles import ALL_VARIANTS, get_profile
 from paper_lib.training.checkpoints import TRAINING_STATE, history_path, load_checkpoint, load_model
-from paper_lib.training.loop import TrainConfig, fit, make_optimizer, make_scheduler, predict_scaled
+from paper_lib.training.config import TrainConfig
+from paper_lib.training.loop import fit, make_optimizer, make_scheduler, predict_scaled
 from paper_lib.training.variants import parse_variant, train_variant, variant_config
 
 from .conftest import TINY, Batch, LineSource

@@ -14,7 +14,6 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -22,9 +21,8 @@ from torch import nn
 
 from ..fileio import atomic_path
 from ..models import build_from_arch, describe
-
-if TYPE_CHECKING:
-    from .loop import Runtime, TrainConfig
+from .config import TrainConfig
+from .runtime import Runtime
 
 CHECKPOINT_FORMAT = "paper_lib-checkpoint-1"
 TRAINING_STATE = ("optimizer", "scheduler", "rng")  # needed to resume; dropped once finished

@@ -22,7 +22,8 @@ from torch import nn
 from ..models import DenoisedRegressor, build_model, describe, unwrap
 from ..profiles import Profile
 from .checkpoints import check_arch, load_model
-from .loop import TrainConfig, fit
+from .config import TrainConfig
+from .loop import fit
 
 # The model made for real spectra trains without dropout: with dropout the σ head learns the
 # error of the thinned network seen in training, not of the network in use (the paper's §4.1
