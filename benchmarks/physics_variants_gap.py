@@ -27,7 +27,7 @@ import functools
 
 import numpy as np
 
-from paper_lib import experiments, paths
+from paper_lib import experiments, paths, systematic_runs
 from paper_lib.evaluation import gap
 from paper_lib.labels import LABEL_NAMES, SUN_REFERENCE
 from paper_lib.observed.model_input import to_model_input
@@ -64,7 +64,7 @@ def renderer(grid, vmacro=None):
 
     def render(labels):
         labels = np.atleast_2d(labels)
-        return experiments.node_images(grid, grid.interpolate(labels[:, :3]), labels,
+        return systematic_runs.node_images(grid, grid.interpolate(labels[:, :3]), labels,
                                        vmacro(labels[:, 0]))
     return render
 

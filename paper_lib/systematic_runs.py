@@ -1,0 +1,116 @@
+"""The systematic σ, run: physics-variant spectra at the nodes, each network's answer shifts,
+``models/<profile>/systematics.json`` — what notebook 06 and ``python -m paper_lib systematics``
+call (the glue beside :mod:`paper_lib.experiments`; the pieces live in
+:mod:`paper_lib.synthetic.variants` and :mod:`paper_lib.evaluation.systematics`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import paths
+from .echelle.continuum import normalise_orders
+from .echelle.generator import SpectrumGenerator
+from .experiments import load_variant, models_dir
+from .predict import predict
+from .profiles import Profile
+from .training.variants import parse_variant
+
+def node_images(grid, fluxes, labels, vmacro=None) -> np.ndarray:
+    """Normalised, noise-free images (n, 8, 4096) of spectra ``fluxes`` (n, n_wave) on the
+    grid's wavelengths at ``labels`` (n, 4) physical; ``vmacro`` (n,) ζ [km/s], default the
+    generator's relation (Doyle et al. 2014)."""
+    generator = SpectrumGenerator(grid, snr=1.0, seed=0)
+    labels = np.asarray(labels, dtype=np.float64)
+    vmacro = generator.vmacro(labels) if vmacro is None else np.asarray(vmacro)
+    images = generator.render(np.asarray(fluxes, dtype=np.float32), labels[:, 3],
+                              torch.from_numpy(vmacro.astype(np.float32)))
+    return normalise_orders(images.numpy())
+
+
+def _variant_sets(grid, nodes, *, workers: int, progress: bool) -> tuple[np.ndarray, dict]:
+    """Labels (n, 4) of every (node, v sin i) and {variant or "grid": images (n, 8, 4096),
+    NaN images where a variant lacks the node}."""
+    from .evaluation.systematics import RENDER_VSINI_KMS
+    from .synthetic.variants import VARIANTS, build_variant_nodes, vmacro_vf05_kms
+
+    labels = np.array([(*n, v) for n in nodes for v in RENDER_VSINI_KMS])
+    base = np.repeat(np.stack([grid.node_flux(*n) for n in nodes]), len(RENDER_VSINI_KMS), 0)
+    sets = {"grid": node_images(grid, base, labels)}
+    for variant in VARIANTS:
+        if not variant.needs_synthesis:  # macroturbulence: the grid's spectra, another ζ
+            sets[variant.name] = node_images(grid, base, labels, vmacro_vf05_kms(labels[:, 0]))
+            continue
+        found = build_variant_nodes(variant, nodes, workers=workers, progress=progress)
+        have = np.array([tuple(n) in found for n in labels[:, :3].tolist()])
+        images = np.full_like(sets["grid"], np.nan)
+        if have.any():
+            flux = np.stack([found[tuple(n)] for n in labels[have, :3].tolist()])
+            images[have] = node_images(grid, flux, labels[have])
+        sets[variant.name] = images
+    return labels, sets
+
+
+def measure_systematics(profile: Profile, grid, model_names, out_dir=None, *, workers: int = 2,
+                        progress: bool = True) -> dict:
+    """{model name: SystematicModel}: each network's answer shifts between the grid's and every
+    physics variant's spectra at :func:`~paper_lib.evaluation.systematics.systematic_nodes`."""
+    from .evaluation.systematics import SystematicModel, systematic_nodes
+
+    nodes = [n for n in systematic_nodes(profile.grid_nodes) if grid.has_node(*n)]
+    labels, sets = _variant_sets(grid, nodes, workers=workers, progress=progress)
+    result = {}
+    for name in model_names:
+        model = load_variant(profile, name, out_dir)
+
+        def read(images, model=model):
+            out = np.full((len(images), 4), np.nan)
+            ok = np.all(np.isfinite(images), axis=(1, 2))
+            if ok.any():
+                out[ok] = predict(model, torch.from_numpy(images[ok]))[0]
+            return out
+
+        base = read(sets["grid"])
+        shifts = {k: read(v) - base for k, v in sets.items() if k != "grid"}
+        result[name] = SystematicModel(labels, shifts)
+    return result
+
+
+def systematics_grid(profile: Profile, *, workers: int = 2, progress: bool = True):
+    """The grid's own spectra at the systematic nodes of ``profile`` as a small Grid, built
+    (resumably) into the same node files that a full grid build uses."""
+    from .synthetic.atmospheres import atmosphere_catalogue
+    from .synthetic.build import build_grid
+    from .synthetic.grid import Grid
+    from .synthetic.turbospectrum import physics_id
+    from .evaluation.systematics import systematic_nodes
+
+    catalogue = atmosphere_catalogue()
+    nodes = [n for n in systematic_nodes(profile.grid_nodes) if n in catalogue]
+    out = paths.cache_dir() / "grids" / f"systematic_nodes_{profile.grid_nodes}_{physics_id()}.fits"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    build_grid(nodes, out, workers=workers, progress=progress)
+    return Grid.from_fits(out)
+
+
+def run_systematics(profile: Profile, model_names=None, out_dir=None, *, workers: int = 2,
+                    progress: bool = True) -> Path:
+    """Measure every regressor's systematic shifts (:func:`measure_systematics`) on the nodes of
+    :func:`systematics_grid` and write ``models/<profile>/systematics.json`` with provenance."""
+    from .evaluation.systematics import KERNEL_SCALES, write_systematics
+    from .provenance import provenance
+    from .synthetic.variants import VARIANTS, variant_physics_id
+
+    folder = Path(out_dir or models_dir(profile))
+    names = model_names or sorted(p.stem for p in folder.glob("*.pt")
+                                  if p.stem != "dae" and parse_variant(p.stem))
+    grid = systematics_grid(profile, workers=workers, progress=progress)
+    result = measure_systematics(profile, grid, names, folder, workers=workers, progress=progress)
+    meta = {"variants": {v.name: {"changes": v.changes, "physics_id": variant_physics_id(v)}
+                         for v in VARIANTS},
+            "kernel_scales": list(KERNEL_SCALES), "n_nodes": len(grid.labels),
+            "provenance": provenance(profile)}
+    return write_systematics(folder, result, meta)
