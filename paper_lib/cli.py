@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from .profiles import get_profile
+
+# how an error names what the user can give (paper_lib.observed.spectrum.FIXES): our options
+CLI_OPTIONS = {"rv": "--rv KM_S", "wave": "--wave FILE", "blaze": "--blaze FILE"}
 
 
 def _synth(args) -> int:
@@ -49,7 +53,8 @@ def _predict(args) -> int:
     items = expand_inputs(args.inputs)
     if not items:
         raise ValueError("no spectrum files found in " + ", ".join(args.inputs))
-    rows = predict_rows(items, predictor, rv=args.rv, vacuum=True if args.vacuum else None,
+    rows = predict_rows(items, predictor, rv=args.rv, wave_path=args.wave, blaze_path=args.blaze,
+                        options=CLI_OPTIONS, vacuum=True if args.vacuum else None,
                         workers=args.workers)
     failed = [r for r in rows if r.get("error") is not None]
     for row in failed:
@@ -136,6 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--models-dir", default=None, help="default models/<profile>/")
     predict.add_argument("--rv", type=float, default=None,
                          help="known radial velocity [km/s] of every input (default: measured)")
+    predict.add_argument("--wave", default=None, metavar="FILE",
+                         help="the wavelength frame (_wave_A) of e2ds inputs whose header gives "
+                              "none (default: the header's polynomial or the file it names)")
+    predict.add_argument("--blaze", default=None, metavar="FILE",
+                         help="the blaze frame (_blaze_A) of e2ds inputs (default: the file the "
+                              "header names, beside the input)")
     predict.add_argument("--vacuum", action="store_true",
                          help="the wavelengths are in vacuum (default: as the header says, else air)")
     predict.add_argument("--format", choices=("table", "json", "csv"), default=None,
@@ -161,10 +172,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as one line, ``warning: <message>``, without the source line Python adds."""
+    print(f"warning: {message}", file=file or sys.stderr)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return args.func(args)
     except (ValueError, FileNotFoundError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

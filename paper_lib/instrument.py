@@ -15,8 +15,14 @@ ROWS = tuple(range(FIRST_ROW, FIRST_ROW + N_ORDERS))
 PHYSICAL_ORDER_OFFSET = 157  # physical order = 157 − row
 R = 115000.0  # HARPS-N resolving power λ/Δλ (FWHM of the instrument profile: c/R)
 C_KMS = 299792.458  # speed of light [km/s]
-# HARPS (the instrument of the real test spectra) leaves a gap between its two CCDs inside our
-# range: flux 0 over these air wavelengths [Å] in its s1d files (5304.35–5337.25 Å in e2ds rows)
+# Gaps between the CCDs of an instrument inside our range, in air Å in the observatory frame:
+# HARPS (the instrument of the real test spectra) records our range on two CCDs and has no pixel
+# over 5304.35–5337.25 Å (its e2ds rows 45 and 46, wave file HARPS.2003-12-12T21:47:59.366);
+# its s1d files are barycentric, so there the gap moves by the BERV (see
+# paper_lib.observed.pixels). HARPS-N records all orders on one CCD: no gap.
+CCD_GAPS_A = {"HARPS": ((5304.35, 5337.25),), "HARPS-N": ()}
+# The HARPS gap as the training realism draws it (paper_lib.echelle.realism, moved by ± its
+# gap_shift_A): where the HARPS Sun's s1d (BERV +24.96 km/s) holds flux 0 [Å]
 HARPS_CCD_GAP_A = (5304.66, 5337.59)
 
 

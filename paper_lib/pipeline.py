@@ -8,6 +8,7 @@ results file (papermill can succeed while a notebook wrote nothing).
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -24,6 +25,15 @@ NOTEBOOKS = (
     "06_harpsn_sun",
     "07_attention_maps",
 )
+
+
+def kernel_config():
+    """The kernel's transport: local sockets (IPC) where the OS has them. Over TCP, the default,
+    every kernel warns that it runs without encryption, which nobody running the notebooks here
+    can act on; IPC is what that warning itself recommends."""
+    from traitlets.config import Config
+
+    return Config({"KernelManager": {"transport": "ipc" if os.name == "posix" else "tcp"}})
 
 
 class NotebookFailed(RuntimeError):
@@ -66,7 +76,8 @@ def run_notebook(name: str, profile: Profile, out_dir: Path, parameters: dict | 
     try:
         papermill.execute_notebook(str(source), str(output), parameters={"profile": profile.name,
                                    **(parameters or {})}, cwd=str(paths.notebooks),
-                                   kernel_name="python3", progress_bar=False)
+                                   kernel_name="python3", progress_bar=False,
+                                   config=kernel_config())
     except papermill.PapermillExecutionError as error:
         raise NotebookFailed(f"notebook {name} failed in {_failed_cell(output)}; executed copy: "
                              f"{output}") from error

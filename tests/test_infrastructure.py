@@ -135,6 +135,23 @@ def test_ci_runs_the_readme_test_command():
     assert re.search(r"^\./run_tests\.sh\s*$", ci, flags=re.M)
 
 
+def test_notebooks_run_on_a_kernel_without_the_tcp_warning(tmp_path, monkeypatch):
+    """run_notebook starts its kernel over IPC (no 'running over TCP without encryption')."""
+    import papermill
+
+    seen = {}
+
+    def execute(source, output, **options):
+        seen.update(options)
+        raise papermill.PapermillExecutionError(0, 1, "", "Stop", "stop", [])
+
+    monkeypatch.setattr(papermill, "execute_notebook", execute)
+    monkeypatch.setattr(pipeline, "_failed_cell", lambda path: "cell 0")
+    with pytest.raises(pipeline.NotebookFailed):
+        pipeline.run_notebook("01_data_generation", get_profile("smoke"), tmp_path)
+    assert seen["config"].KernelManager.transport == "ipc"
+
+
 def test_run_all_refuses_unknown_notebook_and_profile(capsys):
     with pytest.raises(ValueError, match="matches no notebook"):
         pipeline.run_all(get_profile("smoke"), start="99")

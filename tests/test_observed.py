@@ -1,5 +1,6 @@
-"""Tests of paper_lib.observed: real-file readers, their errors, the rest-frame velocity, the
-8 × 4096 model input and the DACE download helper (never touching the network)."""
+"""Tests of paper_lib.observed: real-file readers, the rest-frame velocity, the 8 × 4096 model
+input and the DACE download helper (never touching the network). Bad files:
+test_observed_errors; gaps and bad pixels: test_observed_pixels."""
 
 from __future__ import annotations
 
@@ -10,108 +11,22 @@ import types
 
 import numpy as np
 import pytest
-import torch
 from astropy.io import fits
 
 from paper_lib.echelle.continuum import normalise_orders
 from paper_lib.echelle.layout import order_wavelengths
-from paper_lib.instrument import C_KMS
+from paper_lib.instrument import C_KMS, HARPS_CCD_GAP_A as HARPS_GAP  # zero flux in the s1d
 from paper_lib.observed.dace import fetch_dace_sun
 from paper_lib.observed.fits import e2ds_wavelengths, vacuum_to_air
-from paper_lib.observed.model_input import SOLAR_NODE, to_model_input
+from paper_lib.observed.model_input import to_model_input
 from paper_lib.observed.read import read_e2ds, read_spectrum
 from paper_lib.observed.spectrum import Spectrum, SpectrumFileError
 from paper_lib.observed.velocity import rest_frame_velocity
-from paper_lib.synthetic.broadening import broaden
-from paper_lib.synthetic.resample import log_lambda_grid, resample_to_log_lambda
-from paper_lib.synthetic.grid import Grid
 
 from .conftest import shared_or_skip
-
-WAVE_MATRIX = "harpsn/HARPN_WAVE_MATRIX_A.fits"
-BLAZE = "harpsn/HARPN_BLAZE_A.fits"
-SUN_S1D = "sun/Sun_HARPS_Ganymede_s1d.fits"
-SUN_UVES = "sun/UVES_Sun-1_cleaned_norm.txt"
-HARPS_GAP = (5304.66, 5337.59)  # Å, zero flux in the HARPS s1d
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def calibration_header(prefix: str = "TNG", row_offset: int = 0) -> fits.Header:
-    """The degree-3 wavelength polynomial keys of the real HARPS-N calibration, copied."""
-    source = fits.getheader(shared_or_skip(WAVE_MATRIX))
-    header = fits.Header()
-    header[f"HIERARCH {prefix} DRS CAL TH DEG LL"] = source["HIERARCH TNG DRS CAL TH DEG LL"]
-    for index in range(69 * 4):
-        value = source[f"HIERARCH TNG DRS CAL TH COEFF LL{index}"]
-        header[f"HIERARCH {prefix} DRS CAL TH COEFF LL{index + 4 * row_offset}"] = value
-    return header
-
-
-RNG = np.random.default_rng(2021)
-LINE_CENTRES = np.arange(3850.0, 6950.0, 1.5) + RNG.uniform(-0.3, 0.3, 2067)
-LINE_DEPTHS = RNG.uniform(0.05, 0.8, LINE_CENTRES.size)
-LINE_SIGMAS = RNG.uniform(0.03, 0.06, LINE_CENTRES.size)  # Å
-
-
-def line_spectrum(wave: np.ndarray) -> np.ndarray:
-    """Continuum 1 with Gaussian absorption lines every ~1.5 Å, at any (…, n) wavelengths."""
-    wave = np.atleast_2d(wave)
-    flux = np.ones_like(wave)
-    for row, w in enumerate(wave):
-        near = (LINE_CENTRES > w.min() - 1.0) & (LINE_CENTRES < w.max() + 1.0)
-        profile = np.exp(-0.5 * ((w[None, :] - LINE_CENTRES[near, None]) / LINE_SIGMAS[near, None]) ** 2)
-        flux[row] -= (LINE_DEPTHS[near, None] * profile).sum(axis=0)
-    return flux
-
-
-def write_e2ds(folder, flux, header, name="HARPN.test_e2ds_A.fits", blaze=None, blaze_name=None):
-    """Write an e2ds frame (float32) and optionally its blaze file named in the header."""
-    header = header.copy()
-    if blaze is not None:
-        blaze_name = blaze_name or name.replace("e2ds", "blaze")
-        fits.PrimaryHDU(np.asarray(blaze, dtype=np.float32)).writeto(folder / blaze_name)
-        header["HIERARCH TNG DRS BLAZE FILE"] = blaze_name
-    path = folder / name
-    fits.PrimaryHDU(np.asarray(flux, dtype=np.float32), header=header).writeto(path)
-    return path
-
-
-def synthetic_e2ds(folder, **changes):
-    """A HARPS-N e2ds of line_spectrum × real blaze × a slanted response, with its blaze file.
-
-    Returns (path, original 8 × 4096 image on the training wavelengths).
-    """
-    header = calibration_header()
-    wave = e2ds_wavelengths(header, 69)
-    blaze = fits.getdata(shared_or_skip(BLAZE)).astype(np.float64)
-    response = 5000.0 * (1.0 + 0.05 * np.linspace(-1, 1, 4096)[None, :] * np.linspace(-1, 1, 69)[:, None])
-    flux = line_spectrum(wave) * blaze * response
-    for row, value in changes.get("fill_rows", {}).items():
-        flux[row] = value
-    path = write_e2ds(folder, flux, header, blaze=blaze)
-    return path, line_spectrum(order_wavelengths())
-
-
-def write_s1d(path, start, step, flux, crpix=1.0):
-    header = fits.Header()
-    header["CRVAL1"], header["CDELT1"], header["CRPIX1"] = start, step, crpix
-    fits.PrimaryHDU(np.asarray(flux, dtype=np.float32), header=header).writeto(path)
-    return path
-
-
-def solar_node(grid: Grid):
-    return grid.wavelength, grid.node_flux(*SOLAR_NODE).astype(np.float64)
-
-
-def broadened_sun(grid: Grid, step_kms: float = 0.25):
-    """Solar node on a log-λ grid, broadened by v sin i = 2 km/s and R = 115 000."""
-    wave, flux = solar_node(grid)
-    log_wave = log_lambda_grid(wave[0], wave[-1] - 0.01, step_kms)
-    flux = resample_to_log_lambda(wave, flux, log_wave)
-    flux = broaden(torch.tensor(flux[None]), 2.0, step_kms).numpy()[0]
-    return log_wave, flux
+from .observed_files import (BLAZE, SUN_S1D, SUN_UVES, WAVE_MATRIX, broadened_sun,
+                             calibration_header, line_spectrum, solar_node, synthetic_e2ds,
+                             write_e2ds, write_s1d)
 
 
 # --------------------------------------------------------------------------- wavelengths
@@ -195,7 +110,12 @@ def test_harps_eso_frame_with_72_rows(tmp_path):
     fits.PrimaryHDU(blaze.astype(np.float32)).writeto(blaze_path)
     model = to_model_input(read_e2ds(path, blaze_path=blaze_path), rv_kms=0.0)
     assert [rows[0] for rows in model.meta["rows"]] == list(range(39, 47))
-    assert np.abs(model.image - line_spectrum(order_wavelengths())).max() <= 1e-4
+    # a HARPS frame (ESO keys, 72 rows): its CCD gap is masked by wavelength, whatever it holds
+    (lo, hi), = model.meta["gaps_masked_A"]
+    wave = order_wavelengths()
+    assert not model.mask[(wave > lo) & (wave < hi)].any()
+    assert model.mask[(wave < lo - 0.1) | (wave > hi + 0.1)].all()
+    assert np.abs(model.image - line_spectrum(wave))[model.mask].max() <= 1e-4
 
 
 def test_newer_drs_s2d_and_table_s1d(tmp_path):
@@ -274,109 +194,6 @@ def test_model_input_without_lines_has_no_velocity():
     spectrum = Spectrum(np.linspace(5000, 5420, 1000), np.ones(1000), np.ones(1000, bool), "text")
     with pytest.raises(ValueError, match="radial velocity could not be measured.*rv_kms"):
         to_model_input(spectrum)
-
-
-# --------------------------------------------------------------------------- bad files
-
-
-def _truncated(folder):
-    path, _ = synthetic_e2ds(folder)
-    data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
-    return path, "truncated or corrupt"
-
-
-def _garbage(folder):
-    path = folder / "garbage.fits"
-    path.write_bytes(b"this is not a FITS file at all " * 200)
-    return path, "not a readable FITS file"
-
-
-def _no_wavelength_keys(folder):
-    blaze = fits.getdata(shared_or_skip(BLAZE))
-    return write_e2ds(folder, np.full((69, 4096), 50.0), fits.Header(), blaze=blaze), \
-        "missing wavelength keys"
-
-
-def _one_coefficient_missing(folder):
-    header = calibration_header()
-    del header["HIERARCH TNG DRS CAL TH COEFF LL150"]
-    blaze = fits.getdata(shared_or_skip(BLAZE))
-    return write_e2ds(folder, np.full((69, 4096), 50.0), header, blaze=blaze), "COEFF LL150"
-
-
-def _wrong_shape(folder):
-    return write_e2ds(folder, np.ones((69, 2048)), calibration_header()), "wrong shape"
-
-
-def _all_nan_order(folder):
-    return synthetic_e2ds(folder, fill_rows={38: np.nan})[0], "row 38 (5110.63–5168.08 Å)"
-
-
-def _all_zero_order(folder):
-    return synthetic_e2ds(folder, fill_rows={40: 0.0})[0], "is all zero"
-
-
-def _s1d_all_nan_order(folder):
-    wave = np.arange(4000.0, 6000.0, 0.01)
-    flux = np.where((wave > 5150) & (wave < 5220), np.nan, 1.0)
-    return write_s1d(folder / "sun_s1d.fits", 4000.0, 0.01, flux), "is all NaN"
-
-
-def _s1d_short_coverage(folder):
-    return write_s1d(folder / "narrow_s1d.fits", 5100.0, 0.01, np.ones(90001)), \
-        "covers 5100.00–6000.00 Å"
-
-
-def _text_short_coverage(folder):
-    path = folder / "blue.txt"
-    wave = np.arange(4000.0, 5200.0, 0.05)
-    np.savetxt(path, np.column_stack([wave, np.ones_like(wave)]))
-    return path, "insufficient wavelength coverage"
-
-
-def _text_in_nm(folder):
-    path = folder / "nm.dat"
-    wave = np.arange(480.0, 560.0, 0.001)
-    np.savetxt(path, np.column_stack([wave, np.ones_like(wave)]))
-    return path, "in nm?"
-
-
-def _unparseable_text(folder):
-    path = folder / "notes.txt"
-    path.write_text("wavelength flux\nfive thousand one\nmore words here\n")
-    return path, "not a two-column text spectrum"
-
-
-def _no_blaze(folder):
-    header = calibration_header()
-    return write_e2ds(folder, np.full((69, 4096), 50.0), header), "no blaze"
-
-
-def _blaze_file_absent(folder):
-    header = calibration_header()
-    header["HIERARCH TNG DRS BLAZE FILE"] = "HARPN.2016-10-12_blaze_A.fits"
-    return write_e2ds(folder, np.full((69, 4096), 50.0), header), "HARPN.2016-10-12_blaze_A.fits"
-
-
-BAD_FILES = [_truncated, _garbage, _no_wavelength_keys, _one_coefficient_missing, _wrong_shape,
-             _all_nan_order, _all_zero_order, _s1d_all_nan_order, _s1d_short_coverage,
-             _text_short_coverage, _text_in_nm, _unparseable_text, _no_blaze, _blaze_file_absent]
-
-
-@pytest.mark.parametrize("make", BAD_FILES, ids=[f.__name__.strip("_") for f in BAD_FILES])
-def test_bad_files_raise_naming_file_and_problem(tmp_path, make):
-    path, problem = make(tmp_path)
-    with pytest.raises(SpectrumFileError) as info:
-        read_spectrum(path)
-    message = str(info.value)
-    assert path.name in message
-    assert problem in message, message
-
-
-def test_missing_file_is_file_not_found(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nothing.fits"):
-        read_spectrum(tmp_path / "nothing.fits")
 
 
 # --------------------------------------------------------------------------- the real Sun

@@ -17,7 +17,7 @@ import pytest
 
 import paper_lib
 from paper_lib import paths
-from paper_lib.instrument import C_KMS
+from paper_lib.instrument import C_KMS, HARPS_CCD_GAP_A as GAP  # the solar s1d's zero-flux gap
 from paper_lib.observed.fits import vacuum_to_air
 from paper_lib.observed.read import read_spectrum
 from paper_lib.observed.spectrum import Spectrum
@@ -29,7 +29,6 @@ SUN = "sun/Sun_HARPS_Ganymede_s1d.fits"
 UVES = "sun/UVES_Sun-1_cleaned_norm.txt"
 GL581 = "harps_e2ds/HARPS.2010-09-18T23:42:36.178_s1d_A.fits"
 GL273 = "harps_e2ds/HARPS.2003-12-13T06:19:48.371_e2ds_A.fits"
-GAP = (5304.66, 5337.59)  # the HARPS CCD gap of the solar s1d [Å]
 SUN_RV = 0.26  # km/s, measured on the file (≈ rest frame already)
 
 
@@ -190,10 +189,10 @@ def test_an_unexpected_error_fails_only_its_file(predictor, monkeypatch):
 
     real = module.prepare
 
-    def flaky(item, rv, vacuum):
+    def flaky(item, rv, wave_path, blaze_path, vacuum):
         if str(item).endswith(".txt"):
             raise TypeError("boom")
-        return real(item, rv, vacuum)
+        return real(item, rv, wave_path, blaze_path, vacuum)
 
     monkeypatch.setattr(module, "prepare", flaky)
     bad, good = predict_rows([shared_or_skip(UVES), shared_or_skip(SUN)], predictor)

@@ -19,9 +19,18 @@ same footing:
    * ``s2d`` – the newer (ESPRESSO-type) DRS products that DACE serves: ``SCIDATA`` with
      ``WAVEDATA_AIR_BARY`` and ``QUALDATA`` extensions, already blaze-corrected.
    * ``s1d`` – merged 1D spectra: a 1D image with a linear axis λ_i = CRVAL1 + CDELT1·(i + 1 −
-     CRPIX1) (i from 0), or a binary table with ``wavelength_air`` (or vacuum ``wavelength``,
-     converted to air) and ``flux`` columns.
+     CRPIX1) (i from 0), or a binary table (:mod:`~paper_lib.observed.tables`): the newer DRS
+     ``S1D`` (``wavelength_air`` or vacuum ``wavelength`` and ``flux``) and ESO Phase-3 spectra
+     (``WAVE``, ``FLUX``, ``ERR``, ``QUAL``; one row of array cells or flat columns).
    * ``text`` – two columns, air Å and flux.
+
+   The reader records the instrument (``INSTRUME``, the DRS keyword family, or the number of
+   e2ds rows), the frame of the wavelengths (e2ds: observatory; s1d: barycentric, or the
+   table's ``SPECSYS``) and the BERV in ``Spectrum.meta``.
+
+   **Clean** the pixels (:mod:`~paper_lib.observed.pixels`): the instrument's CCD gap is
+   masked by wavelength whatever the file holds there, negative flux is refused, and short runs
+   of NaN, inf, ≤ 0 or cosmic-ray pixels are repaired from their neighbours.
 
 2. **Measure the radial velocity** by cross-correlation with a synthetic template (by default
    the one shipped in ``paper_lib/data``, :mod:`~paper_lib.observed.template`) over ±1000 km/s

@@ -167,8 +167,24 @@ def header_value(header, template: str):
     return None
 
 
+def instrument_name(header) -> str | None:
+    """'HARPS', 'HARPS-N' or None: from ``INSTRUME``, else from the DRS keyword family (ESO:
+    HARPS, TNG: HARPS-N)."""
+    name = str(header.get("INSTRUME", "")).strip().upper().replace("-", "").replace(" ", "")
+    if name in ("HARPN", "HARPSN"):
+        return "HARPS-N"
+    if name == "HARPS":
+        return "HARPS"
+    return {"ESO": "HARPS", "TNG": "HARPS-N"}.get(instrument_prefix(header)) if not name else None
+
+
 def header_meta(header) -> dict:
+    """Header facts: object, date, ``INSTRUME``, the instrument (:func:`instrument_name`) and
+    the barycentric correction ``berv_kms`` [km/s] where the header has them."""
     meta = {key.lower(): header[key] for key in ("OBJECT", "DATE-OBS", "INSTRUME") if key in header}
+    instrument = instrument_name(header)
+    if instrument is not None:
+        meta["instrument"] = instrument
     berv = header_value(header, BERV_KEY)
     if berv is not None:
         meta["berv_kms"] = float(berv)
@@ -198,15 +214,14 @@ def e2ds_wavelengths(header, n_orders: int, n_pixels: int = N_PIXELS, *, path=No
     prefix = instrument_prefix(header)
     if prefix is None:
         raise file_error(path, "missing wavelength keys: the header has neither "
-                     f"{DEGREE_KEY.format('TNG')!r} nor {DEGREE_KEY.format('ESO')!r}; pass the "
-                     "wavelength frame as wave_path=... (the _wave_A file)")
+                         f"{DEGREE_KEY.format('TNG')!r} nor {DEGREE_KEY.format('ESO')!r}", "wave")
     degree = int(header[DEGREE_KEY.format(prefix)])
     keys = [[COEFF_KEY.format(prefix, (degree + 1) * row + j) for j in range(degree + 1)]
             for row in range(n_orders)]
     missing = [key for row in keys for key in row if key not in header]
     if missing:
         raise file_error(path, f"missing wavelength keys: {len(missing)} of {n_orders * (degree + 1)} "
-                     f"polynomial coefficients are absent, e.g. {missing[0]!r}")
+                         f"polynomial coefficients are absent, e.g. {missing[0]!r}", "wave")
     coefficients = np.array([[float(header[key]) for key in row] for row in keys])
     pixels = np.arange(n_pixels, dtype=np.float64)
     return np.polynomial.polynomial.polyval(pixels, coefficients.T)
@@ -221,7 +236,8 @@ def vacuum_to_air(wave_vacuum) -> np.ndarray:
 
 
 def companion(path: Path, header, key_template: str, given, what: str) -> Path | None:
-    """A companion file (blaze, wave): ``given``, else the file the header names next to ``path``."""
+    """A companion file (``what``: "blaze" or "wave"): ``given``, else the file the header
+    names next to ``path``."""
     if given is not None:
         return Path(given)
     name = header_value(header, key_template)
@@ -230,6 +246,5 @@ def companion(path: Path, header, key_template: str, given, what: str) -> Path |
     candidate = path.parent / str(name).strip()
     if not candidate.exists():
         raise file_error(path, f"the header names the {what} file {candidate.name!r} "
-                     f"({key_template.format('TNG/ESO')}) but it is not in {path.parent}; pass "
-                     f"{what}_path=...")
+                         f"({key_template.format('TNG/ESO')}) but it is not in {path.parent}", what)
     return candidate

@@ -11,13 +11,15 @@ from ..echelle.continuum import normalise_orders
 from ..echelle.layout import order_wavelengths
 from ..instrument import C_KMS
 from ..synthetic.resample import interpolation_weights
-from .checks import matching_rows, used_rows
+from .checks import matching_rows, order_ranges, used_rows
+from .pixels import clean_spectrum
 from .spectrum import Spectrum, file_error
 from .template import SOLAR_NODE, load_template
 from .velocity import DEFAULT_V_RANGE, Velocity, measure_velocity, to_rest_frame
 
 FILL_VALUE = 1.0  # continuum level written into pixels without data
 SAMPLING_JUMP = 3.0  # a wavelength step this many times the median one is a hole in the data
+WINDOW_MARGIN_A = 10.0  # a 1D spectrum is cut to the orders' range at the velocities ± this [Å]
 
 
 @dataclass
@@ -31,6 +33,8 @@ class ModelInput:
     mask : bool (8, 4096) – True where the pixel holds real data, False where it was filled.
     rv_kms : float – radial velocity removed [km/s] (λ_rest = λ_obs / (1 + v/c)).
     gap_fraction : float – fraction of the 32 768 pixels that were filled.
+    bad_pixel_fraction : float – fraction of the observed pixels used that were bad (NaN, inf,
+        ≤ 0 or spikes) and repaired from their neighbours (:mod:`paper_lib.observed.pixels`).
     order_wave : float64 (8, 4096) – rest-frame air wavelengths of the pixels [Å].
     kind, path : of the source spectrum.
     meta : dict – rows used, template description, source meta.
@@ -46,6 +50,7 @@ class ModelInput:
     path: Path | None = None
     meta: dict = field(default_factory=dict)
     velocity: Velocity | None = None
+    bad_pixel_fraction: float = 0.0
 
 
 def _template_arrays(template, node) -> tuple[np.ndarray, np.ndarray, str]:
@@ -112,17 +117,22 @@ def _rest_frame_image(spectrum: Spectrum, v_kms: float, order_wave: np.ndarray, 
     return image, valid
 
 
-def _ccf_input(spectrum: Spectrum, order_wave: np.ndarray, rows=None, v_range=DEFAULT_V_RANGE,
-               margin_a: float = 10.0):
-    """(wave, flux, mask) of the part of ``spectrum`` used to measure the velocity: the
-    orders' range, widened by the velocities searched and ``margin_a`` [Å]."""
+def _window(order_wave: np.ndarray, velocities, margin_a: float = WINDOW_MARGIN_A
+            ) -> tuple[float, float]:
+    """The observed wavelengths [Å] a 1D spectrum needs: the orders' range at every velocity
+    in ``velocities`` (km/s; searched or given), widened by ``margin_a``."""
+    lo = order_wave.min() * (1 + min(velocities) / C_KMS) - margin_a
+    hi = order_wave.max() * (1 + max(velocities) / C_KMS) + margin_a
+    return float(lo), float(hi)
+
+
+def _ccf_input(spectrum: Spectrum, rows=None):
+    """(wave, flux, mask) of the part of ``spectrum`` used to measure the velocity: the rows
+    matching the orders (échelle), or the whole (1D spectra are already cut to _window)."""
     if spectrum.is_echelle:
         used = used_rows(rows)
         return spectrum.wave[used], spectrum.flux[used], spectrum.mask[used]
-    lo = order_wave.min() * (1 + min(v_range) / C_KMS) - margin_a
-    hi = order_wave.max() * (1 + max(v_range) / C_KMS) + margin_a
-    keep = (spectrum.wave > lo) & (spectrum.wave < hi)
-    return spectrum.wave[keep], spectrum.flux[keep], spectrum.mask[keep]
+    return spectrum.wave, spectrum.flux, spectrum.mask
 
 
 def to_model_input(spectrum: Spectrum, template=None, *, rv_kms: float | None = None,
@@ -144,8 +154,11 @@ def to_model_input(spectrum: Spectrum, template=None, *, rv_kms: float | None = 
     v_range : velocities searched by :func:`measure_velocity` [km/s] (default ±1000); the
         velocity and its CCF quality are returned in ``ModelInput.velocity``.
 
-    Pixels without data — the HARPS CCD gap (zero flux), NaNs, zeros, bad quality flags, and
-    pixels that the rest-frame shift moves beyond the end of an observed order — are ignored
+    First :func:`paper_lib.observed.pixels.clean_spectrum` masks the instrument's CCD gap by
+    wavelength, refuses negative flux and repairs short runs of bad pixels (NaN, inf, ≤ 0,
+    cosmic-ray spikes) from their neighbours. Pixels still without data — the gap, longer runs
+    of bad pixels, bad quality flags, and pixels that the rest-frame shift moves beyond the
+    end of an observed order — are ignored
     by the continuum fit and then **filled with 1.0** (the continuum of a normalised
     spectrum). The networks were trained on complete, gap-free synthetic images and have no
     notion of a missing pixel: a 0 or NaN there would look like a saturated absorption line or
@@ -154,26 +167,30 @@ def to_model_input(spectrum: Spectrum, template=None, *, rv_kms: float | None = 
     can differ from those for a complete spectrum; ``mask`` (True = real data) and
     ``gap_fraction`` say how much was filled (≈ 7–8 % for the HARPS CCD gap).
 
-    Raises SpectrumFileError (naming the file) if the velocity cannot be measured or an order
-    cannot be normalised, e.g. because it has almost no valid pixels.
+    Raises SpectrumFileError (naming the file) if the flux is negative, the velocity cannot be
+    measured or an order cannot be normalised, e.g. because it has almost no valid pixels.
     """
     order_wave = order_wavelengths() if order_wave is None else np.asarray(order_wave)
     meta = {"source": dict(spectrum.meta)}
     rows = None
     if spectrum.is_echelle:
         if not spectrum.meta.get("blaze_corrected", False):
-            raise file_error(spectrum.path, "the échelle flux is not blaze-corrected; read it with "
-                         "read_e2ds(..., blaze_path=...)")
+            raise file_error(spectrum.path, "the échelle flux is not blaze-corrected (read the file "
+                                            "with read_spectrum or read_e2ds)", "blaze")
         rows = meta["rows"] = matching_rows(spectrum.wave, order_wave, path=spectrum.path)
+    velocities = v_range if rv_kms is None else (float(rv_kms), float(rv_kms))
+    spectrum, bad_fraction = clean_spectrum(spectrum, order_ranges(order_wave),
+                                            rows and used_rows(rows), _window(order_wave, velocities))
+    meta["gaps_masked_A"] = spectrum.meta["gaps_masked_A"]
     velocity = None
     if rv_kms is None:
         t_wave, t_flux, meta["template"] = _template_arrays(template, template_node)
-        wave, flux, mask = _ccf_input(spectrum, order_wave, rows, v_range)
+        wave, flux, mask = _ccf_input(spectrum, rows)
         try:
             velocity = measure_velocity(wave, flux, t_wave, t_flux, v_range, mask=mask)
         except ValueError as error:
-            raise file_error(spectrum.path, f"the radial velocity could not be measured ({error}); "
-                         "pass rv_kms=... if it is known") from None
+            raise file_error(spectrum.path, f"the radial velocity could not be measured ({error})",
+                             "rv") from None
         rv_kms = velocity.v_kms
         meta["rv_source"] = "cross-correlation"
     else:
@@ -190,4 +207,5 @@ def to_model_input(spectrum: Spectrum, template=None, *, rv_kms: float | None = 
         raise file_error(spectrum.path, "the normalised image contains NaN or inf")
     return ModelInput(image=normalised, mask=valid, rv_kms=float(rv_kms),
                       gap_fraction=float(1.0 - valid.mean()), order_wave=order_wave,
-                      kind=spectrum.kind, path=spectrum.path, meta=meta, velocity=velocity)
+                      kind=spectrum.kind, path=spectrum.path, meta=meta, velocity=velocity,
+                      bad_pixel_fraction=float(bad_fraction))

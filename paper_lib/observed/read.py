@@ -14,6 +14,7 @@ from .checks import check_1d, check_echelle
 from .fits import (BLAZE_FILE_KEY, WAVE_FILE_KEY, companion, e2ds_wavelengths, hdu, header_meta,
                    image_from_file, instrument_prefix, read_fits, vacuum_to_air)
 from .spectrum import Spectrum, file_error
+from .tables import find_table, read_table, table_frame
 
 E2DS_ROWS = {69: "HARPS-N", 72: "HARPS"}  # number of orders of each instrument's frames
 TEXT_SUFFIXES = (".txt", ".dat", ".asc", ".csv", ".tsv")
@@ -33,8 +34,11 @@ def _e2ds_from_hdus(path: Path, hdus: list, wave_path=None, blaze_path=None) -> 
         expected = " or ".join(f"({rows}, {N_PIXELS}) ({name})" for rows, name in E2DS_ROWS.items())
         raise file_error(path, f"wrong shape for an e2ds frame: {flux.shape}, expected {expected}")
     meta = header_meta(header)
+    meta.setdefault("instrument", E2DS_ROWS[flux.shape[0]])
+    meta["header_vacuum"] = header_says_vacuum(header)
     valid = np.isfinite(flux) & (flux != 0)
     wave = _e2ds_wave(path, hdus, flux.shape, wave_path, meta)
+    meta["frame"] = "barycentric" if meta["wave_source"].startswith("WAVEDATA") else "observatory"
     quality = hdu(hdus, "QUALDATA")
     if quality is not None:
         valid &= np.asarray(quality[1]) == 0
@@ -77,10 +81,9 @@ def _divide_blaze(path: Path, header, kind: str, flux, valid, blaze_path, meta: 
     needs_blaze = kind == "e2ds" or "BLAZE" in path.name.upper()
     blaze_file = companion(path, header, BLAZE_FILE_KEY, blaze_path, "blaze")
     if needs_blaze and blaze_file is None:
-        raise file_error(path, f"no blaze: the {kind} flux must be divided by the blaze function; pass "
-                         "blaze_path=... (the _blaze_A file of the same night; for HARPS-N the "
-                         "reference blaze paths.shared_file('harpsn/HARPN_BLAZE_A.fits') can stand "
-                         "in, with a less exact continuum)")
+        raise file_error(path, f"no blaze: the {kind} flux must be divided by the blaze function "
+                         "and the header names no blaze file (for HARPS-N a reference blaze such "
+                         "as HARPN_BLAZE_A.fits can stand in, with a less exact continuum)", "blaze")
     if blaze_file is None:
         return flux, valid
     blaze = image_from_file(blaze_file, flux.shape, "blaze")
@@ -89,52 +92,44 @@ def _divide_blaze(path: Path, header, kind: str, flux, valid, blaze_path, meta: 
     return np.where(good, flux / np.where(good, blaze, 1.0), np.nan), valid & good
 
 
-def _s1d_table(hdus: list):
-    """(wave_air, flux, valid) from a binary-table s1d (newer DRS), or None if there is none."""
-    for _, _, data in hdus:
-        names = getattr(getattr(data, "columns", None), "names", None)
-        if not names:
-            continue
-        lower = {name.lower(): name for name in names}
-        if "flux" not in lower or not ({"wavelength_air", "wavelength"} & set(lower)):
-            continue
-        flux = np.asarray(data[lower["flux"]], dtype=np.float64).ravel()
-        if "wavelength_air" in lower:
-            wave = np.asarray(data[lower["wavelength_air"]], dtype=np.float64).ravel()
-        else:  # the ESPRESSO-type DRS 'wavelength' column is in vacuum
-            wave = vacuum_to_air(np.asarray(data[lower["wavelength"]], dtype=np.float64).ravel())
-        valid = np.isfinite(flux) & (flux != 0)
-        if "quality" in lower:
-            valid &= np.asarray(data[lower["quality"]]).ravel() == 0
-        return wave, flux, valid
-    return None
-
-
 def _s1d_from_hdus(path: Path, hdus: list) -> Spectrum:
-    """Spectrum of an s1d file: 1D image with a linear axis, or a binary table."""
+    """Spectrum of an s1d file: 1D image with a linear axis, or a binary table
+    (:mod:`~paper_lib.observed.tables`: the DRS S1D and ESO Phase-3 spectra)."""
     header, data = hdus[0][1], hdus[0][2]
-    table = _s1d_table(hdus)
+    table = find_table(hdus) if data is None else None
+    meta = header_meta(header)
     if table is not None:
-        wave, flux, valid = table
+        wave, flux, valid, what = read_table(path, table)
+        meta["frame"] = table_frame(header, table[0])
+        if what == "header":
+            meta["header_vacuum"] = next((says for says in map(header_says_vacuum, (header, table[0]))
+                                          if says is not None), None)
     else:
-        flux = np.asarray(data, dtype=np.float64).ravel()
-        step = header.get("CDELT1", header.get("CD1_1"))
-        if "CRVAL1" not in header or step is None:
-            raise file_error(path, "missing wavelength keys: a 1D spectrum needs CRVAL1 and CDELT1")
-        if not float(step) > 0:
-            raise file_error(path, f"the wavelength step CDELT1 = {step} is not positive")
-        if "LOG" in str(header.get("CTYPE1", "")).upper():
-            raise file_error(path, f"unsupported wavelength axis CTYPE1 = {header['CTYPE1']!r} "
-                         "(only linear λ axes are read)")
-        pixel = np.arange(flux.size, dtype=np.float64) + 1.0  # FITS pixels count from 1
-        wave = float(header["CRVAL1"]) + float(step) * (pixel - float(header.get("CRPIX1", 1.0)))
-        if str(header.get("CUNIT1", "")).strip().lower() == "nm":
-            wave = wave * 10.0
+        wave, flux = _linear_axis(path, header, data)
         valid = np.isfinite(flux) & (flux != 0)
-    spectrum = Spectrum(wave=wave, flux=flux, mask=valid, kind="s1d", path=path,
-                        meta=header_meta(header))
+        meta["frame"] = "barycentric"  # the HARPS and HARPS-N DRS s1d
+        meta["header_vacuum"] = header_says_vacuum(header)
+    spectrum = Spectrum(wave=wave, flux=flux, mask=valid, kind="s1d", path=path, meta=meta)
     check_1d(spectrum)
     return spectrum
+
+
+def _linear_axis(path: Path, header, data) -> tuple[np.ndarray, np.ndarray]:
+    """(wave [Å], flux) of a 1D image with λ_i = CRVAL1 + CDELT1·(i + 1 − CRPIX1)."""
+    flux = np.asarray(data, dtype=np.float64).ravel()
+    step = header.get("CDELT1", header.get("CD1_1"))
+    if "CRVAL1" not in header or step is None:
+        raise file_error(path, "missing wavelength keys: a 1D spectrum needs CRVAL1 and CDELT1")
+    if not float(step) > 0:
+        raise file_error(path, f"the wavelength step CDELT1 = {step} is not positive")
+    if "LOG" in str(header.get("CTYPE1", "")).upper():
+        raise file_error(path, f"unsupported wavelength axis CTYPE1 = {header['CTYPE1']!r} "
+                               "(only linear λ axes are read)")
+    pixel = np.arange(flux.size, dtype=np.float64) + 1.0  # FITS pixels count from 1
+    wave = float(header["CRVAL1"]) + float(step) * (pixel - float(header.get("CRPIX1", 1.0)))
+    if str(header.get("CUNIT1", "")).strip().lower() == "nm":
+        wave = wave * 10.0
+    return wave, flux
 
 
 def header_says_vacuum(header) -> bool | None:
@@ -153,11 +148,11 @@ def header_says_vacuum(header) -> bool | None:
     return None
 
 
-def to_air(spectrum: Spectrum, vacuum: bool | None, header=None) -> Spectrum:
+def to_air(spectrum: Spectrum, vacuum: bool | None) -> Spectrum:
     """The spectrum with air wavelengths: converted if ``vacuum`` is True, or if it is None and
-    the header says vacuum; records ``meta["vacuum_source"]`` when it converted."""
-    says = header_says_vacuum(header) if header is not None else None
-    if vacuum is None and says:
+    the header said vacuum (``meta["header_vacuum"]``, set by the readers); records
+    ``meta["vacuum_source"]`` when it converted."""
+    if vacuum is None and spectrum.meta.get("header_vacuum"):
         spectrum.meta["vacuum_source"] = "header"
     elif vacuum:
         spectrum.meta["vacuum_source"] = "given"
@@ -249,7 +244,7 @@ def _classify(path: Path, hdus: list) -> str:
     header, data = hdus[0][1], hdus[0][2]
     if hdu(hdus, "SCIDATA") is not None:
         return "e2ds"
-    if _s1d_table(hdus) is not None:
+    if data is None and find_table(hdus) is not None:
         return "s1d"
     ndim = np.ndim(data) if data is not None else 0
     if ndim == 1 or (ndim == 2 and np.shape(data)[0] == 1 and "CRVAL1" in header):
@@ -257,7 +252,7 @@ def _classify(path: Path, hdus: list) -> str:
     if ndim >= 2 or instrument_prefix(header) is not None:
         return "e2ds"
     raise file_error(path, "unrecognised layout: neither an e2ds frame (69 × 4096), nor an s1d "
-                 "(1D data with CRVAL1/CDELT1, or a table with wavelength and flux columns)")
+                           "(1D data with CRVAL1/CDELT1, or a table with WAVE and FLUX columns)")
 
 
 def read_spectrum(path, *, wave_path=None, blaze_path=None, vacuum: bool | None = None) -> Spectrum:
@@ -266,7 +261,8 @@ def read_spectrum(path, *, wave_path=None, blaze_path=None, vacuum: bool | None 
     Text by extension (.txt, .dat, .asc, .csv, .tsv) or when the file neither has a FITS
     extension nor starts like one. Among FITS files: e2ds by 2D data (69 × 4096 HARPS-N,
     72 × 4096 HARPS), an ``SCIDATA`` extension (s2d) or the DRS wavelength keys; s1d by 1D
-    data with CRVAL1/CDELT1 or by a wavelength/flux table.
+    data with CRVAL1/CDELT1 or by a binary table (the DRS S1D, ESO Phase-3 spectra:
+    :mod:`~paper_lib.observed.tables`).
     ``wave_path``/``blaze_path`` are passed to :func:`read_e2ds`. ``vacuum``: True if the
     wavelengths are in vacuum (converted to air), False if in air, None to follow the header
     (CTYPE1 'WAVE'/'AWAV', AIRORVAC; air where it says nothing).
@@ -286,4 +282,4 @@ def read_spectrum(path, *, wave_path=None, blaze_path=None, vacuum: bool | None 
         spectrum = _e2ds_from_hdus(path, hdus, wave_path, blaze_path)
     else:
         spectrum = _s1d_from_hdus(path, hdus)
-    return to_air(spectrum, vacuum, hdus[0][1])
+    return to_air(spectrum, vacuum)

@@ -7,13 +7,43 @@ from pathlib import Path
 
 import numpy as np
 
+# What a user can give to get past an error, and how the readers' keyword arguments spell it;
+# the callers above name them in their own terms (paper_lib.predict: PREDICT_OPTIONS, the
+# command line: cli.CLI_OPTIONS) through SpectrumFileError.text.
+FIXES = {
+    "rv": "if the radial velocity is known, pass it: {option}",
+    "wave": "pass the wavelength frame (the _wave_A file of the same night): {option}",
+    "blaze": "pass the blaze frame (the _blaze_A file of the same night): {option}",
+}
+READER_OPTIONS = {"rv": "rv_kms=<km/s>", "wave": "wave_path=<file>", "blaze": "blaze_path=<file>"}
+
+
 class SpectrumFileError(ValueError):
-    """A spectrum file that cannot be used; the message names the file and the problem."""
+    """A spectrum file that cannot be used; the message names the file, the problem and, where
+    the user can supply what is missing, the fix (``fix``: a key of :data:`FIXES`)."""
+
+    def __init__(self, path, problem: str, fix: str | None = None):
+        self.path, self.problem, self.fix = path, problem, fix
+        super().__init__(self.text())
+
+    def text(self, options: dict | None = None) -> str:
+        """The message, naming the fix with ``options`` ({fix key: how the caller spells the
+        option}; default :data:`READER_OPTIONS`, the keyword arguments of the readers)."""
+        where = self.path if self.path is not None else "<spectrum in memory>"
+        message = f"{where}: {self.problem}"
+        if self.fix is not None:
+            option = (options or READER_OPTIONS)[self.fix]
+            message += "; " + FIXES[self.fix].format(option=option)
+        return message
+
+    def __reduce__(self):  # picklable despite the extra arguments
+        return type(self), (self.path, self.problem, self.fix)
 
 
-def file_error(path, problem: str) -> SpectrumFileError:
-    """A :class:`SpectrumFileError` whose message starts with the file (or "<spectrum in memory>")."""
-    return SpectrumFileError(f"{path if path is not None else '<spectrum in memory>'}: {problem}")
+def file_error(path, problem: str, fix: str | None = None) -> SpectrumFileError:
+    """A :class:`SpectrumFileError` whose message starts with the file (or "<spectrum in memory>")
+    and ends with the fix (``fix``: a key of :data:`FIXES`, or None)."""
+    return SpectrumFileError(path, problem, fix)
 
 
 @dataclass
@@ -30,8 +60,11 @@ class Spectrum:
         True where the pixel holds valid data (finite, non-zero, good quality flag).
     kind : "e2ds", "s2d", "s1d" or "text"
     path : Path of the file (None for spectra built in memory)
-    meta : dict – header facts (object, date, BERV [km/s]), the rows that match the 8
-        training orders (e2ds/s2d), where the wavelengths and blaze came from.
+    meta : dict – header facts (object, date, ``instrument`` "HARPS"/"HARPS-N", ``berv_kms``),
+        ``frame`` of the wavelengths ("observatory" or "barycentric"), the rows that match the
+        8 training orders (e2ds/s2d), where the wavelengths and blaze came from. A spectrum
+        built in memory may set ``instrument``, ``frame`` and ``berv_kms`` itself, so that
+        its instrument's CCD gap is masked (:mod:`paper_lib.observed.pixels`).
     """
 
     wave: np.ndarray

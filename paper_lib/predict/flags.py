@@ -16,6 +16,10 @@ from ..observed.fits import vacuum_to_air
 
 LOW_SNR = 10.0  # estimated SNR below which σ are too small (the networks trained at SNR 20)
 LARGE_GAP = 0.2  # fraction of filled pixels above which much of the range is missing
+# fraction of repaired bad pixels (paper_lib.observed.pixels) above which a file is badly
+# damaged: NaN/inf scattered over 12.8 % of the HARPS Sun's pixels moved its labels by at most
+# 0.19 σ, over 22 % by 0.53 σ, over 32 % by up to 3.7 σ (python benchmarks/predict_robustness.py)
+BAD_PIXELS = 0.1
 EDGE_FRACTION = 0.02  # a label this close (× its range) to the training range's edge is "at it"
 VACUUM_SHIFT_KMS = round(C_KMS * (5200.0 / float(vacuum_to_air(5200.0)) - 1.0), 1)  # 83.5 km/s:
 # c·(n_air − 1) at 5200 Å, the RV that vacuum wavelengths read as air give
@@ -27,6 +31,8 @@ FLAGS = {
     "vacuum_suspected": f"RV ≈ +{VACUUM_SHIFT_KMS:g} km/s, what vacuum wavelengths read as air "
                         "give: if the file is in vacuum, pass --vacuum",
     "large_gap": f"more than {100 * LARGE_GAP:.0f} % of the pixels had no data and were filled",
+    "bad_pixels": f"more than {100 * BAD_PIXELS:.0f} % of the pixels were bad (NaN, inf, ≤ 0 or "
+                  "cosmic-ray spikes) and were repaired from their neighbours: labels may have moved",
     "low_snr": f"estimated SNR below {LOW_SNR:g} (training: 20): errors exceed the σ",
     "grid_edge": "a label lies at or beyond the edge of the training range (grid_edge:<label>)",
     "out_of_distribution": "the spectrum is unlike the synthetic training spectra (ood_score > 1): "
@@ -63,7 +69,8 @@ def edge_labels(values, bounds: np.ndarray) -> list[str]:
 
 
 def quality_flags(row: dict, model_input, predictor) -> list[str]:
-    """The flags of one answer (``row``: labels, snr, gap_fraction, ood_score)."""
+    """The flags of one answer (``row``: labels, snr, gap_fraction, bad_pixel_fraction,
+    ood_score)."""
     flags = []
     velocity = model_input.velocity
     if velocity is not None and not velocity.reliable:
@@ -72,6 +79,8 @@ def quality_flags(row: dict, model_input, predictor) -> list[str]:
         flags.append("vacuum_suspected")
     if row["gap_fraction"] > LARGE_GAP:
         flags.append("large_gap")
+    if row["bad_pixel_fraction"] > BAD_PIXELS:
+        flags.append("bad_pixels")
     if not row["snr"] >= LOW_SNR:
         flags.append("low_snr")
     flags += [f"grid_edge:{name}" for name in

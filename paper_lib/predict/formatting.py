@@ -12,8 +12,9 @@ import json
 
 from ..labels import LABEL_NAMES, LABEL_UNITS
 from .flags import FLAGS, flag_kind
+from .rows import QUALITY_COLUMNS
 
-EXTRA_COLUMNS = ("rv_kms", "rv_source", "rv_significance", "snr", "gap_fraction", "ood_score")
+EXTRA_COLUMNS = QUALITY_COLUMNS  # RV, SNR, gap, bad pixels, OOD score: the row's own order
 
 
 def _number(value, digits: int = 5):

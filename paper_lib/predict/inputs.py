@@ -12,6 +12,9 @@ import numpy as np
 
 # companion calibration frames that a folder of DRS products holds beside the spectra
 CALIBRATION_FILE_NAMES = re.compile(r"_(wave|blaze)_[AB]\.|WAVE_MATRIX|_BLAZE_", re.IGNORECASE)
+# how an error names what the user can pass (paper_lib.observed.spectrum.FIXES): the keyword
+# arguments of predict_rows / paper_lib.predict
+PREDICT_OPTIONS = {"rv": "rv=<km/s>", "wave": "wave_path=<file>", "blaze": "blaze_path=<file>"}
 
 
 def expand_inputs(items) -> list:
@@ -39,8 +42,9 @@ def expand_inputs(items) -> list:
 
 
 def per_input(value, items: list, what: str) -> list:
-    """A scalar, a sequence (one per input) or a {path or name: value} dict → one per input."""
-    if value is None or np.isscalar(value):
+    """A scalar (or a path), a sequence (one per input) or a {path or name: value} dict → one
+    per input."""
+    if value is None or np.isscalar(value) or isinstance(value, Path):
         return [value] * len(items)
     if isinstance(value, dict):
         names = [input_name(i) for i in items]
@@ -58,32 +62,42 @@ def input_name(item) -> str:
     return str(item)
 
 
-def prepare(item, rv, vacuum):
-    """ModelInput of one input (a path or a Spectrum); raises on a bad file."""
+def prepare(item, rv, wave_path, blaze_path, vacuum):
+    """ModelInput of one input (a path or a Spectrum); raises on a bad file. ``rv`` [km/s] or
+    None; ``wave_path``/``blaze_path``: an e2ds frame's wave and blaze files, or None."""
     from ..observed.model_input import to_model_input
     from ..observed.read import read_spectrum
     from ..observed.spectrum import Spectrum
 
-    spectrum = item if isinstance(item, Spectrum) else read_spectrum(item, vacuum=vacuum)
+    spectrum = item if isinstance(item, Spectrum) else read_spectrum(
+        item, wave_path=wave_path, blaze_path=blaze_path, vacuum=vacuum)
     return to_model_input(spectrum, rv_kms=None if rv is None else float(rv))
 
 
-def prepared_chunks(items, rvs, vacuum, workers: int, progress: bool, size: int):
+def error_text(error: Exception, options: dict) -> str:
+    """The message of a failed input, naming its fix with ``options`` (see PREDICT_OPTIONS)."""
+    from ..observed.spectrum import SpectrumFileError
+
+    return error.text(options) if isinstance(error, SpectrumFileError) else str(error)
+
+
+def prepared_chunks(items, per_item: list, vacuum, workers: int, progress: bool, size: int):
     """Yield lists of ``size`` prepared inputs (a ModelInput or the exception), in order, while
-    threads go on preparing the next ones (reading and resampling overlap the networks)."""
+    threads go on preparing the next ones (reading and resampling overlap the networks).
+    ``per_item``: one (rv, wave_path, blaze_path) per item."""
     from tqdm.auto import tqdm
 
-    def one(args):
+    def one(item, extra):
         try:
-            return prepare(*args, vacuum)
+            return prepare(item, *extra, vacuum)
         except (ValueError, OSError) as error:  # a bad file: its message names it
             return error
         except Exception as error:  # anything else still fails this file alone, named
-            return RuntimeError(f"{input_name(args[0])}: {type(error).__name__}: {error}")
+            return RuntimeError(f"{input_name(item)}: {type(error).__name__}: {error}")
 
     with (ThreadPoolExecutor(max_workers=max(1, workers)) as pool,
           tqdm(total=len(items), desc="predict", unit="file", disable=not progress) as bar):
-        futures = [pool.submit(one, args) for args in zip(items, rvs)]
+        futures = [pool.submit(one, item, extra) for item, extra in zip(items, per_item)]
         for future in futures:
             future.add_done_callback(lambda _: bar.update())
         for start in range(0, len(futures), size):
