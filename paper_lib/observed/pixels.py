@@ -6,7 +6,7 @@
   observatory frame (e2ds); an s1d is barycentric, so there they move by the barycentric
   correction (``meta["berv_kms"]``; without one, by any BERV up to ± :data:`MAX_BERV_KMS`),
   widened by :data:`GAP_MARGIN_A` on each side.
-* **No light**: stretches of :data:`DARK_BLOCK_A` whose median flux is below
+* **No light**: stretches of :data:`DARK_BLOCK_A` whose mean flux is below
   :data:`DARK_FRACTION` of the spectrum's are masked too, whatever the instrument (a gap of an
   instrument not recognised, e.g. a HARPS spectrum saved as text, holding noise).
 * **Negative flux**: an order whose median flux is ≤ 0 is not a spectrum the networks can read
@@ -28,7 +28,6 @@ Masks are True where a pixel holds data.
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from ..instrument import C_KMS, CCD_GAPS_A, physical_order
 from .spectrum import Spectrum, file_error
@@ -38,8 +37,8 @@ from .spectrum import Spectrum, file_error
 GAP_MARGIN_A = 0.3
 MAX_BERV_KMS = 30.0  # Earth's orbital (29.8 km/s) plus rotational (0.5 km/s) speed, rounded up
 REPAIR_SPAN_A = 0.1  # a run of bad pixels is repaired if its good neighbours lie this close [Å]
-DARK_BLOCK_A = 0.5  # stretches this long [Å] …
-DARK_FRACTION = 0.1  # … whose median flux is below this fraction of the segment's hold no light
+DARK_BLOCK_A = 0.25  # stretches this long [Å] …
+DARK_FRACTION = 0.1  # … whose mean flux is below this fraction of the segment's median: no light
 SPIKE_REACH = 25  # a spike stands above every pixel from 3 to this many pixels away …
 SPIKE_SIGMA = 8.0  # … by this many noise σ …
 SPIKE_FRACTION = 0.05  # … and this fraction of their level
@@ -80,12 +79,32 @@ def check_positive_flux(spectrum: Spectrum, parts) -> None:
 
 
 def _neighbour_median(values: np.ndarray) -> np.ndarray:
-    """Median of the finite values among each pixel's four nearest neighbours (NaN if none)."""
+    """Median of the finite values among each pixel's four nearest neighbours (NaN if none):
+    with c of them finite and sum S, (S − max − min)/2 for c = 4, S − max − min for 3, S/c
+    for 2 or 1."""
     padded = np.pad(values, 2, constant_values=np.nan)
-    neighbours = np.sort(sliding_window_view(padded, 5)[:, [0, 1, 3, 4]], axis=1)  # NaN last
-    count = np.isfinite(neighbours).sum(axis=1)
-    middle = np.stack([(count - 1) // 2, count // 2], axis=1)  # the middle one or two
-    return np.take_along_axis(neighbours, middle, axis=1).mean(axis=1)
+    finite = np.isfinite(padded)
+    zeroed = np.where(finite, padded, 0.0)
+    near = [slice(k, k + values.size) for k in (0, 1, 3, 4)]
+    count = sum(finite[k].astype(np.int8) for k in near)
+    total = sum(zeroed[k] for k in near)
+    high = np.fmax(np.fmax(padded[near[0]], padded[near[1]]), np.fmax(padded[near[2]], padded[near[3]]))
+    low = np.fmin(np.fmin(padded[near[0]], padded[near[1]]), np.fmin(padded[near[2]], padded[near[3]]))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        middle = np.where(count == 4, (total - high - low) / 2.0, total - high - low)
+        return np.where(count >= 3, middle, np.where(count > 0, total / count, np.nan))
+
+
+def _running_max(values: np.ndarray, width: int) -> np.ndarray:
+    """max(values[j : j + width]) for every j (the last ones over fewer values), by doubling."""
+    out, span = values.copy(), 1
+    while 2 * span <= width:
+        out[:-span] = np.maximum(out[:-span], out[span:])
+        span *= 2
+    if span < width:
+        shift = width - span
+        out[:-shift] = np.maximum(out[:-shift], out[shift:])
+    return out
 
 
 def _spikes(flux: np.ndarray, good: np.ndarray) -> np.ndarray:
@@ -98,14 +117,13 @@ def _spikes(flux: np.ndarray, good: np.ndarray) -> np.ndarray:
     if step.size < 10:
         return np.zeros(flux.shape, dtype=bool)
     sigma = 1.4826 * np.median(np.abs(step - np.median(step))) / np.sqrt(2.0)
-    values = np.where(good, flux, np.nan)
     with np.errstate(invalid="ignore"):
-        local = _neighbour_median(values)
+        local = _neighbour_median(np.where(good, flux, np.nan))
         sharp = good & (flux - local > np.maximum(SPIKE_SIGMA * sigma, SPIKE_FRACTION * np.abs(local)))
         others = np.pad(np.where(good & ~sharp, flux, -np.inf), SPIKE_REACH, constant_values=-np.inf)
-        windows = sliding_window_view(others, SPIKE_REACH - 2)  # windows[j]: others[j : j + REACH − 2]
-        left = windows[: flux.size].max(axis=1)  # flux[i − SPIKE_REACH … i − 3]
-        right = windows[SPIKE_REACH + 3: SPIKE_REACH + 3 + flux.size].max(axis=1)  # i + 3 …
+        side = _running_max(others, SPIKE_REACH - 2)  # side[j]: max of others[j : j + REACH − 2]
+        left = side[: flux.size]  # flux[i − SPIKE_REACH … i − 3]
+        right = side[SPIKE_REACH + 3: SPIKE_REACH + 3 + flux.size]  # flux[i + 3 … i + SPIKE_REACH]
         level = np.maximum(left, right)
         excess = flux - level
         return sharp & np.isfinite(level) & (excess > np.maximum(SPIKE_SIGMA * sigma,
@@ -113,16 +131,17 @@ def _spikes(flux: np.ndarray, good: np.ndarray) -> np.ndarray:
 
 
 def _no_level(wave: np.ndarray, flux: np.ndarray, good: np.ndarray) -> np.ndarray:
-    """Pixels in blocks of about DARK_BLOCK_A whose median flux (NaN and inf counted as 0) is
-    below DARK_FRACTION of the whole segment's: no light there (a gap of an instrument we do
-    not know, filled with noise)."""
+    """Pixels in blocks of about DARK_BLOCK_A whose mean flux (clipped to 0 … twice the
+    segment's median; NaN and inf count as 0) is below DARK_FRACTION of the segment's median:
+    no light there (a gap of an instrument we do not know, filled with noise)."""
     if good.sum() < 10:
         return np.zeros(flux.shape, dtype=bool)
+    level = np.median(flux[good])
     size = max(int(round(DARK_BLOCK_A / np.median(np.diff(wave)))), 1)  # pixels per block
-    values = np.where(np.isfinite(flux), flux, 0.0)
+    values = np.clip(np.where(np.isfinite(flux), flux, 0.0), 0.0, 2.0 * level)
     blocks = -(-values.size // size)
     padded = np.pad(values, (0, blocks * size - values.size), mode="edge")
-    dark = np.median(padded.reshape(blocks, size), axis=1) < DARK_FRACTION * np.median(flux[good])
+    dark = padded.reshape(blocks, size).mean(axis=1) < DARK_FRACTION * level
     return np.repeat(dark, size)[: flux.size]
 
 

@@ -18,7 +18,7 @@ LOW_SNR = 10.0  # estimated SNR below which σ are too small (the networks train
 LARGE_GAP = 0.2  # fraction of filled pixels above which much of the range is missing
 # fraction of repaired bad pixels (paper_lib.observed.pixels) above which a file is badly
 # damaged: NaN/inf scattered over 12.8 % of the HARPS Sun's pixels moved its labels by at most
-# 0.19 σ, over 22 % by 0.53 σ, over 32 % by up to 3.7 σ (python benchmarks/predict_robustness.py)
+# 0.19 σ, over 22 % by 0.53 σ, over 32 % by up to 2.9 σ (python benchmarks/predict_robustness.py)
 BAD_PIXELS = 0.1
 EDGE_FRACTION = 0.02  # a label this close (× its range) to the training range's edge is "at it"
 VACUUM_SHIFT_KMS = round(C_KMS * (5200.0 / float(vacuum_to_air(5200.0)) - 1.0), 1)  # 83.5 km/s:
