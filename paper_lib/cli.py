@@ -13,7 +13,7 @@ import warnings
 from .profiles import get_profile
 
 # how an error names what the user can give (paper_lib.observed.spectrum.FIXES): our options
-CLI_OPTIONS = {"rv": "--rv KM_S", "wave": "--wave FILE", "blaze": "--blaze FILE"}
+CLI_OPTIONS = {"rv": "--rv KM_S", "wave": "--wave FILE", "blaze": "--blaze FILE", "fix": "--fix"}
 
 
 def _synth(args) -> int:
@@ -55,7 +55,8 @@ def _predict(args) -> int:
         raise ValueError("no spectrum files found in " + ", ".join(args.inputs))
     rows = predict_rows(items, predictor, rv=args.rv, wave_path=args.wave, blaze_path=args.blaze,
                         options=CLI_OPTIONS, vacuum=True if args.vacuum else None,
-                        workers=args.workers)
+                        workers=args.workers, fix=args.fix, refine=args.refine,
+                        grid=args.grid, profile=args.profile or DEFAULT_PROFILE)
     failed = [r for r in rows if r.get("error") is not None]
     for row in failed:
         message = row["error"] if row["error"].startswith(row["file"]) else f"{row['file']}: {row['error']}"
@@ -78,6 +79,20 @@ def _format_of(output) -> str:
     if suffix not in ("json", "csv", "txt"):
         raise ValueError(f"--output {output}: give a .json, .csv or .txt file (or --format)")
     return {"txt": "table"}.get(suffix, suffix)
+
+
+def _systematics(args) -> int:
+    from .systematic_runs import run_systematics
+
+    try:
+        path = run_systematics(get_profile(args.profile), out_dir=args.models_dir,
+                               workers=args.workers)
+    except KeyboardInterrupt:
+        print("\nsystematics interrupted: finished variant nodes are kept; run again to resume",
+              file=sys.stderr)
+        return 130
+    print(f"systematics: {path}")
+    return 0
 
 
 def _ood_calibrate(args) -> int:
@@ -153,7 +168,20 @@ def build_parser() -> argparse.ArgumentParser:
                          help="default: from --output's extension, else table")
     predict.add_argument("--output", default=None, help="write the results to a .csv/.json/.txt file")
     predict.add_argument("--workers", type=int, default=2, help="threads reading files (default 2)")
+    predict.add_argument("--fix", action="append", default=None, metavar="LABEL=VALUE±SIGMA",
+                         help="a label known from elsewhere, e.g. logg=4.44±0.05 (also +-); "
+                              "repeatable; teff, logg, mh or vsini")
+    predict.add_argument("--refine", action="store_true",
+                         help="fit the synthetic grid around the answer (needs the profile's "
+                              "grid, python -m paper_lib synth, or --grid; ~5 s a star)")
+    predict.add_argument("--grid", default=None, help="grid FITS for --refine")
     predict.set_defaults(func=_predict)
+    systematics = sub.add_parser("systematics", help="(re)make models/<profile>/systematics.json: "
+                                 "answer shifts under other published physics")
+    systematics.add_argument("--profile", default="cpu")
+    systematics.add_argument("--models-dir", default=None, help="default models/<profile>/")
+    systematics.add_argument("--workers", type=int, default=2, help="synthesis processes")
+    systematics.set_defaults(func=_systematics)
     calibrate = sub.add_parser("ood-calibrate", help="(re)make models/<profile>/ood_calibration.json "
                                "from synthetic test spectra")
     calibrate.add_argument("--profile", default="cpu")
@@ -174,7 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """A warning as one line, ``warning: <message>``, without the source line Python adds."""
-    print(f"warning: {message}", file=file or sys.stderr)
+    from .notebook import one_line_warning
+
+    print(one_line_warning(message, category, filename, lineno), end="", file=file or sys.stderr)
 
 
 def main(argv=None) -> int:

@@ -13,6 +13,7 @@ and its last one ``nb.write_results({...})``, which stores the numbers with prov
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,8 +38,16 @@ class NotebookRun:
         return write_results(self.profile, self.name, numbers, started=self.started)
 
 
+def one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """A warning as ``warning: <message>``, without the source line Python adds (a reader
+    cannot act on it): what notebooks and the command line show."""
+    return f"warning: {message}\n"
+
+
 def start(name: str, profile: str | Profile, *, figures_dir=None, models_dir=None) -> NotebookRun:
-    """Resolve the notebook's ``profile`` parameter (a name, e.g. "smoke") and its folders."""
+    """Resolve the notebook's ``profile`` parameter (a name, e.g. "smoke") and its folders;
+    warnings are shown as one line from here on."""
+    warnings.formatwarning = one_line_warning
     profile = get_profile(profile)
     return NotebookRun(
         name=name, profile=profile,

@@ -114,3 +114,19 @@ class LineSource:
         clean = 1.0 - 0.5 * labels[:, [0, 1, 2, 3, 0, 1, 2, 3], None] * self.profile
         noisy = clean + rng.normal(0.0, 0.02, size=clean.shape)
         return Batch(*(torch.as_tensor(a, dtype=torch.float32) for a in (noisy, clean, labels)))
+
+
+@pytest.fixture(scope="session")
+def smoke_grid():
+    """The smoke profile's grid (14 real nodes), built here if the cache lacks it."""
+    from paper_lib.profiles import get_profile
+    from paper_lib.synthetic.grid import load_grid
+
+    smoke = get_profile("smoke")
+    try:
+        return load_grid(smoke)
+    except FileNotFoundError:
+        from paper_lib.synthetic.build import build_profile_grid
+
+        build_profile_grid(smoke, progress=False)
+        return load_grid(smoke)

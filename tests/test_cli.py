@@ -61,7 +61,8 @@ def test_predict_table_and_csv_for_two_files(smoke_model):
     csv = run_cli("predict", str(uves), "--profile", "smoke", "--model", smoke_model,
                   "--format", "csv")
     header, line = csv.stdout.strip().splitlines()
-    assert header.startswith("file,kind,model,teff,teff_sigma")
+    assert header.startswith("file,kind,model,method,fixed,teff,teff_sigma,teff_sigma_stat,"
+                             "teff_sigma_sys,logg")
     assert float(line.split(",")[header.split(",").index("gap_fraction")]) == 0.0
 
 

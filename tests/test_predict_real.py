@@ -180,7 +180,7 @@ def test_batch_with_a_bad_file_keeps_the_good_results(tmp_path):
     assert done.returncode == 1
     assert "broken.fits" in done.stderr and "Traceback" not in done.stderr
     lines = out.read_text().strip().splitlines()
-    assert lines[0].startswith("file,kind,model,teff,teff_sigma") and len(lines) == 3
+    assert lines[0].startswith("file,kind,model,method,fixed,teff,teff_sigma,") and len(lines) == 3
     assert lines[0].endswith("ood_score,flags")
 
 
@@ -250,21 +250,6 @@ def test_paper_lib_predict_is_callable_after_a_bare_import():
 
 
 # --------------------------------------------------------------- shipped template, calibration
-
-@pytest.fixture(scope="module")
-def smoke_grid():
-    from paper_lib.profiles import get_profile
-    from paper_lib.synthetic.grid import load_grid
-
-    smoke = get_profile("smoke")
-    try:
-        return load_grid(smoke)
-    except FileNotFoundError:
-        from paper_lib.synthetic.build import build_profile_grid
-
-        build_profile_grid(smoke, progress=False)
-        return load_grid(smoke)
-
 
 def test_shipped_template_is_what_the_code_makes_with_todays_physics(smoke_grid):
     from paper_lib.observed.template import load_template, make_template, template_record

@@ -37,6 +37,8 @@ FLAGS = {
     "grid_edge": "a label lies at or beyond the edge of the training range (grid_edge:<label>)",
     "out_of_distribution": "the spectrum is unlike the synthetic training spectra (ood_score > 1): "
                            "the labels are not to be trusted",
+    "refine_failed": "--refine could not fit the grid around the answer (it lies in a hole or "
+                     "a held label is outside the grid there): the network's answer is given",
     "ood_uncalibrated": "no out-of-distribution calibration for this DAE "
                         "(models/<profile>/ood_calibration.json): ood_score not computed",
 }

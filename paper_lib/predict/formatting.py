@@ -12,7 +12,7 @@ import json
 
 from ..labels import LABEL_NAMES, LABEL_UNITS
 from .flags import FLAGS, flag_kind
-from .rows import QUALITY_COLUMNS
+from .rows import QUALITY_COLUMNS, SIGMA_SUFFIXES
 
 EXTRA_COLUMNS = QUALITY_COLUMNS  # RV, SNR, gap, bad pixels, OOD score: the row's own order
 
@@ -25,10 +25,12 @@ def to_json(rows: list[dict]) -> str:
     """One object per file: labels as {value, sigma, unit}, correlations, RV, quality, flags."""
     out = []
     for r in rows:
-        item = {"file": r["file"], "kind": r["kind"], "model": r["model"]}
+        item = {"file": r["file"], "kind": r["kind"], "model": r["model"],
+                "method": r["method"], "fixed": r["fixed"]}
         for name, unit in zip(LABEL_NAMES, LABEL_UNITS):
             item[name] = {"value": _number(r[name]), "sigma": _number(r[f"{name}_sigma"]),
-                          "unit": unit}
+                          "sigma_stat": _number(r[f"{name}_sigma_stat"]),
+                          "sigma_sys": _number(r[f"{name}_sigma_sys"]), "unit": unit}
         corr = {k[5:]: _number(v, 4) for k, v in r.items() if k.startswith("corr_")}
         if corr:
             item["correlation"] = corr
@@ -43,7 +45,8 @@ def to_csv(rows: list[dict]) -> str:
     """A header and one line per file; ``flags`` joined by ';' (empty when all is well)."""
     if not rows:
         return ""
-    columns = ["file", "kind", "model", *[c for n in LABEL_NAMES for c in (n, f"{n}_sigma")],
+    columns = ["file", "kind", "model", "method", "fixed",
+               *[f"{n}{s}" for n in LABEL_NAMES for s in SIGMA_SUFFIXES],
                *sorted(k for k in rows[0] if k.startswith("corr_")), *EXTRA_COLUMNS, "flags"]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -60,11 +63,15 @@ def to_table(rows: list[dict]) -> str:
     for r in rows:
         significance = (f", CCF significance {r['rv_significance']:.0f}"
                         if r["rv_significance"] is not None else " (given)")
-        lines.append(f"{r['file']}  ({r['model']}; rv {r['rv_kms']:+.2f} km/s{significance}; "
+        how = {"network": "", "network+fix": f"; conditioned on {r['fixed']}",
+               "refined": "; refined on the grid" + (f" with {r['fixed']}" if r["fixed"] else "")}
+        lines.append(f"{r['file']}  ({r['model']}{how[r['method']]}; "
+                     f"rv {r['rv_kms']:+.2f} km/s{significance}; "
                      f"SNR ≈ {r['snr']:.0f}; {100 * r['gap_fraction']:.1f} % filled; "
                      f"OOD score {r['ood_score']:.2f})")
         for name, unit in zip(LABEL_NAMES, LABEL_UNITS):
-            lines.append(f"  {name:6s} {r[name]:10.3f} ± {r[f'{name}_sigma']:8.3f} {unit}")
+            lines.append(f"  {name:6s} {r[name]:10.3f} ± {r[f'{name}_sigma']:8.3f} {unit:4s}"
+                         f"  (stat {r[f'{name}_sigma_stat']:.3f}, sys {r[f'{name}_sigma_sys']:.3f})")
         corr = [f"{k[5:].replace('_', '-')} {v:+.2f}" for k, v in r.items() if k.startswith("corr_")]
         if corr:
             lines.append("  correlations: " + "  ".join(corr))

@@ -14,7 +14,8 @@ import numpy as np
 CALIBRATION_FILE_NAMES = re.compile(r"_(wave|blaze)_[AB]\.|WAVE_MATRIX|_BLAZE_", re.IGNORECASE)
 # how an error names what the user can pass (paper_lib.observed.spectrum.FIXES): the keyword
 # arguments of predict_rows / paper_lib.predict
-PREDICT_OPTIONS = {"rv": "rv=<km/s>", "wave": "wave_path=<file>", "blaze": "blaze_path=<file>"}
+PREDICT_OPTIONS = {"rv": "rv=<km/s>", "wave": "wave_path=<file>", "blaze": "blaze_path=<file>",
+                   "fix": "fix="}
 
 
 def expand_inputs(items) -> list:

@@ -17,7 +17,8 @@ DEFAULT_PROFILE = "cpu"  # whose committed weights (models/<profile>/)
 @dataclass
 class Predictor:
     """A trained regressor with what its answers need: the profile's DAE and OOD calibration
-    (for the out-of-distribution score) and the label box it was trained on."""
+    (for the out-of-distribution score), the label box it was trained on, and the systematic
+    model of the physics variants (``systematics.json`` beside the weights; None if absent)."""
 
     name: str
     model: torch.nn.Module
@@ -25,12 +26,14 @@ class Predictor:
     dae: torch.nn.Module | None
     calibration: object  # paper_lib.observed.quality.OODCalibration or None
     bounds: np.ndarray  # (4, 2) physical label range of the training data
+    systematics: object = None  # paper_lib.evaluation.systematics.SystematicModel or None
 
     @classmethod
     def load(cls, model: str = DEFAULT_MODEL, profile=DEFAULT_PROFILE, models_dir=None
              ) -> "Predictor":
         """The variant ``model`` of ``profile`` from ``models_dir`` (default models/<profile>/)."""
         from .. import paths
+        from ..evaluation.systematics import load_systematics
         from ..observed.quality import OODCalibration
         from ..profiles import get_profile
         from ..training.checkpoints import load_model, load_variant_file
@@ -48,4 +51,5 @@ class Predictor:
         dae = load_model(dae_path).eval() if dae_path.exists() else None
         calibration = OODCalibration.load(folder, dae_path) if dae is not None else None
         return cls(model, regressor, variant.covariance, dae, calibration,
-                   training_bounds(profile, limited=variant.limited))
+                   training_bounds(profile, limited=variant.limited),
+                   load_systematics(folder, model))

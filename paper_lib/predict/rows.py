@@ -1,4 +1,5 @@
-"""Real spectra → one row per input: labels ± σ, radial velocity, quality and flags.
+"""Real spectra → one row per input: labels ± σ (total, statistical, systematic), radial
+velocity, quality and flags; optionally conditioned on known labels and refined on the grid.
 
 Every row has the same columns, whether its input worked or not (:func:`empty_row`): a failed
 input keeps NaN labels and its ``error``, so a table of any batch can be indexed alike.
@@ -14,14 +15,17 @@ from .images import BATCH_SIZE, predict
 from .inputs import (PREDICT_OPTIONS, error_text, expand_inputs, input_name, per_input,
                      prepared_chunks)
 from .predictor import DEFAULT_MODEL, DEFAULT_PROFILE, Predictor
+from .uncertainty import systematic_covariance
 
+SIGMA_SUFFIXES = ("", "_sigma", "_sigma_stat", "_sigma_sys")  # a label's value and its three σ
 QUALITY_COLUMNS = ("rv_kms", "rv_source", "rv_significance", "snr", "gap_fraction",
                    "bad_pixel_fraction", "ood_score")  # after the labels, in this order
 
 
 def correlation_columns(predictor: Predictor) -> list[str]:
-    """``corr_<a>_<b>`` for every pair of labels of a full-covariance model, else none."""
-    if predictor.covariance != "full":
+    """``corr_<a>_<b>`` for every pair of labels where the total covariance has them (a
+    full-covariance model, or a systematic model beside the weights), else none."""
+    if predictor.covariance != "full" and predictor.systematics is None:
         return []
     return [f"corr_{LABEL_NAMES[i]}_{LABEL_NAMES[j]}" for i in range(4) for j in range(i + 1, 4)]
 
@@ -30,15 +34,19 @@ def empty_row(predictor: Predictor, file: str) -> dict:
     """A row with every column: NaN numbers, None texts, no flags, no error."""
     row = {"file": file, "kind": None}
     for name in LABEL_NAMES:
-        row[name] = row[f"{name}_sigma"] = float("nan")
+        for suffix in SIGMA_SUFFIXES:
+            row[f"{name}{suffix}"] = float("nan")
+    row.update(method=None, fixed=None)
     row.update(dict.fromkeys(correlation_columns(predictor), float("nan")))
     row.update(dict.fromkeys(QUALITY_COLUMNS, float("nan")), rv_source=None, rv_significance=None)
     row.update(model=predictor.name, flags=[], error=None)
     return row
 
 
-def label_rows(predictor: Predictor, inputs: list, batch_size: int) -> list[dict]:
-    """Labels, σ, correlations, SNR, OOD score and flags of prepared inputs, batched."""
+def label_rows(predictor: Predictor, inputs: list, batch_size: int, known=(),
+               renderer=None) -> list[dict]:
+    """Labels, σ (total, statistical, systematic), correlations, SNR, OOD score and flags of
+    prepared inputs, batched; conditioned on ``known`` labels, refined if ``renderer``."""
     from ..observed.quality import estimate_snr, residual_excess
     from .flags import quality_flags
 
@@ -47,7 +55,8 @@ def label_rows(predictor: Predictor, inputs: list, batch_size: int) -> list[dict
         chunk = inputs[start:start + batch_size]
         images = np.stack([inp.image for inp in chunk])
         masks = np.stack([inp.mask for inp in chunk])
-        mean, sigma, cov = predict(predictor.model, torch.as_tensor(images), batch_size=batch_size)
+        mean, _, cov = predict(predictor.model, torch.as_tensor(images), batch_size=batch_size)
+        cov_sys = systematic_covariance(predictor.systematics, mean)
         excess, snr = (residual_excess(predictor.dae, images, masks, batch_size=batch_size)
                        if predictor.dae is not None
                        else (np.full(len(chunk), np.nan), estimate_snr(images, masks)))
@@ -56,9 +65,14 @@ def label_rows(predictor: Predictor, inputs: list, batch_size: int) -> list[dict
         for k, inp in enumerate(chunk):
             row = empty_row(predictor, input_name(inp))
             row["kind"] = inp.kind
+            answer, method, problem = answer_of(inp, mean[k], cov[k], cov_sys[k], known, renderer)
+            sigma = answer.sigma
             for i, name in enumerate(LABEL_NAMES):
-                row[name], row[f"{name}_sigma"] = float(mean[k, i]), float(sigma[k, i])
-            corr = cov[k] / np.outer(sigma[k], sigma[k])
+                row[name], row[f"{name}_sigma"] = float(answer.mean[i]), float(sigma[i])
+                row[f"{name}_sigma_stat"] = float(answer.sigma_stat[i])
+                row[f"{name}_sigma_sys"] = float(answer.sigma_sys[i])
+            row.update(method=method, fixed=" ".join(str(k) for k in known))
+            corr = answer.cov / np.outer(sigma, sigma)
             for column in correlation_columns(predictor):
                 a, b = column[5:].split("_")
                 row[column] = float(corr[LABEL_NAMES.index(a), LABEL_NAMES.index(b)])
@@ -66,15 +80,34 @@ def label_rows(predictor: Predictor, inputs: list, batch_size: int) -> list[dict
                        rv_significance=inp.velocity.significance if inp.velocity else None,
                        snr=float(snr[k]), gap_fraction=inp.gap_fraction,
                        bad_pixel_fraction=inp.bad_pixel_fraction, ood_score=float(score[k]))
-            row["flags"] = quality_flags(row, inp, predictor)
+            row["flags"] = quality_flags(row, inp, predictor) + (["refine_failed"] if problem else [])
             rows.append(row)
     return rows
+
+
+def answer_of(inp, mean, cov_stat, cov_sys, known, renderer):
+    """(Answer, method, refinement problem or None) of one prepared input: the network's
+    answer conditioned on ``known`` labels, then refined on the grid if ``renderer``."""
+    from ..synthetic.grid import OutsideGridError
+    from .refine import refine
+    from .uncertainty import combine, refined_answer
+
+    answer = combine(mean, cov_stat, cov_sys, known)
+    method = "network+fix" if known else "network"
+    if renderer is None:
+        return answer, method, None
+    try:
+        refined = refine(inp.image, inp.mask, answer.mean, renderer, known)
+    except OutsideGridError as error:
+        return answer, method, str(error)
+    return refined_answer(refined, cov_sys, known), "refined", None
 
 
 def predict_rows(inputs, model=DEFAULT_MODEL, *, rv=None, wave_path=None, blaze_path=None,
                  profile=DEFAULT_PROFILE, models_dir=None, vacuum: bool | None = None,
                  batch_size: int = BATCH_SIZE, workers: int = 2, progress: bool | None = None,
-                 options: dict | None = None) -> list[dict]:
+                 options: dict | None = None, fix=None, refine: bool = False,
+                 grid=None) -> list[dict]:
     """One dict per input, in order (see :mod:`paper_lib.predict`), all with the same keys; a
     failed input has NaN labels and its ``error``, so one bad file never costs the others
     their results.
@@ -85,9 +118,16 @@ def predict_rows(inputs, model=DEFAULT_MODEL, *, rv=None, wave_path=None, blaze_
     not give them (same forms). ``vacuum``: True if the wavelengths are in vacuum, None to
     take it from the header. ``progress`` None: a bar from 10 inputs on. ``options``: how
     error messages name the fix (default :data:`~paper_lib.predict.inputs.PREDICT_OPTIONS`,
-    these keyword arguments; the command line passes its options).
+    these keyword arguments; the command line passes its options). ``fix``: labels known from
+    elsewhere (``"logg=4.44±0.05"``, a list of them, or {name: (value, σ)}; :mod:`~.known`),
+    which condition the answer. ``refine``: fit the synthetic grid around the answer
+    (:mod:`~.refine`; ``grid`` a Grid or grid file, default the profile's cached grid).
     """
+    from .known import known_labels
+
     predictor = model if isinstance(model, Predictor) else Predictor.load(model, profile, models_dir)
+    known = known_labels(fix, predictor.bounds, option=(options or PREDICT_OPTIONS).get("fix", "fix"))
+    renderer = refinement_renderer(grid, profile) if refine else None
     items = expand_inputs(inputs)
     if not items:
         raise ValueError("no spectra given")
@@ -97,7 +137,7 @@ def predict_rows(inputs, model=DEFAULT_MODEL, *, rv=None, wave_path=None, blaze_
     rows = []
     for chunk in prepared_chunks(items, per_item, vacuum, workers, progress, batch_size):
         good = [inp for inp in chunk if not isinstance(inp, Exception)]
-        labelled = iter(label_rows(predictor, good, batch_size) if good else ())
+        labelled = iter(label_rows(predictor, good, batch_size, known, renderer) if good else ())
         for item, inp in zip(items[len(rows):], chunk):
             if isinstance(inp, Exception):
                 failed = empty_row(predictor, input_name(item))
@@ -115,3 +155,22 @@ def predict_table(inputs, model=DEFAULT_MODEL, *, rv=None, **options):
     import pandas as pd
 
     return pd.DataFrame(predict_rows(inputs, model, rv=rv, **options))
+
+
+def refinement_renderer(grid, profile):
+    """The :class:`~.refine.Renderer` of ``grid`` (a Grid or a grid file) or of the profile's
+    cached grid; ValueError saying how to build it when there is none."""
+    from ..profiles import get_profile
+    from ..synthetic.build import default_grid_file
+    from ..synthetic.grid import Grid
+    from .refine import Renderer
+
+    if grid is None:
+        profile = get_profile(profile)
+        path = default_grid_file(profile.grid_nodes)
+        if not path.exists():
+            raise ValueError(f"refining needs the synthetic grid of profile {profile.name!r} "
+                             f"({path}): build it with python -m paper_lib synth --profile "
+                             f"{profile.name} (1-2.5 h on 2 cores), or give a grid file")
+        grid = path
+    return Renderer(grid if isinstance(grid, Grid) else Grid.from_fits(grid))

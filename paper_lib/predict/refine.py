@@ -1,0 +1,154 @@
+"""A classical least-squares fit of the synthetic grid around the network's answer (opt-in).
+
+``predict --refine`` starts from the network's answer and fits the noise-free synthetic image
+(:meth:`~paper_lib.echelle.generator.SpectrumGenerator.render_labels`, normalised like a real
+spectrum) to the real image over the pixels that hold data, with the labels
+a user knows held at their values (:mod:`paper_lib.predict.known`): a trust-region
+least-squares fit with bounds
+(``scipy.optimize.least_squares``), the Jacobian by finite differences rendered in one batch.
+It is what a spectroscopist would run by hand, and it shares every systematic of the synthesis
+with the network (the same grid), so its covariance adds the systematic one of the physics
+variants to the fit's own.
+
+Needs the profile's grid (``python -m paper_lib synth --profile cpu``) or a grid file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..labels import LABEL_NAMES, VSINI_RANGE
+from .known import KnownLabel
+
+DERIVATIVE_STEPS = np.array([20.0, 0.02, 0.01, 0.2])  # K, dex, dex, km/s
+FIT_REACH_CELLS = 3  # grid cells the fit may move from the start, each way
+
+
+@dataclass
+class Refined:
+    """Result of :func:`refine`: labels (4,), the fit's covariance (4, 4), the RMS of the
+    residual over the fitted pixels, the number of image renders, and whether it converged."""
+
+    labels: np.ndarray
+    cov: np.ndarray
+    rms: float
+    renders: int
+    converged: bool
+
+
+class Renderer:
+    """Noise-free normalised images of the grid at labels (n, 4), with a render count."""
+
+    def __init__(self, grid):
+        from ..echelle.generator import SpectrumGenerator
+
+        self.grid = grid
+        self.generator = SpectrumGenerator(grid, snr=1.0, seed=0)
+        self.renders = 0
+
+    def __call__(self, labels) -> np.ndarray:
+        from ..echelle.continuum import normalise_orders
+
+        labels = np.atleast_2d(np.asarray(labels, dtype=np.float64))
+        self.renders += len(labels)
+        return normalise_orders(self.generator.render_labels(labels).numpy())
+
+
+def fit_bounds(grid, start, reach: int = FIT_REACH_CELLS) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper label bounds (4,) of the fit: the largest box of complete grid cells
+    (all 8 nodes present) around ``start``'s cell, at most ``reach`` cells each way, and the
+    v sin i range. Raises OutsideGridError if ``start`` is not in a complete cell."""
+    from ..synthetic.grid import OutsideGridError
+
+    point = np.asarray(start, dtype=np.float64)[:3]
+    lower_index, _ = grid._cells(point[None])
+    valid = grid.valid_cells()
+    lo, hi = lower_index[0].copy(), lower_index[0].copy()
+    if not valid[tuple(lo)]:
+        raise OutsideGridError(f"({point[0]:g} K, {point[1]:g}, {point[2]:+g}) lies in a hole "
+                               f"of the grid: no complete cell to refine in")
+    for _ in range(reach):
+        for d in range(3):
+            for side, step in ((lo, -1), (hi, +1)):
+                trial_lo, trial_hi = lo.copy(), hi.copy()
+                (trial_lo if step < 0 else trial_hi)[d] += step
+                if trial_lo[d] < 0 or trial_hi[d] >= valid.shape[d]:
+                    continue
+                block = valid[trial_lo[0]:trial_hi[0] + 1, trial_lo[1]:trial_hi[1] + 1,
+                              trial_lo[2]:trial_hi[2] + 1]
+                if block.all():
+                    lo, hi = trial_lo, trial_hi
+    lower = [grid.axes[d][lo[d]] for d in range(3)] + [VSINI_RANGE[0]]
+    upper = [grid.axes[d][hi[d] + 1] for d in range(3)] + [VSINI_RANGE[1]]
+    return np.array(lower, dtype=np.float64), np.array(upper, dtype=np.float64)
+
+
+def refine(image, mask, start, render: Renderer, known: list[KnownLabel] = (), *,
+           max_renders: int = 200) -> Refined:
+    """Least-squares labels (4,) of the normalised ``image`` (8, 4096) over ``mask`` (True =
+    data), starting at ``start`` (4,) physical, with the ``known`` labels held at their values.
+
+    The covariance is the fit's (the Jacobian's, scaled by the residual variance: the pixel
+    error is the synthetic gap, not the photon noise) plus each known label's σ carried
+    through the fit's sensitivity of the free labels to it. Raises ValueError for a start
+    outside the grid.
+    """
+    from scipy.optimize import least_squares
+
+    lower, upper = fit_bounds(render.grid, start)
+    held = {LABEL_NAMES.index(k.name): k for k in known}
+    free = np.array([i for i in range(len(LABEL_NAMES)) if i not in held])
+    x_full = np.clip(np.asarray(start, dtype=np.float64), lower, upper)
+    for i, k in held.items():
+        if not lower[i] <= k.value <= upper[i]:
+            from ..synthetic.grid import OutsideGridError
+
+            raise OutsideGridError(f"{k}: outside the complete grid cells around the answer "
+                                   f"({k.name} {lower[i]:g} to {upper[i]:g})")
+        x_full[i] = k.value
+    data = np.asarray(image, dtype=np.float64)[mask]
+
+    def full(u):
+        x = x_full.copy()
+        x[free] = np.clip(u * DERIVATIVE_STEPS[free], lower[free], upper[free])
+        return x
+
+    def fun(u):
+        return data - render(full(u)[None])[0][mask]
+
+    def jac(u):  # forward differences (backward at the upper bound), one batched render
+        x = full(u)
+        steps = np.where(x + DERIVATIVE_STEPS <= upper, DERIVATIVE_STEPS, -DERIVATIVE_STEPS)
+        points = np.vstack([x, x + np.diag(steps)])
+        images = render(points)[:, mask]
+        jac.all = -(images[1:] - images[0][None]).T / steps  # d residual / d label, all four
+        return jac.all[:, free] * DERIVATIVE_STEPS[free]
+
+    u0 = x_full[free] / DERIVATIVE_STEPS[free]
+    result = least_squares(fun, u0, jac=jac, bounds=(lower[free] / DERIVATIVE_STEPS[free],
+                                                     upper[free] / DERIVATIVE_STEPS[free]),
+                           method="trf", max_nfev=max_renders // 5)
+    jac(result.x)
+    return Refined(full(result.x), _covariance(jac.all, free, held, result.fun),
+                   float(np.sqrt(np.mean(result.fun ** 2))), render.renders, bool(result.success))
+
+
+def _covariance(jacobian, free, held: dict, residual) -> np.ndarray:
+    """(4, 4) covariance of the refined labels: free labels from the Jacobian (pixels, 4)
+    scaled by the residual variance, held labels their σ², propagated into the free ones."""
+    variance = float(np.mean(residual ** 2))
+    j_free = jacobian[:, free]
+    inverse = np.linalg.pinv(j_free.T @ j_free)
+    cov = np.zeros((jacobian.shape[1],) * 2)
+    cov[np.ix_(free, free)] = inverse * variance
+    if held:
+        index = np.array(sorted(held))
+        known_cov = np.diag([held[i].sigma ** 2 for i in index])
+        sensitivity = -inverse @ j_free.T @ jacobian[:, index]  # d free / d held
+        cov[np.ix_(free, free)] += sensitivity @ known_cov @ sensitivity.T
+        cov[np.ix_(free, index)] = sensitivity @ known_cov
+        cov[np.ix_(index, free)] = (sensitivity @ known_cov).T
+        cov[np.ix_(index, index)] = known_cov
+    return cov

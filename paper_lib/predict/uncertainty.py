@@ -1,0 +1,70 @@
+"""The σ that ``predict`` reports: the network's own plus the systematic one of the physics.
+
+* **statistical** (``<label>_sigma_stat``): the network's Gaussian — its error on our synthetic
+  spectra (calibrated on them: Table 3);
+* **systematic** (``<label>_sigma_sys``): how far the answer moves when the synthesis physics
+  is swapped for other published choices (:mod:`paper_lib.evaluation.systematics`, stored in
+  ``models/<profile>/systematics.json``) — the part a real star adds;
+* **total** (``<label>_sigma``): both added as covariances, what every consumer should use.
+
+Known labels (``--fix``) condition the total Gaussian (:func:`paper_lib.predict.known.condition`);
+the posterior variance is then divided between the two parts in the proportion they had
+before. ``--refine`` replaces the statistical part by the least-squares fit's covariance and
+conditions the systematic part on the known labels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..labels import LABEL_NAMES
+from .known import KnownLabel, condition
+
+
+@dataclass
+class Answer:
+    """One star's answer: ``mean`` (4,), ``cov`` (4, 4) total, and the σ (4,) of its parts."""
+
+    mean: np.ndarray
+    cov: np.ndarray
+    sigma_stat: np.ndarray
+    sigma_sys: np.ndarray
+
+    @property
+    def sigma(self) -> np.ndarray:
+        return np.sqrt(np.clip(np.diag(self.cov), 0.0, None))
+
+
+def systematic_covariance(systematics, mean) -> np.ndarray:
+    """(N, 4, 4) systematic covariance at the answers ``mean`` (N, 4); zeros without a model."""
+    mean = np.atleast_2d(mean)
+    if systematics is None:
+        return np.zeros((len(mean), mean.shape[1], mean.shape[1]))
+    return systematics.covariance(mean)
+
+
+def combine(mean, cov_stat, cov_sys, known: list[KnownLabel] = ()) -> Answer:
+    """The answer of one star from the network's ``mean`` (4,) and covariance ``cov_stat``
+    (4, 4) and the systematic ``cov_sys`` (4, 4), conditioned on ``known`` labels."""
+    var_stat, var_sys = np.diag(cov_stat), np.diag(cov_sys)
+    mean, cov = condition(mean, cov_stat + cov_sys, list(known))
+    share = np.divide(var_stat, var_stat + var_sys, out=np.ones_like(var_stat),
+                      where=(var_stat + var_sys) > 0)
+    var = np.clip(np.diag(cov), 0.0, None)
+    return Answer(mean, cov, np.sqrt(var * share), np.sqrt(var * (1.0 - share)))
+
+
+def refined_answer(refined, cov_sys, known: list[KnownLabel] = ()) -> Answer:
+    """The answer of a least-squares refinement: its labels, the fit's covariance as the
+    statistical part and ``cov_sys`` conditioned on the ``known`` labels as the systematic."""
+    _, sys_posterior = condition(np.zeros(len(cov_sys)), cov_sys, list(known))
+    fit = np.array(refined.cov, dtype=np.float64)
+    for k in known:  # a held label's σ is in the fit's covariance already
+        i = LABEL_NAMES.index(k.name)
+        sys_posterior[i, :] = sys_posterior[:, i] = 0.0
+    cov = fit + sys_posterior
+    return Answer(np.asarray(refined.labels, dtype=np.float64), cov,
+                  np.sqrt(np.clip(np.diag(fit), 0.0, None)),
+                  np.sqrt(np.clip(np.diag(sys_posterior), 0.0, None)))
