@@ -219,6 +219,75 @@ figs.plot_gap_attribution(centres, binned, shares.shift, fit["valley"], points,
                           title=f"HARPS Sun: where the gap moves {explained}, and the valley of a "
                                 "least-squares fit");
 
+# %% [markdown]
+# ## The honest answer: a systematic σ, and what a user already knows
+# The networks' σ describe their error on *our synthetic* spectra. A real star adds the
+# synthetic gap, which no σ above knows of. We estimate it without looking at any star: each
+# ingredient of the synthesis is swapped for another published choice — MARCS instead of ATLAS9
+# atmospheres, the Asplund et al. (2009) instead of the Grevesse et al. (2007) solar abundances,
+# VALD3 instead of Gaia-ESO oscillator strengths, ξ + 0.2 km/s, the Valenti & Fischer (2005)
+# instead of the Doyle et al. (2014) macroturbulence — and each network reads the noise-free
+# spectra of both physics at the same nodes. The shifts of its answer, spread smoothly over
+# (Teff, log g, [M/H]), are the **systematic covariance** stored beside the weights
+# (`models/<profile>/systematics.json`, `python -m paper_lib systematics`); `predict` adds it to
+# the network's own (**statistical**) covariance and reports both parts and their total. (The
+# variant spectra are synthesised once and cached; on the `smoke` profile at 4 nodes only.)
+
+# %%
+from paper_lib import systematic_runs
+from paper_lib.evaluation.systematics import SystematicModel, load_systematics
+from paper_lib.predict import Predictor, predict_rows
+
+systematic_runs.run_systematics(P, out_dir=nb.models, progress=False)
+predictor = Predictor.load(explained, P, nb.models)
+systematic = load_systematics(nb.models, explained)
+def rounded(values):
+    return dict(zip(LABEL_NAMES, (round(float(x), 3) for x in values)))
+
+
+sun_sys = {v: rounded(SystematicModel(systematic.nodes, {v: d}, systematic.scales).sigma(sun)[0])
+           for v, d in systematic.shifts.items()}
+sun_sys["total"] = rounded(systematic.sigma(sun)[0])
+for v, sigma in sun_sys.items():
+    print(f"σ_sys at the Sun's labels, {v:12s}", sigma)
+figs.plot_systematics(systematic, figures / "systematics.png",
+                      title=f"Systematic σ of {explained} from physics variants "
+                            "([M/H] = 0; dashed: giants; ticks: the nodes' Teff)");
+
+# %% [markdown]
+# Now the real Sun three ways: the network's answer with both σ parts; the same **conditioned
+# on log g = 4.44 ± 0.05** (what asteroseismology or a parallax would give; `predict --fix
+# logg=4.44±0.05`), which moves Teff and [M/H] along the correlations of the total covariance;
+# and a classical least-squares fit of the grid around the answer **with log g held** (`predict
+# --fix logg=4.44±0.05 --refine`), the way a spectroscopist would check it.
+
+# %%
+fix = ["logg=4.44±0.05"]
+sun_answers = {}
+for method, options in (("network", {}), ("network+fix", {"fix": fix}),
+                        ("refined", {"fix": fix, "refine": True, "grid": grid})):
+    for row in predict_rows([spectra[n] for n in solar], predictor, progress=False, **options):
+        name = next(n for n in solar if str(spectra[n]) == row["file"])
+        sun_answers.setdefault(name, {})[method] = {
+            k: row[k] for k in row if k.split("_sigma")[0] in LABEL_NAMES or k == "flags"}
+for name, answers in sun_answers.items():
+    print(f"### {name}")
+    for method, row in answers.items():
+        text = "  ".join(f"{k} {row[k]:.{3 if k != 'teff' else 0}f} ± {row[k + '_sigma']:.3g} "
+                         f"({row[k + '_sigma_stat']:.2g} stat, {row[k + '_sigma_sys']:.2g} sys)"
+                         for k in LABEL_NAMES)
+        within2 = all(abs(row[k] - SUN_REFERENCE[k]) <= 2 * row[k + "_sigma"] for k in LABEL_NAMES[:3])
+        print(f"{method:12s} {text}  | Teff, log g, [M/H] within 2σ: {within2}; flags: "
+              f"{', '.join(row['flags']) or 'none'}")
+
+# %% [markdown]
+# **What to fix when you can.** Along the valley the spectrum alone cannot tell Teff, log g and
+# [M/H] apart, so one independent label is worth most: log g from a Gaia parallax (with a mass
+# from isochrones, ±0.05–0.1 dex) or from asteroseismology (±0.01–0.03 dex) pins the valley's
+# position; a photometric Teff (±50–100 K) does the same from the other end. Fix the label you
+# know best, with its honest σ; `--refine` then checks the network against a direct fit of the
+# grid (it needs the grid; `python -m paper_lib synth --profile cpu`).
+
 # %%
 nb.write_results({
     "reference": SUN_REFERENCE,
@@ -232,6 +301,8 @@ nb.write_results({
                         "completeness_error": shares.completeness_error.tolist(),
                         "top_bins": dict(zip(LABEL_NAMES, attr.top_bins(centres, binned)))},
     "least_squares_fit": fit,
+    "systematic_sigma_at_sun": {"variant": explained, "per_physics_variant": sun_sys},
+    "sun_answers": sun_answers,
     "on_synthetic_sun": {v: {"mean": m.tolist(), "sigma": s.tolist()}
                          for v, (m, s) in on_synthetic.items()},
 })

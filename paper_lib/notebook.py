@@ -48,6 +48,8 @@ def start(name: str, profile: str | Profile, *, figures_dir=None, models_dir=Non
     """Resolve the notebook's ``profile`` parameter (a name, e.g. "smoke") and its folders;
     warnings are shown as one line from here on."""
     warnings.formatwarning = one_line_warning
+    # tqdm.auto in a kernel without ipywidgets falls back to text bars: nothing to act on
+    warnings.filterwarnings("ignore", message="IProgress not found")
     profile = get_profile(profile)
     return NotebookRun(
         name=name, profile=profile,

@@ -292,13 +292,14 @@ def plot_learning_curves(curves: Sequence[Mapping[str, Any]], path: str | Path,
 
 
 def plot_systematics(model, path: str | Path, logg_values=(4.5, 2.0), mh: float = 0.0,
-                     teff=np.linspace(4000.0, 7000.0, 61), title: str = "") -> Figure:
+                     teff=np.linspace(3750.0, 9000.0, 106), title: str = "") -> Figure:
     """Systematic σ of a :class:`~.systematics.SystematicModel` against Teff, one panel per
     label: the total (black) and each physics variant's part (colours), for dwarfs (solid) and
     giants (dashed) at ``logg_values`` and [M/H] = ``mh``; the variants' nodes as ticks."""
     from .systematics import SystematicModel
 
     fig, axes = _new_figure(1, N_LABELS, (3.4 * N_LABELS, 3.4))
+    axes = np.ravel(axes)
     for style, logg in zip(("-", "--"), logg_values):
         points = np.column_stack([teff, np.full(teff.size, logg), np.full(teff.size, mh)])
         for c, (variant, shift) in enumerate(model.shifts.items()):
@@ -317,5 +318,5 @@ def plot_systematics(model, path: str | Path, logg_values=(4.5, 2.0), mh: float 
                                                        f"[{LABEL_UNIT[name]}]")
         axes[j].set_ylim(bottom=0)
     axes[0].legend(fontsize=7)
-    fig.suptitle(title or f"Systematic σ from physics variants ([M/H] = {mh:+g}; dashed: giants)")
+    fig.suptitle(title or f"Systematic σ from physics variants ([M/H] = {mh:+.1f}; dashed: giants)")
     return save_figure(fig, path)

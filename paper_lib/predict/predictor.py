@@ -44,7 +44,7 @@ class Predictor:
         variant = parse_variant(model)
         if variant.network == "dae":
             raise ValueError("'dae' is the denoising auto-encoder: it returns spectra, not labels; "
-                             f"choose a regressor, e.g. --model {DEFAULT_MODEL}")
+                             f"choose a regressor, e.g. {DEFAULT_MODEL}")
         folder = Path(models_dir or paths.models / profile.name)  # experiments.models_dir
         regressor = load_variant_file(folder, model, profile.name)
         dae_path = folder / "dae.pt"
