@@ -29,6 +29,7 @@ SYSTEMATICS_FILE = "systematics.json"
 RENDER_VSINI_KMS = (2.0, 10.0)  # v sin i [km/s] at which every node is read
 # kernel length scales of the smoothing between nodes (Teff K, log g dex, [M/H] dex)
 KERNEL_SCALES = (500.0, 1.0, 0.5)
+SHIFT_DECIMALS = 5  # stored shifts: 1e-5 K, dex, km/s (far below any σ)
 _FULL_TEFF = (4000.0, 4500.0, 5000.0, 5500.0, 5750.0, 6000.0, 6500.0, 7000.0)
 _FULL_LOGG = (2.0, 4.0, 4.5)
 _FULL_MH = (-1.0, -0.5, 0.0)
@@ -91,7 +92,7 @@ class SystematicModel:
     def to_dict(self) -> dict:
         return {"labels": list(LABEL_NAMES), "nodes": self.nodes.tolist(),
                 "scales": list(self.scales), "meta": self.meta or {},
-                "shifts": {k: np.where(np.isfinite(v), v, None).tolist()
+                "shifts": {k: np.where(np.isfinite(v), np.round(v, SHIFT_DECIMALS), None).tolist()
                            for k, v in self.shifts.items()}}
 
     @classmethod
