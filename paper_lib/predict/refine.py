@@ -71,7 +71,7 @@ def fit_bounds(grid, start, reach: int = FIT_REACH_CELLS) -> tuple[np.ndarray, n
                                f"of the grid: no complete cell to refine in")
     for _ in range(reach):
         for d in range(3):
-            for side, step in ((lo, -1), (hi, +1)):
+            for step in (-1, +1):  # grow the box by one cell below, then above
                 trial_lo, trial_hi = lo.copy(), hi.copy()
                 (trial_lo if step < 0 else trial_hi)[d] += step
                 if trial_lo[d] < 0 or trial_hi[d] >= valid.shape[d]:
@@ -118,20 +118,22 @@ def refine(image, mask, start, render: Renderer, known: list[KnownLabel] = (), *
     def fun(u):
         return data - render(full(u)[None])[0][mask]
 
+    last = {}  # the latest Jacobian over all four labels (pixels, 4), for the covariance
+
     def jac(u):  # forward differences (backward at the upper bound), one batched render
         x = full(u)
         steps = np.where(x + DERIVATIVE_STEPS <= upper, DERIVATIVE_STEPS, -DERIVATIVE_STEPS)
         points = np.vstack([x, x + np.diag(steps)])
         images = render(points)[:, mask]
-        jac.all = -(images[1:] - images[0][None]).T / steps  # d residual / d label, all four
-        return jac.all[:, free] * DERIVATIVE_STEPS[free]
+        last["all"] = -(images[1:] - images[0][None]).T / steps  # d residual / d label
+        return last["all"][:, free] * DERIVATIVE_STEPS[free]
 
     u0 = x_full[free] / DERIVATIVE_STEPS[free]
     result = least_squares(fun, u0, jac=jac, bounds=(lower[free] / DERIVATIVE_STEPS[free],
                                                      upper[free] / DERIVATIVE_STEPS[free]),
                            method="trf", max_nfev=max_renders // 5)
     jac(result.x)
-    return Refined(full(result.x), _covariance(jac.all, free, held, result.fun),
+    return Refined(full(result.x), _covariance(last["all"], free, held, result.fun),
                    float(np.sqrt(np.mean(result.fun ** 2))), render.renders, bool(result.success))
 
 
