@@ -19,6 +19,7 @@ from .predict import predict
 from .profiles import Profile
 from .training.variants import parse_variant
 
+
 def node_images(grid, fluxes, labels, vmacro=None) -> np.ndarray:
     """Normalised, noise-free images (n, 8, 4096) of spectra ``fluxes`` (n, n_wave) on the
     grid's wavelengths at ``labels`` (n, 4) physical; ``vmacro`` (n,) ζ [km/s], default the

@@ -16,6 +16,7 @@ by interpolation (``.mod.filled``).
 
 from __future__ import annotations
 
+import functools
 import gzip
 from pathlib import Path
 
@@ -86,9 +87,12 @@ def extract_atmospheres(nodes, out_dir: Path) -> dict[tuple, Path]:
     return wanted
 
 
+@functools.lru_cache(maxsize=1)
 def marcs_catalogue() -> dict[tuple[float, float, float], tuple[int, int, bool]]:
     """Map (Teff K, log g dex, [M/H] dex) → (first line, number of lines, spherical) of the
-    solar-scaled MARCS models in the wheel (a converged model before a filled one)."""
+    solar-scaled MARCS models in the wheel (a converged model before a filled one). Read once
+    per process (≈ 1 s; every variant synthesis asks for its node's geometry); not to be
+    modified."""
     from astropy.table import Table
 
     _, index_file = atmosphere_files("marcs")

@@ -228,6 +228,8 @@ def build_variant_nodes(variant: PhysicsVariant, nodes, *, workers: int = 2,
     n_wave = grid_wavelengths(wave_range, step).size
     variant_linelists(variant, wave_range)  # build shared lists once, before the workers
     todo = [n for n in nodes if load_node_file(node_file(node_dir, n), n_wave) is None]
+    if variant.atmosphere == "marcs":  # one pass over the models file, not one per worker node
+        extract_marcs(todo, paths.cache_dir() / "atmospheres")
     with tqdm(total=len(nodes), initial=len(nodes) - len(todo), unit="node",
               desc=f"physics variant {variant.name}", disable=not progress) as bar:
         run_pool(_synthesize_variant_to_file,
