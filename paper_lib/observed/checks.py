@@ -44,12 +44,16 @@ def check_1d(spectrum: Spectrum, order_wave=None) -> None:
     ranges = order_ranges(order_wave)
     needed = (ranges[:, 0].min(), ranges[:, 1].max())
     wave = spectrum.wave
-    covered = (float(np.nanmin(wave)), float(np.nanmax(wave)))
+    increasing = bool(np.all(wave[1:] > wave[:-1]))  # then each order is one slice (fast)
+    covered = ((float(wave[0]), float(wave[-1])) if increasing
+               else (float(np.nanmin(wave)), float(np.nanmax(wave))))
     if (covered[0] > needed[0] + COVERAGE_TOLERANCE_A
             or covered[1] < needed[1] - COVERAGE_TOLERANCE_A):
         raise coverage_error(spectrum.path, covered, needed)
     for k, (lo, hi) in enumerate(ranges):
-        problem = _describe_empty(spectrum.flux[(wave >= lo) & (wave <= hi)])
+        part = (slice(np.searchsorted(wave, lo), np.searchsorted(wave, hi, side="right"))
+                if increasing else (wave >= lo) & (wave <= hi))
+        problem = _describe_empty(spectrum.flux[part])
         if problem:
             order = physical_order(k)
             raise file_error(spectrum.path, f"the part of the spectrum under HARPS-N order {order} "

@@ -71,14 +71,16 @@ def _parse_header(raw: bytes) -> tuple[PlainHeader, int] | None:
             break
         end += 1
     text = raw[:end].decode("ascii", "replace")
-    for start in range(0, end, 80):
-        card = text[start:start + 80]
+    for card in [text[start:start + 80] for start in range(0, end, 80)]:
         if card[8:10] == "= ":
             header[card[:8].rstrip()] = card[10:]
-        elif card.startswith("HIERARCH") and "=" in card:
-            name, value = card.split("=", 1)
-            name = " ".join(name.split())
-            header[name] = header[name[9:]] = value
+        elif card.startswith("HIERARCH"):
+            name, equals, value = card.partition("=")
+            if equals:
+                name = name.rstrip()
+                if "  " in name:  # "HIERARCH ESO  DRS X" is "HIERARCH ESO DRS X"
+                    name = " ".join(name.split())
+                header[name] = header[name[9:]] = value
     return header, (end // FITS_BLOCK + 1) * FITS_BLOCK
 
 

@@ -10,11 +10,11 @@ import numpy as np
 from ..echelle.continuum import normalise_orders
 from ..echelle.layout import order_wavelengths
 from ..instrument import C_KMS
-from ..synthetic.resample import interpolation_weights
+from ..synthetic.resample import uniform_cubic_weights
 from .checks import matching_rows, order_ranges, used_rows
 from .pixels import clean_spectrum
 from .spectrum import Spectrum, file_error
-from .template import SOLAR_NODE, load_template
+from .template import SOLAR_NODE, load_template, load_template_highpass
 from .velocity import DEFAULT_V_RANGE, Velocity, measure_velocity, to_rest_frame
 
 FILL_VALUE = 1.0  # continuum level written into pixels without data
@@ -79,9 +79,8 @@ def _resample_segment(wave, flux, valid, target) -> tuple[np.ndarray, np.ndarray
     inside = (target >= wave[0]) & (target <= wave[-1])
     if inside.sum() == 0 or wave.size < 4:
         return values, ok
-    index = np.arange(wave.size, dtype=np.float64)
-    position = np.interp(target[inside], wave, index)
-    nodes, weights = interpolation_weights(index, position, kind="cubic")
+    position = np.interp(target[inside], wave, np.arange(wave.size, dtype=np.float64))
+    nodes, weights = uniform_cubic_weights(position, wave.size)
     clean = np.where(valid, flux, 0.0)
     steps = np.diff(wave)
     jump_after = np.append(steps > SAMPLING_JUMP * np.median(steps), False)  # holes in λ
@@ -187,7 +186,9 @@ def to_model_input(spectrum: Spectrum, template=None, *, rv_kms: float | None = 
         t_wave, t_flux, meta["template"] = _template_arrays(template, template_node)
         wave, flux, mask = _ccf_input(spectrum, rows)
         try:
-            velocity = measure_velocity(wave, flux, t_wave, t_flux, v_range, mask=mask)
+            velocity = measure_velocity(wave, flux, t_wave, t_flux, v_range, mask=mask,
+                                        template_highpass=(load_template_highpass()
+                                                           if template is None else None))
         except ValueError as error:
             raise file_error(spectrum.path, f"the radial velocity could not be measured ({error})",
                              "rv") from None

@@ -42,10 +42,21 @@ def estimate_snr(image, mask=None) -> np.ndarray:
     mask = np.ones(image.shape, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
     second = np.abs(2.0 * image[..., 2:-2] - image[..., :-4] - image[..., 4:])
     ok = mask[..., 2:-2] & mask[..., :-4] & mask[..., 4:]
-    noise = DER_SNR_FACTOR * np.nanmedian(np.where(ok, second, np.nan), axis=-1)
-    level = np.nanmedian(np.where(mask, image, np.nan), axis=-1)
+    noise = DER_SNR_FACTOR * _nanmedian_rows(np.where(ok, second, np.nan))
+    level = _nanmedian_rows(np.where(mask, image, np.nan))
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.nanmedian(level / noise, axis=-1)
+
+
+def _nanmedian_rows(values: np.ndarray) -> np.ndarray:
+    """``np.nanmedian(values, axis=-1)`` (the same numbers, NaN for a row without values) by
+    one sort instead of numpy's row-by-row loop: the two middle finite values of each row."""
+    ordered = np.sort(values, axis=-1)  # NaN sort to the end
+    count = (~np.isnan(values)).sum(axis=-1)
+    low = np.take_along_axis(ordered, np.maximum((count - 1) // 2, 0)[..., None], -1)[..., 0]
+    high = np.take_along_axis(ordered, (count // 2)[..., None], -1)[..., 0]
+    middle = np.where(count % 2 == 1, high, (low + high) / 2.0)
+    return np.where(count > 0, middle, np.nan)
 
 
 def residual_excess(dae, images, masks=None, *, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:

@@ -125,8 +125,12 @@ def _linear_axis(path: Path, header, data) -> tuple[np.ndarray, np.ndarray]:
     if "LOG" in str(header.get("CTYPE1", "")).upper():
         raise file_error(path, f"unsupported wavelength axis CTYPE1 = {header['CTYPE1']!r} "
                                "(only linear λ axes are read)")
-    pixel = np.arange(flux.size, dtype=np.float64) + 1.0  # FITS pixels count from 1
-    wave = float(header["CRVAL1"]) + float(step) * (pixel - float(header.get("CRPIX1", 1.0)))
+    # CRVAL1 + CDELT1·(pixel − CRPIX1), pixels counted from 1, in place (one array, not four)
+    wave = np.arange(flux.size, dtype=np.float64)
+    wave += 1.0
+    wave -= float(header.get("CRPIX1", 1.0))
+    wave *= float(step)
+    wave += float(header["CRVAL1"])
     if str(header.get("CUNIT1", "")).strip().lower() == "nm":
         wave = wave * 10.0
     return wave, flux

@@ -24,6 +24,7 @@ import numpy as np
 from .. import paths
 from ..fileio import atomic_write_bytes, atomic_write_json
 from ..instrument import C_KMS, R
+from .velocity import highpass_template
 
 SOLAR_NODE = (5750.0, 4.5, 0.0)  # grid node closest to the Sun (5772 K, 4.44, 0.0)
 TEMPLATE_FILE = paths.package_data / "rv_template.npz"
@@ -67,6 +68,7 @@ def write_template(grid, source: str) -> dict:
               "made_by": "python -m paper_lib rv-template (paper_lib.observed.template)"}
     atomic_write_json(TEMPLATE_META, record)
     load_template.cache_clear()
+    load_template_highpass.cache_clear()
     return record
 
 
@@ -86,3 +88,10 @@ def load_template() -> tuple[np.ndarray, np.ndarray]:
         n = int(data["n"])
         wave = float(data["wave0"]) * np.exp(np.arange(n) * float(data["step_kms"]) / C_KMS)
         return wave, data["flux"].astype(np.float64)
+
+
+@functools.lru_cache(maxsize=1)
+def load_template_highpass() -> np.ndarray:
+    """The shipped template high-passed as the velocity search correlates it
+    (:func:`paper_lib.observed.velocity.highpass_template`), computed once."""
+    return highpass_template(*load_template())

@@ -95,8 +95,11 @@ def _segments(wave, flux, mask) -> list:
 
 
 def _valid_correlation(long: np.ndarray, short: np.ndarray) -> np.ndarray:
-    """c[k] = Σ_i long[i + k] · short[i] for k = 0 … len(long) − len(short), by FFT."""
-    n = _fast_length(long.size + short.size - 1)
+    """c[k] = Σ_i long[i + k] · short[i] for k = 0 … len(long) − len(short), by FFT.
+
+    A circular correlation of length n ≥ len(long) holds these lags without wrap-around
+    (i + k ≤ len(long) − 1 < n), so no longer transform is needed."""
+    n = _fast_length(long.size)
     product = np.fft.rfft(long, n) * np.conj(np.fft.rfft(short, n))
     return np.fft.irfft(product, n)[: long.size - short.size + 1]
 
@@ -108,8 +111,16 @@ def rest_frame_velocity(wave, flux, template_wave, template_flux, v_range=DEFAUL
                             step_kms=step_kms).v_kms
 
 
+def highpass_template(template_wave, template_flux) -> np.ndarray:
+    """The template as :func:`measure_velocity` correlates it: flux / its running mean − 1
+    (0 where not finite); pass it back as ``template_highpass`` to save the work per call."""
+    template_wave = np.asarray(template_wave, dtype=np.float64)
+    template_flux = np.asarray(template_flux, dtype=np.float64)
+    return _highpass(template_wave, template_flux, np.isfinite(template_flux), HIGHPASS_WINDOW_A)
+
+
 def measure_velocity(wave, flux, template_wave, template_flux, v_range=DEFAULT_V_RANGE, *,
-                     mask=None, step_kms: float = 0.5) -> Velocity:
+                     mask=None, step_kms: float = 0.5, template_highpass=None) -> Velocity:
     """Radial velocity of an observed spectrum relative to a rest-frame template, with quality.
 
     Both spectra are high-pass filtered (divided by a 5 Å running mean, minus one), put on a
@@ -128,6 +139,8 @@ def measure_velocity(wave, flux, template_wave, template_flux, v_range=DEFAULT_V
     mask : bool like ``flux``, True = valid; NaN and inf are ignored in any case, and so are
         stretches whose running mean falls below MIN_LEVEL_FRACTION of the median (a gap
         holding noise around zero); high-passed values are clipped to HIGHPASS_CLIP.
+
+    template_highpass : :func:`highpass_template` of this template, if already computed.
 
     Returns a :class:`Velocity` (v, peak significance, relative height of the best other peak).
 
@@ -156,8 +169,8 @@ def measure_velocity(wave, flux, template_wave, template_flux, v_range=DEFAULT_V
     x = math.log(lo) + dx * np.arange(int(math.log(hi / lo) / dx) + 1)
 
     y_obs = _observed_on_grid(observed, x)
-    y_template = _highpass(template_wave, template_flux, np.isfinite(template_flux),
-                           HIGHPASS_WINDOW_A)
+    y_template = (highpass_template(template_wave, template_flux) if template_highpass is None
+                  else np.asarray(template_highpass, dtype=np.float64))
     return _ccf_peak_velocity(x, y_obs, template_wave, y_template, v_range, step_kms)
 
 
@@ -169,8 +182,9 @@ def _observed_on_grid(observed: list, x: np.ndarray) -> np.ndarray:
         y = _highpass(seg_wave, seg_flux, seg_valid, HIGHPASS_WINDOW_A)
         log_wave = np.log(seg_wave)
         inside = (x >= log_wave[0]) & (x <= log_wave[-1])
-        good = np.interp(x[inside], log_wave, seg_valid.astype(np.float64)) > 1 - 1e-9
-        total[inside] += np.where(good, np.interp(x[inside], log_wave, y), 0.0)
+        x_inside = x[inside]
+        good = np.interp(x_inside, log_wave, seg_valid.astype(np.float64)) > 1 - 1e-9
+        total[inside] += np.where(good, np.interp(x_inside, log_wave, y), 0.0)
         weight[inside] += good
     return np.where(weight > 0, total / np.maximum(weight, 1), 0.0)
 

@@ -117,6 +117,15 @@ def interpolation_weights(x_in, x_out, *, kind: str = "cubic") -> tuple[np.ndarr
     return index.astype(np.int64), weight
 
 
+def uniform_cubic_weights(position: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`interpolation_weights` (``"cubic"``) from samples at 0, 1, …, n − 1 (n ≥ 2) to
+    ``position`` ∈ [0, n − 1], without the checks and the search: the same numbers, several
+    times faster (the resampling of every observed spectrum in its own pixel coordinate)."""
+    i = np.minimum(position.astype(np.int64), n - 2)  # floor: positions are ≥ 0
+    index = np.clip(i[:, None] + np.arange(-1, 3)[None, :], 0, n - 1)
+    return index, _keys_cubic_weights(np.clip(position - i, 0.0, 1.0))
+
+
 def apply_interpolation(flux, index: np.ndarray, weight: np.ndarray):
     """Apply ``(index, weight)`` from :func:`interpolation_weights` along the last axis.
 
