@@ -38,6 +38,7 @@ n_snr_curve = 500  # spectra per SNR for the MAE-vs-SNR curve (capped at the tes
 from paper_lib import experiments
 from paper_lib.evaluation import figures as fig
 from paper_lib.evaluation import tables as tab
+from paper_lib.evaluation.sigma_calibration import calibration_markdown
 from paper_lib.labels import LABEL_NAMES
 from paper_lib.notebook import start
 from paper_lib.synthetic.grid import load_grid
@@ -94,6 +95,27 @@ fig.plot_calibration(e["test"]["true"], e["test"]["mean"], e["test"]["sigma"],
                     title=f"{showcase}: fraction of test residuals within kσ")
 
 # %% [markdown]
+# ## Beyond the paper · σ as `predict` reports it, calibrated against SNR
+# One factor fitted at the training SNR would be wrong at every other SNR: a network is
+# over-confident at the low end of its range and cautious at the high end. For the variant
+# `predict` uses by default (`resnet_diagonal_real`, trained on SNR 20–300 with the gap, RV
+# residuals and continuum errors of real spectra) a factor per label is fitted on validation
+# spectra at each SNR of the profile and interpolated (in ln SNR) at each spectrum's own
+# estimated SNR (`paper_lib.evaluation.sigma_calibration`, stored in
+# `models/<profile>/sigma_calibration.json`; `python -m paper_lib sigma-calibrate` remakes
+# it). The test sets at the same SNRs (other labels, other noise) show the coverage before and
+# after — each test spectrum scaled at its own estimated SNR, as `predict` does (Gaussian:
+# 68.3 % / 95.4 %).
+
+# %%
+sigma_calibration = experiments.ensure_sigma_calibration(P, grid, out_dir=models)
+for variant, record in sigma_calibration.items():
+    print(f"{variant} · test coverage [%], raw → calibrated")
+    print(calibration_markdown(record))
+    (tables / f"sigma_calibration_{variant}.md").write_text(calibration_markdown(record))
+    fig.plot_sigma_calibration(record, figures / f"sigma_calibration_{variant}.png")
+
+# %% [markdown]
 # ## Figures 3 and 4 · residuals and predicted σ against the true labels
 # For the variant the paper shows (the DAE attention network with a diagonal covariance), or
 # the closest one this profile trained.
@@ -141,6 +163,7 @@ nb.write_results({
                       for name, r in recalibrated.items()},
     "test_sizes": {name: int(e["test"]["true"].shape[0]) for name, e in evaluated.items()},
     "snr": {name: e["snr"] for name, e in evaluated.items()},
+    "sigma_calibration": {variant: record["rows"] for variant, record in sigma_calibration.items()},
     "showcase_variant": showcase,
     "mae_vs_snr": curve,
 })

@@ -110,6 +110,20 @@ def _ood_calibrate(args) -> int:
     return 0
 
 
+def _sigma_calibrate(args) -> int:
+    from .evaluation.sigma_calibration import calibration_markdown
+    from .experiments import ensure_sigma_calibration
+    from .synthetic.grid import load_grid
+
+    profile = get_profile(args.profile)
+    records = ensure_sigma_calibration(profile, load_grid(profile), args.variant or None,
+                                       args.models_dir, force=True)
+    for variant, record in records.items():
+        print(f"σ calibration of {variant} (test coverage in %, raw → calibrated; Gaussian: "
+              f"68.3 / 95.4):\n{calibration_markdown(record)}")
+    return 0
+
+
 def _rv_template(args) -> int:
     from .observed.template import TEMPLATE_FILE, write_template
     from .synthetic.build import default_grid_file
@@ -190,6 +204,13 @@ def build_parser() -> argparse.ArgumentParser:
                            "padded with continuum to the orders")
     calibrate.add_argument("-n", type=int, default=1000, help="spectra per SNR (default 1000)")
     calibrate.set_defaults(func=_ood_calibrate)
+    sigma = sub.add_parser("sigma-calibrate", help="(re)make models/<profile>/sigma_calibration"
+                           ".json: the networks' σ against SNR, from synthetic spectra")
+    sigma.add_argument("--profile", default="cpu")
+    sigma.add_argument("--models-dir", default=None, help="default models/<profile>/")
+    sigma.add_argument("--variant", action="append", default=[],
+                       help="a variant to calibrate (repeatable; default the _real one)")
+    sigma.set_defaults(func=_sigma_calibrate)
     template = sub.add_parser("rv-template", help="remake the shipped radial-velocity template "
                               "(paper_lib/data/rv_template.npz) from a profile's grid")
     template.add_argument("--profile", default="smoke", help="a grid with the solar-like node")

@@ -168,6 +168,62 @@ def ensure_ood_calibration(profile: Profile, grid, out_dir=None, *, n: int | Non
     return write_ood_calibration(out_dir, record)
 
 
+def sigma_calibration_sets(profile: Profile, grid, variant: str, out_dir=None) -> dict:
+    """{SNR: (validation, test)} predictions of ``variant`` for its σ calibration: its data
+    (realism for ``_real``, the † range for ``_limited``) at each SNR of ``profile.snr_curve``;
+    validation: the profile's ``n_val`` spectra (validation seed), test: up to OOD_SPECTRA
+    (test seed). Each: {"true", "mean", "sigma" (N, 4) physical, "estimated_snr" (N,)}."""
+    from dataclasses import replace
+
+    from .observed.quality import estimate_snr
+
+    spec = parse_variant(variant)
+    model = load_variant(profile, variant, out_dir)
+    settings = data_settings(profile, limited=spec.limited, real=spec.real)
+    if "realism" in settings:  # the variant's realism at one SNR at a time
+        settings["realism"] = replace(settings["realism"], snr_range=None)
+    seeds = {"validation": profile.seed + VAL_SEED_OFFSET + int(spec.limited) + 2 * int(spec.real),
+             "test": profile.seed + TEST_SEED_OFFSET}
+    sizes = {"validation": profile.n_val, "test": min(profile.n_test, OOD_SPECTRA)}
+    sets = {}
+    for snr in profile.snr_curve:
+        pair = []
+        for part in ("validation", "test"):
+            batch = make_test_set(grid, n=sizes[part], seed=seeds[part], slant_max=profile.slant_max,
+                                  **{**settings, "snr": float(snr)})
+            out = _physical(model, batch)
+            out["estimated_snr"] = estimate_snr(batch.noisy.numpy())
+            pair.append(out)
+        sets[float(snr)] = tuple(pair)
+    return sets
+
+
+def ensure_sigma_calibration(profile: Profile, grid, variants=None, out_dir=None, *,
+                             force: bool = False) -> dict:
+    """{variant: record} of the σ calibration against SNR
+    (:mod:`paper_lib.evaluation.sigma_calibration`) in ``<out_dir>/sigma_calibration.json``,
+    made for each of ``variants`` (default: the ``_real`` variant, what ``predict`` uses)
+    whose record is missing or was made for other weights, or all with ``force``."""
+    from .evaluation.sigma_calibration import (SIGMA_CALIBRATION_FILE, calibrate_sigma,
+                                               load_sigma_calibration, write_sigma_calibration)
+    from .profiles import REAL_VARIANT
+
+    out_dir = Path(out_dir or models_dir(profile))
+    variants = variants or [v for v in profile.variants if v == REAL_VARIANT]
+    for variant in variants:
+        weights = out_dir / f"{variant}.pt"
+        if not force and load_sigma_calibration(out_dir, variant, weights) is not None:
+            continue
+        sets = sigma_calibration_sets(profile, grid, variant, out_dir)
+        write_sigma_calibration(out_dir, calibrate_sigma(
+            sets, variant=variant, weights_path=weights,
+            source=f"grid of profile {profile.name!r}: validation (seeded) and test sets of "
+                   f"{variant} at SNR {', '.join(f'{s:g}' for s in sets)}"))
+    path = out_dir / SIGMA_CALIBRATION_FILE
+    records = json.loads(path.read_text()) if path.exists() else {}
+    return {v: records[v] for v in variants if v in records}
+
+
 def load_variant(profile: Profile, variant: str, out_dir=None):
     """A trained variant from ``models/<profile>/<variant>.pt`` (eval mode)."""
     return load_variant_file(out_dir or models_dir(profile), variant, profile.name)

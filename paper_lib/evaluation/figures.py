@@ -320,3 +320,32 @@ def plot_systematics(model, path: str | Path, logg_values=(4.5, 2.0), mh: float 
     axes[0].legend(fontsize=7)
     fig.suptitle(title or f"Systematic σ from physics variants ([M/H] = {mh:+.1f}; dashed: giants)")
     return save_figure(fig, path)
+
+
+def plot_sigma_calibration(record: Mapping[str, Any], path: str | Path, title: str = "") -> Figure:
+    """A σ calibration against SNR (:mod:`.sigma_calibration`): left, the factor per label
+    against the estimated SNR; right, the test coverage within ±1σ and ±2σ (all labels
+    pooled) raw (dashed) and calibrated (solid) against the nominal SNR, with the Gaussian
+    values dotted."""
+    rows = sorted(record["rows"], key=lambda r: r["snr"])
+    fig, axes = _new_figure(1, 2, (9.5, 3.6))
+    left, right = np.ravel(axes)
+    estimated = [r["estimated_snr"] for r in rows]
+    for j, name in enumerate(LABEL_NAMES):
+        left.plot(estimated, [r["scale"][name] for r in rows], "o-", color=f"C{j}",
+                  label=LABEL_TEX[name])
+    left.axhline(1.0, color="0.5", lw=0.8)
+    left.set(xscale="log", xlabel="estimated SNR", ylabel="σ factor s(SNR)")
+    left.legend(fontsize=8)
+    snr = [r["snr"] for r in rows]
+    for k, color in (("1", "C0"), ("2", "C1")):
+        right.plot(snr, [r["test_coverage_raw"][k]["overall"] for r in rows], "o--", color=color,
+                   label=f"±{k}σ raw")
+        right.plot(snr, [r["test_coverage_calibrated"][k]["overall"] for r in rows], "o-",
+                   color=color, label=f"±{k}σ calibrated")
+        right.axhline(100 * gaussian_coverage(float(k)), color=color, ls=":", lw=1)
+    right.set(xscale="log", xlabel="SNR of the test set", ylabel="test errors inside [%]",
+              ylim=(0, 102))
+    right.legend(fontsize=8)
+    fig.suptitle(title or f"{record['variant']}: σ calibrated against SNR")
+    return save_figure(fig, path)

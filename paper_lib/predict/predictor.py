@@ -17,8 +17,10 @@ DEFAULT_PROFILE = "cpu"  # whose committed weights (models/<profile>/)
 @dataclass
 class Predictor:
     """A trained regressor with what its answers need: the profile's DAE and OOD calibration
-    (for the out-of-distribution score), the label box it was trained on, and the systematic
-    model of the physics variants (``systematics.json`` beside the weights; None if absent)."""
+    (for the out-of-distribution score), the label box it was trained on, the systematic
+    model of the physics variants (``systematics.json`` beside the weights; None if absent)
+    and the calibration of its σ against SNR (``sigma_calibration.json``; None if absent or
+    made for other weights: then σ_stat is the network's own)."""
 
     name: str
     model: torch.nn.Module
@@ -27,12 +29,14 @@ class Predictor:
     calibration: object  # paper_lib.observed.quality.OODCalibration or None
     bounds: np.ndarray  # (4, 2) physical label range of the training data
     systematics: object = None  # paper_lib.evaluation.systematics.SystematicModel or None
+    sigma_calibration: object = None  # evaluation.sigma_calibration.SigmaCalibration or None
 
     @classmethod
     def load(cls, model: str = DEFAULT_MODEL, profile=DEFAULT_PROFILE, models_dir=None
              ) -> "Predictor":
         """The variant ``model`` of ``profile`` from ``models_dir`` (default models/<profile>/)."""
         from .. import paths
+        from ..evaluation.sigma_calibration import load_sigma_calibration
         from ..evaluation.systematics import load_systematics
         from ..observed.quality import OODCalibration
         from ..profiles import get_profile
@@ -52,4 +56,5 @@ class Predictor:
         calibration = OODCalibration.load(folder, dae_path) if dae is not None else None
         return cls(model, regressor, variant.covariance, dae, calibration,
                    training_bounds(profile, limited=variant.limited),
-                   load_systematics(folder, model))
+                   load_systematics(folder, model),
+                   load_sigma_calibration(folder, model, folder / f"{model}.pt"))

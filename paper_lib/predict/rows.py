@@ -60,6 +60,8 @@ def label_rows(predictor: Predictor, inputs: list, batch_size: int, known=(),
         excess, snr = (residual_excess(predictor.dae, images, masks, batch_size=batch_size)
                        if predictor.dae is not None
                        else (np.full(len(chunk), np.nan), estimate_snr(images, masks)))
+        if predictor.sigma_calibration is not None:  # σ_stat at the spectrum's own SNR
+            cov = predictor.sigma_calibration.apply(cov, snr)
         score = (predictor.calibration.score(excess, snr) if predictor.calibration is not None
                  else np.full(len(chunk), np.nan))
         for k, inp in enumerate(chunk):

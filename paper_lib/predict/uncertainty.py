@@ -1,7 +1,8 @@
 """The σ that ``predict`` reports: the network's own plus the systematic one of the physics.
 
 * **statistical** (``<label>_sigma_stat``): the network's Gaussian — its error on our synthetic
-  spectra (calibrated on them: Table 3);
+  spectra, scaled by the factor for the spectrum's estimated SNR where the model has a σ
+  calibration (:mod:`paper_lib.evaluation.sigma_calibration`, ``sigma_calibration.json``);
 * **systematic** (``<label>_sigma_sys``): how far the answer moves when the synthesis physics
   is swapped for other published choices (:mod:`paper_lib.evaluation.systematics`, stored in
   ``models/<profile>/systematics.json``) — the part a real star adds;
