@@ -4,8 +4,8 @@ The real HARPS s1d files of ../shared/data (the Sun via Ganymede, Gl 581) are co
 temporary folder until there are 200 (``--quick``: 40), then
 
 * start-up: loading the weights, DAE and calibration (:meth:`paper_lib.predict.Predictor.load`);
-* the batch: :func:`paper_lib.predict.predict_rows` on the folder (threads read the files,
-  batched inference), in files per second after start-up, with where the time goes
+* the batch: :func:`paper_lib.predict.predict_rows` on the folder (worker processes read and
+  prepare the files, batched inference in this one), in files per second after start-up, with where the time goes
   (reading, model input, networks) measured on the same files one by one;
 * one file from a fresh process, imports included: ``python -m paper_lib predict FILE``.
 
@@ -83,7 +83,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="40 files instead of 200")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
-    parser.add_argument("--workers", type=int, default=2, help="threads reading files (default 2)")
+    parser.add_argument("--workers", type=int, default=2, help="processes preparing files (default 2)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     n = 40 if args.quick else 200
@@ -101,7 +101,7 @@ def main(argv=None) -> None:
         wall = one_file_wall(files[0])
     rate = len(rows) / batch
     print(f"model {DEFAULT_PROFILE}/{DEFAULT_MODEL}; torch {torch.__version__}, {args.threads} "
-          f"torch threads, {args.workers} reading threads")
+          f"torch threads, {args.workers} preparing processes")
     print(f"start-up (weights, DAE, calibration): {startup:.2f} s")
     print(f"batch: {len(rows)} real s1d files ({failed} failed) in {batch:.2f} s → "
           f"{rate:.1f} files/s after start-up")

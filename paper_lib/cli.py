@@ -53,10 +53,15 @@ def _predict(args) -> int:
     items = expand_inputs(args.inputs)
     if not items:
         raise ValueError("no spectrum files found in " + ", ".join(args.inputs))
-    rows = predict_rows(items, predictor, rv=args.rv, wave_path=args.wave, blaze_path=args.blaze,
-                        options=CLI_OPTIONS, vacuum=True if args.vacuum else None,
-                        workers=args.workers, fix=args.fix, refine=args.refine,
-                        grid=args.grid, profile=args.profile or DEFAULT_PROFILE)
+    try:
+        rows = predict_rows(items, predictor, rv=args.rv, wave_path=args.wave,
+                            blaze_path=args.blaze, options=CLI_OPTIONS,
+                            vacuum=True if args.vacuum else None, workers=args.workers,
+                            fix=args.fix, refine=args.refine, grid=args.grid,
+                            profile=args.profile or DEFAULT_PROFILE)
+    except KeyboardInterrupt:
+        print("\npredict interrupted: nothing written", file=sys.stderr)
+        return 130
     failed = [r for r in rows if r.get("error") is not None]
     for row in failed:
         message = row["error"] if row["error"].startswith(row["file"]) else f"{row['file']}: {row['error']}"
@@ -181,7 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--format", choices=("table", "json", "csv"), default=None,
                          help="default: from --output's extension, else table")
     predict.add_argument("--output", default=None, help="write the results to a .csv/.json/.txt file")
-    predict.add_argument("--workers", type=int, default=2, help="threads reading files (default 2)")
+    predict.add_argument("--workers", type=int, default=2, help="processes preparing the files (default 2; threads "
+                         "below 16 files)")
     predict.add_argument("--fix", action="append", default=None, metavar="LABEL=VALUE±SIGMA",
                          help="a label known from elsewhere, e.g. logg=4.44±0.05 (also +-); "
                               "repeatable; teff, logg, mh or vsini")

@@ -90,3 +90,92 @@ def test_empty_order_found_in_increasing_and_descending_spectra():
             check_1d(spectrum)
     check_1d(Spectrum(wave=wave, flux=np.ones_like(wave), mask=np.ones(wave.shape, bool),
                       kind="s1d"))
+
+
+# ------------------------------------------------ preparation in processes (predict batches)
+
+def _batch(tmp_path, n):
+    """``n`` copies of the real HARPS Sun and one file that is not a spectrum."""
+    import shutil
+
+    from .conftest import shared_or_skip
+
+    sun = shared_or_skip("sun/Sun_HARPS_Ganymede_s1d.fits")
+    files = [tmp_path / f"{i:02d}_sun_s1d.fits" for i in range(n)]
+    for path in files:
+        shutil.copyfile(sun, path)
+    bad = tmp_path / "99_broken_s1d.fits"
+    bad.write_bytes(b"SIMPLE  =  not a FITS file")
+    return files + [bad]
+
+
+def _rows(files, mode, monkeypatch):
+    import paper_lib.predict.inputs as inputs
+    from paper_lib.predict import predict_rows
+
+    monkeypatch.setattr(inputs, "PROCESS_MIN_ITEMS", 10**9 if mode == "threads" else 2)
+    return predict_rows(files, workers=2, progress=False)
+
+
+def test_processes_give_the_rows_of_threads(tmp_path, monkeypatch):
+    import multiprocessing
+
+    files = _batch(tmp_path, 5)
+    threads, processes = (_rows(files, mode, monkeypatch) for mode in ("threads", "processes"))
+    assert [r["file"] for r in processes] == [str(f) for f in files]
+    assert processes[-1]["error"] == threads[-1]["error"] is not None
+    assert "broken_s1d" in processes[-1]["error"]
+    for a, b in zip(threads[:-1], processes[:-1]):
+        assert a["error"] is b["error"] is None
+        assert a["teff"] == b["teff"] and a["logg_sigma"] == b["logg_sigma"]
+        assert a["rv_kms"] == b["rv_kms"]
+    assert multiprocessing.active_children() == []  # no worker left behind
+
+
+def test_a_worker_that_dies_costs_no_file(tmp_path, monkeypatch):
+    import os
+
+    import paper_lib.predict.inputs as inputs
+
+    files = _batch(tmp_path, 4)
+    parent, real_prepare = os.getpid(), inputs.prepare
+
+    def dying(item, *args):
+        if os.getpid() != parent and "02_" in str(item):
+            os._exit(3)  # a worker killed mid-file (out of memory, say)
+        return real_prepare(item, *args)
+
+    monkeypatch.setattr(inputs, "prepare", dying)  # forked workers inherit the patch
+    rows = _rows(files, "processes", monkeypatch)
+    assert [r["error"] is None for r in rows] == [True] * 4 + [False]
+    assert len({round(r["teff"], 6) for r in rows[:-1]}) == 1
+
+
+def test_ctrl_c_stops_predict_and_its_workers(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from paper_lib import paths
+
+    files = _batch(tmp_path, 60)
+    # a background job starts with SIGINT ignored; the child restores Python's handler
+    code = ("import signal, runpy, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+            f"sys.argv = ['paper_lib', 'predict', {str(tmp_path)!r}, '--output', "
+            f"{str(tmp_path / 'out.csv')!r}]; runpy.run_module('paper_lib', run_name='__main__')")
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=paths.root, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    children_file = f"/proc/{proc.pid}/task/{proc.pid}/children"
+    deadline, workers = time.time() + 60, []
+    while time.time() < deadline and proc.poll() is None and len(workers) < 2:
+        time.sleep(0.05)
+        workers = open(children_file).read().split() if os.path.exists(children_file) else []
+    assert len(workers) == 2, "predict did not start its two worker processes"
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal: the whole foreground group
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "predict interrupted" in err and "Traceback" not in err
+    time.sleep(0.5)
+    assert not any(os.path.exists(f"/proc/{pid}") for pid in workers)
+    assert not (tmp_path / "out.csv").exists() and len(files) == 61

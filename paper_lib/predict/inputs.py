@@ -12,6 +12,8 @@ import numpy as np
 
 # companion calibration frames that a folder of DRS products holds beside the spectra
 CALIBRATION_FILE_NAMES = re.compile(r"_(wave|blaze)_[AB]\.|WAVE_MATRIX|_BLAZE_", re.IGNORECASE)
+# from this many inputs on, `predict` prepares them in processes (threads below: no start-up)
+PROCESS_MIN_ITEMS = 16
 # how an error names what the user can pass (paper_lib.observed.spectrum.FIXES): the keyword
 # arguments of predict_rows / paper_lib.predict
 PREDICT_OPTIONS = {"rv": "rv=<km/s>", "wave": "wave_path=<file>", "blaze": "blaze_path=<file>",
@@ -82,24 +84,77 @@ def error_text(error: Exception, options: dict) -> str:
     return error.text(options) if isinstance(error, SpectrumFileError) else str(error)
 
 
+def prepare_one(item, extra, vacuum):
+    """:func:`prepare` of one input, or the exception that says why it failed (a
+    SpectrumFileError or a plain ValueError/OSError/RuntimeError with the same text, so that
+    it also crosses from a worker process)."""
+    from ..observed.spectrum import SpectrumFileError
+
+    try:
+        return prepare(item, *extra, vacuum)
+    except SpectrumFileError as error:
+        return error
+    except (ValueError, OSError) as error:  # a bad file: its message names it
+        return (ValueError if isinstance(error, ValueError) else OSError)(str(error))
+    except Exception as error:  # anything else still fails this file alone, named
+        return RuntimeError(f"{input_name(item)}: {type(error).__name__}: {error}")
+
+
+def _preparation_pool(workers: int, n_items: int):
+    """Processes for ``workers`` ≥ 2 and at least PROCESS_MIN_ITEMS inputs where the OS can
+    fork (Linux): the preparation is Python and numpy on small arrays, which threads cannot
+    run in parallel (the GIL); else threads (no start-up cost, and macOS or Windows)."""
+    import multiprocessing
+    import sys
+
+    if workers >= 2 and n_items >= PROCESS_MIN_ITEMS and sys.platform.startswith("linux"):
+        from ..synthetic.pool import worker_pool
+
+        return worker_pool(workers, multiprocessing.get_context("fork"), torch_threads=1)
+    return ThreadPoolExecutor(max_workers=max(1, workers))
+
+
+def _results(futures, items, per_item, vacuum) -> list:
+    """The results of ``futures`` in order; inputs whose worker process died (the pool is
+    then broken) are prepared again here, so that one lost worker costs no file."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    out = []
+    for future, item, extra in zip(futures, items, per_item):
+        try:
+            out.append(future.result())
+        except BrokenProcessPool:
+            out.append(prepare_one(item, extra, vacuum))
+    return out
+
+
 def prepared_chunks(items, per_item: list, vacuum, workers: int, progress: bool, size: int):
     """Yield lists of ``size`` prepared inputs (a ModelInput or the exception), in order, while
-    threads go on preparing the next ones (reading and resampling overlap the networks).
-    ``per_item``: one (rv, wave_path, blaze_path) per item."""
+    ``workers`` processes (threads for small batches; :func:`_preparation_pool`) go on
+    preparing the next ones (reading and resampling overlap the networks).
+    ``per_item``: one (rv, wave_path, blaze_path) per item. Ctrl-C or a consumer that stops
+    early stops the workers at once."""
     from tqdm.auto import tqdm
 
-    def one(item, extra):
-        try:
-            return prepare(item, *extra, vacuum)
-        except (ValueError, OSError) as error:  # a bad file: its message names it
-            return error
-        except Exception as error:  # anything else still fails this file alone, named
-            return RuntimeError(f"{input_name(item)}: {type(error).__name__}: {error}")
+    from ..synthetic.pool import sigint_held
 
-    with (ThreadPoolExecutor(max_workers=max(1, workers)) as pool,
-          tqdm(total=len(items), desc="predict", unit="file", disable=not progress) as bar):
-        futures = [pool.submit(one, item, extra) for item, extra in zip(items, per_item)]
-        for future in futures:
-            future.add_done_callback(lambda _: bar.update())
-        for start in range(0, len(futures), size):
-            yield [future.result() for future in futures[start:start + size]]
+    pool = _preparation_pool(workers, len(items))
+    finished = False
+    try:
+        with tqdm(total=len(items), desc="predict", unit="file", disable=not progress) as bar:
+            with sigint_held():  # the workers start here
+                futures = [pool.submit(prepare_one, item, extra, vacuum)
+                           for item, extra in zip(items, per_item)]
+            for future in futures:
+                future.add_done_callback(lambda _: bar.update())
+            for start in range(0, len(futures), size):
+                part = slice(start, start + size)
+                yield _results(futures[part], items[part], per_item[part], vacuum)
+        finished = True
+    finally:
+        if finished or isinstance(pool, ThreadPoolExecutor):
+            pool.shutdown(wait=finished, cancel_futures=True)
+        else:  # interrupted: worker processes are stopped now, not after the queue
+            from ..synthetic.pool import stop_pool
+
+            stop_pool(pool)

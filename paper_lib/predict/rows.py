@@ -118,7 +118,9 @@ def predict_rows(inputs, model=DEFAULT_MODEL, *, rv=None, wave_path=None, blaze_
     (measure it), one value for all, one per input, or {path or file name: value};
     ``wave_path``, ``blaze_path``: the wave and blaze frames of e2ds inputs whose header does
     not give them (same forms). ``vacuum``: True if the wavelengths are in vacuum, None to
-    take it from the header. ``progress`` None: a bar from 10 inputs on. ``options``: how
+    take it from the header. ``workers``: processes that read and prepare the inputs while
+    the networks run (threads below 16 inputs, or where the OS cannot fork). ``progress``
+    None: a bar from 10 inputs on. ``options``: how
     error messages name the fix (default :data:`~paper_lib.predict.inputs.PREDICT_OPTIONS`,
     these keyword arguments; the command line passes its options). ``fix``: labels known from
     elsewhere (``"logg=4.44±0.05"``, a list of them, or {name: (value, σ)}; :mod:`~.known`),
@@ -137,16 +139,20 @@ def predict_rows(inputs, model=DEFAULT_MODEL, *, rv=None, wave_path=None, blaze_
                         per_input(blaze_path, items, "blaze_path")))
     progress = progress if progress is not None else len(items) >= 10
     rows = []
-    for chunk in prepared_chunks(items, per_item, vacuum, workers, progress, batch_size):
-        good = [inp for inp in chunk if not isinstance(inp, Exception)]
-        labelled = iter(label_rows(predictor, good, batch_size, known, renderer) if good else ())
-        for item, inp in zip(items[len(rows):], chunk):
-            if isinstance(inp, Exception):
-                failed = empty_row(predictor, input_name(item))
-                failed["error"] = error_text(inp, options or PREDICT_OPTIONS)
-                rows.append(failed)
-            else:
-                rows.append(next(labelled))
+    chunks = prepared_chunks(items, per_item, vacuum, workers, progress, batch_size)
+    try:  # closed at once on Ctrl-C or an error: its workers stop with it
+        for chunk in chunks:
+            good = [inp for inp in chunk if not isinstance(inp, Exception)]
+            labelled = iter(label_rows(predictor, good, batch_size, known, renderer) if good else ())
+            for item, inp in zip(items[len(rows):], chunk):
+                if isinstance(inp, Exception):
+                    failed = empty_row(predictor, input_name(item))
+                    failed["error"] = error_text(inp, options or PREDICT_OPTIONS)
+                    rows.append(failed)
+                else:
+                    rows.append(next(labelled))
+    finally:
+        chunks.close()
     return rows
 
 
