@@ -31,6 +31,7 @@ import numpy as np
 
 from ..fileio import atomic_write_json
 from ..labels import LABEL_NAMES
+from ..provenance import git_commit
 from .metrics import coverage, fit_sigma_scale
 
 SIGMA_CALIBRATION_FILE = "sigma_calibration.json"
@@ -90,7 +91,7 @@ def calibrate_sigma(sets: dict, *, variant: str, weights_path, source: str) -> d
               "method": "σ × s(estimated SNR), s fitted per label on validation spectra so that "
                         "68.27 % of errors fall within ±1σ; log-linear in SNR",
               "weights": Path(weights_path).name, "weights_sha256": file_sha256(weights_path),
-              "source": source, "rows": rows,
+              "source": source, "rows": rows, **git_commit(),
               "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     calibration = SigmaCalibration(record)
     for row, (_, (_, test)) in zip(rows, sorted(sets.items())):
