@@ -120,6 +120,27 @@ def notebook_seconds(profile: Profile) -> float:
     return sum(r["provenance"].get("wall_time_s", 0.0) for r in records if r)
 
 
+def commits_text(profile: Profile) -> str:
+    """"commit `abc`", or, where the notebooks ran at different commits (a run resumed with
+    ``--from``), each commit with the notebooks it wrote: "commits `abc` (01–04), `def` (05–07)"."""
+    from .pipeline import NOTEBOOKS
+
+    groups: list[list] = []  # [commit, first notebook, last notebook]
+    for name in NOTEBOOKS:
+        record = _load(profile, name)
+        if record is None:
+            continue
+        commit = record["provenance"]["commit"][:10]
+        if groups and groups[-1][0] == commit:
+            groups[-1][2] = name[:2]
+        else:
+            groups.append([commit, name[:2], name[:2]])
+    if len(groups) <= 1:
+        return f"commit `{groups[0][0]}`" if groups else "commit unknown"
+    return "commits " + ", ".join(f"`{c}` ({a}–{b})" if a != b else f"`{c}` ({a})"
+                                  for c, a, b in groups)
+
+
 def results_section(profile: Profile) -> str:
     """Markdown of a profile's results with provenance; raises if notebook 05 has not run."""
     tables = _load(profile, "05_results_tables")
@@ -128,11 +149,11 @@ def results_section(profile: Profile) -> str:
                                 f"./run_all.sh --profile {profile.name} first")
     prov = tables["provenance"]
     hw = prov["hardware"]
-    out = [f"Profile `{profile.name}`, commit `{prov['commit'][:10]}`, {hw['cpu']} "
+    out = [f"Profile `{profile.name}`, {commits_text(profile)}, {hw['cpu']} "
            f"({hw['cpu_count']} cores), GPU: {hw['gpu'] or 'none'}, torch {hw['torch']}; "
            f"training took {training_seconds(profile) / 60:.0f} min (summed from the "
            f"checkpoints' histories), notebooks 01–07 {notebook_seconds(profile) / 60:.0f} min "
-           f"of wall time in the run that wrote these files. Our grid is rebuilt from "
+           f"of wall time in the runs that wrote these files. Our grid is rebuilt from "
            f"public inputs (Turbospectrum, ATLAS9 ODFNEW, Gaia-ESO lines), not the authors' "
            f"grid; paper columns are the published numbers, for comparison only.", "",
            "**Table 2 — mean absolute error on the test set** "

@@ -53,3 +53,16 @@ def test_smoke_section_lists_every_variant(tmp_path, monkeypatch):
     assert "Table 2" in text and "Table 3" in text and "Table 4" in text
     assert "![Fig. 3: residuals against the true labels](figures/smoke/fig3_residuals.png)" in text
     assert "fig4_sigma.png" not in text  # only figures that exist are linked
+
+
+def test_commits_text_names_each_commit_with_its_notebooks(monkeypatch):
+    from paper_lib.profiles import get_profile
+
+    commits = {"01": "a" * 40, "02": "a" * 40, "03": "a" * 40, "04": "a" * 40,
+               "05": "b" * 40, "06": "b" * 40, "07": "c" * 40}
+    monkeypatch.setattr(report, "_load", lambda profile, name: {
+        "provenance": {"commit": commits[name[:2]]}})
+    assert report.commits_text(get_profile("cpu")) == (
+        f"commits `{'a' * 10}` (01–04), `{'b' * 10}` (05–06), `{'c' * 10}` (07)")
+    commits.update(dict.fromkeys(commits, "d" * 40))
+    assert report.commits_text(get_profile("cpu")) == f"commit `{'d' * 10}`"
