@@ -55,8 +55,9 @@ def with_flux(sun: Spectrum, flux, meta=None) -> Spectrum:
 
 
 def shift(row: dict, reference: dict) -> float:
-    """Largest |Δ label| / σ_reference over the four labels."""
-    return max(abs(row[n] - reference[n]) / reference[f"{n}_sigma"] for n in LABEL_NAMES)
+    """Largest |Δ label| / σ_stat of the reference over the four labels (the network's own σ:
+    the systematic part does not change with the file's damage)."""
+    return max(abs(row[n] - reference[n]) / reference[f"{n}_sigma_stat"] for n in LABEL_NAMES)
 
 
 def line(name: str, row: dict, reference: dict | None) -> str:
@@ -127,7 +128,7 @@ def main(argv=None) -> None:
     sun = dataclasses.replace(sun, path=None)
     rng = np.random.default_rng(22)
     print(f"model {DEFAULT_PROFILE}/{DEFAULT_MODEL}; columns: " + ", ".join(LABEL_NAMES)
-          + "; Δ/σ: largest |Δ label| / σ over the labels")
+          + "; Δ/σ: largest |Δ label| / σ_stat over the labels")
     clean = answer(predictor, sun)
     print(line("HARPS Sun as read (reference for bad pixels)", clean, None))
     gap_cases(predictor, sun, rng)
