@@ -55,9 +55,14 @@ def training_source(grid, profile: Profile, *, limited: bool = False, real: bool
                              **data_settings(profile, limited=limited, real=real))
 
 
+def validation_seed(profile: Profile, *, limited: bool = False, real: bool = False) -> int:
+    """The seed of a variant's validation sets (its own for the † and _real data)."""
+    return profile.seed + VAL_SEED_OFFSET + int(limited) + 2 * int(real)
+
+
 def validation_batch(grid, profile: Profile, *, limited: bool = False, real: bool = False):
     """A fixed, seeded validation set (also used to recalibrate σ in notebook 05)."""
-    seed = profile.seed + VAL_SEED_OFFSET + int(limited) + 2 * int(real)
+    seed = validation_seed(profile, limited=limited, real=real)
     return make_test_set(grid, n=profile.n_val, seed=seed, slant_max=profile.slant_max,
                          **data_settings(profile, limited=limited, real=real))
 
@@ -182,7 +187,7 @@ def sigma_calibration_sets(profile: Profile, grid, variant: str, out_dir=None) -
     settings = data_settings(profile, limited=spec.limited, real=spec.real)
     if "realism" in settings:  # the variant's realism at one SNR at a time
         settings["realism"] = replace(settings["realism"], snr_range=None)
-    seeds = {"validation": profile.seed + VAL_SEED_OFFSET + int(spec.limited) + 2 * int(spec.real),
+    seeds = {"validation": validation_seed(profile, limited=spec.limited, real=spec.real),
              "test": profile.seed + TEST_SEED_OFFSET}
     sizes = {"validation": profile.n_val, "test": min(profile.n_test, OOD_SPECTRA)}
     sets = {}
@@ -204,8 +209,8 @@ def ensure_sigma_calibration(profile: Profile, grid, variants=None, out_dir=None
     (:mod:`paper_lib.evaluation.sigma_calibration`) in ``<out_dir>/sigma_calibration.json``,
     made for each of ``variants`` (default: the ``_real`` variant, what ``predict`` uses)
     whose record is missing or was made for other weights, or all with ``force``."""
-    from .evaluation.sigma_calibration import (SIGMA_CALIBRATION_FILE, calibrate_sigma,
-                                               load_sigma_calibration, write_sigma_calibration)
+    from .evaluation.sigma_calibration import (calibrate_sigma, load_sigma_calibration,
+                                               read_sigma_calibrations, write_sigma_calibration)
     from .profiles import REAL_VARIANT
 
     out_dir = Path(out_dir or models_dir(profile))
@@ -219,8 +224,7 @@ def ensure_sigma_calibration(profile: Profile, grid, variants=None, out_dir=None
             sets, variant=variant, weights_path=weights,
             source=f"grid of profile {profile.name!r}: validation (seeded) and test sets of "
                    f"{variant} at SNR {', '.join(f'{s:g}' for s in sets)}"))
-    path = out_dir / SIGMA_CALIBRATION_FILE
-    records = json.loads(path.read_text()) if path.exists() else {}
+    records = read_sigma_calibrations(out_dir)
     return {v: records[v] for v in variants if v in records}
 
 

@@ -107,14 +107,19 @@ def _percent(cover: dict) -> dict:
 
 def write_sigma_calibration(models_dir, record: dict) -> Path:
     """Add (or replace) ``record``'s variant in ``models_dir/sigma_calibration.json``."""
-    path = Path(models_dir) / SIGMA_CALIBRATION_FILE
-    records = _read(path) if path.exists() else {}
+    records = read_sigma_calibrations(models_dir)
     records[record["variant"]] = record
+    path = Path(models_dir) / SIGMA_CALIBRATION_FILE
     atomic_write_json(path, records)
     return path
 
 
-def _read(path: Path) -> dict:
+def read_sigma_calibrations(models_dir) -> dict:
+    """{variant: record} of ``models_dir/sigma_calibration.json`` ({} without the file);
+    ValueError naming the command that remakes it if the file is unreadable."""
+    path = Path(models_dir) / SIGMA_CALIBRATION_FILE
+    if not path.exists():
+        return {}
     try:
         records = json.loads(path.read_text())
     except (OSError, ValueError) as error:
@@ -130,10 +135,7 @@ def load_sigma_calibration(models_dir, variant: str, weights_path) -> SigmaCalib
     made for other weights (then ``predict`` reports the network's σ as it is)."""
     from ..observed.quality import file_sha256
 
-    path = Path(models_dir) / SIGMA_CALIBRATION_FILE
-    if not path.exists():
-        return None
-    record = _read(path).get(variant)
+    record = read_sigma_calibrations(models_dir).get(variant)
     if record is None or record.get("format") != SIGMA_CALIBRATION_FORMAT:
         return None
     if record.get("weights_sha256") != file_sha256(weights_path):

@@ -110,7 +110,7 @@ def interpolation_weights(x_in, x_out, *, kind: str = "cubic") -> tuple[np.ndarr
         index = np.stack([i, i + 1], axis=-1)
         weight = np.stack([1.0 - t, t], axis=-1)
     elif kind == "cubic":
-        index = np.clip(i[:, None] + np.arange(-1, 3)[None, :], 0, n - 1)
+        index = _cubic_nodes(i, n)
         weight = _keys_cubic_weights(t)
     else:
         raise ValueError(f"kind must be 'linear' or 'cubic', got {kind!r}")
@@ -122,8 +122,13 @@ def uniform_cubic_weights(position: np.ndarray, n: int) -> tuple[np.ndarray, np.
     ``position`` ∈ [0, n − 1], without the checks and the search: the same numbers, several
     times faster (the resampling of every observed spectrum in its own pixel coordinate)."""
     i = np.minimum(position.astype(np.int64), n - 2)  # floor: positions are ≥ 0
-    index = np.clip(i[:, None] + np.arange(-1, 3)[None, :], 0, n - 1)
-    return index, _keys_cubic_weights(np.clip(position - i, 0.0, 1.0))
+    return _cubic_nodes(i, n), _keys_cubic_weights(np.clip(position - i, 0.0, 1.0))
+
+
+def _cubic_nodes(i: np.ndarray, n: int) -> np.ndarray:
+    """Nodes i − 1, i, i + 1, i + 2 of a Keys cubic at each interval start ``i``, (len(i), 4),
+    clipped to 0 … n − 1 (the end values repeat beyond the ends)."""
+    return np.clip(i[:, None] + np.arange(-1, 3)[None, :], 0, n - 1)
 
 
 def apply_interpolation(flux, index: np.ndarray, weight: np.ndarray):
