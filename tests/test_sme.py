@@ -63,9 +63,12 @@ def test_without_pysme_the_error_says_how_to_install(monkeypatch):
 
 
 @pytest.mark.slow
-def test_sme_sun_is_close_to_but_not_the_turbospectrum_sun(private_cache):
+def test_sme_sun_is_close_to_but_not_the_turbospectrum_sun(private_cache, tmp_path, monkeypatch):
     """One SME and one Turbospectrum run of the Sun's node over Mg b, plus a metal-poor SME run."""
     pytest.importorskip("pysme")
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
     from paper_lib.synthetic.turbospectrum import synthesize_node
     from paper_lib.synthetic.variants import get_variant, synthesize_variant_node
 
@@ -78,3 +81,4 @@ def test_sme_sun_is_close_to_but_not_the_turbospectrum_sun(private_cache):
     assert sun.min() < 0.2 and np.all((sun > 0) & (sun < 1.01))  # Mg b cores are deep
     _, poor = synthesize_variant_node((5750.0, 4.5, -1.0), sme, wave_range=NARROW)
     assert np.sum(1 - poor) < 0.8 * np.sum(1 - sun)  # [M/H] reaches SME's abundances
+    assert list(here.iterdir()) == []  # SME's syntherr.log stays in its work folder

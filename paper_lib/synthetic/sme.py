@@ -31,10 +31,13 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from .. import paths
 from .linelists import read_turbospectrum_blocks
 
 SME_REQUIREMENT = "pysme-astro>=1.2,<2"
@@ -150,7 +153,15 @@ def synthesize_sme(node, atmosphere: Path, linelists, *, wave_range, step: float
     sme.wave = [wave]
     sme.normalize_by_continuum = True
     sme.ipres = 0
-    sme = synthesize_spectrum(sme)
+    work = paths.cache_dir() / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    cwd = os.getcwd()
+    with tempfile.TemporaryDirectory(dir=work, prefix="sme_") as folder:
+        os.chdir(folder)  # SME's library writes its syntherr.log into the working directory
+        try:
+            sme = synthesize_spectrum(sme)
+        finally:
+            os.chdir(cwd)
     flux = np.asarray(sme.synth[0], dtype=np.float64)
     if flux.shape != wave.shape or not np.all(np.isfinite(flux)):
         raise RuntimeError(f"SME returned no usable spectrum for {node}")
