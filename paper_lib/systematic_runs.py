@@ -41,7 +41,7 @@ def _variant_sets(grid, nodes, *, workers: int, progress: bool) -> tuple[np.ndar
     labels = np.array([(*n, v) for n in nodes for v in RENDER_VSINI_KMS])
     base = np.repeat(np.stack([grid.node_flux(*n) for n in nodes]), len(RENDER_VSINI_KMS), 0)
     sets = {"grid": node_images(grid, base, labels)}
-    for variant in VARIANTS:
+    for variant in (v for v in VARIANTS if v.in_sigma):
         if not variant.needs_synthesis:  # macroturbulence: the grid's spectra, another ζ
             sets[variant.name] = node_images(grid, base, labels, vmacro_vf05_kms(labels[:, 0]))
             continue
@@ -111,7 +111,7 @@ def run_systematics(profile: Profile, model_names=None, out_dir=None, *, workers
     grid = systematics_grid(profile, workers=workers, progress=progress)
     result = measure_systematics(profile, grid, names, folder, workers=workers, progress=progress)
     meta = {"variants": {v.name: {"changes": v.changes, "physics_id": variant_physics_id(v)}
-                         for v in VARIANTS},
+                         for v in VARIANTS if v.in_sigma},
             "kernel_scales": list(KERNEL_SCALES), "n_nodes": len(grid.labels),
             "provenance": provenance(profile)}
     return write_systematics(folder, result, meta)

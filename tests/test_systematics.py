@@ -1,4 +1,5 @@
-"""The systematic σ: physics variants (MARCS, AGSS09, VALD3 log gf, ξ, ζ, SME) and the kernel model."""
+"""The systematic σ: physics variants (MARCS, AGSS09, VALD3 log gf, ξ, ζ, listed γ₆, SME) and the kernel
+model."""
 
 from __future__ import annotations
 
@@ -81,7 +82,8 @@ def test_each_variant_changes_one_thing_and_has_its_own_physics_id():
 
     ids = {variant_physics_id(v) for v in VARIANTS}
     assert len(ids) == len(VARIANTS) and physics_id() not in ids
-    assert [v.needs_synthesis for v in VARIANTS] == [True, True, True, True, False, True]
+    assert [v.needs_synthesis for v in VARIANTS] == [True, True, True, True, False, True, True]
+    assert [v.name for v in VARIANTS if not v.in_sigma] == ["vdw_list"]  # a diagnostic only
     with pytest.raises(ValueError, match="unknown physics variant"):
         get_variant("nlte")
 
@@ -136,6 +138,26 @@ def test_vald_gf_changes_only_the_oscillator_strengths(tmp_path):
     assert values[0][3:-1] == values[2][3:-1] and values[0][-1] == "'a'"  # the rest kept
 
 
+def test_vdw_list_hides_only_the_orbital_types_of_lines_that_list_log_gamma6(tmp_path):
+    from paper_lib.synthetic.linelists import read_turbospectrum_blocks
+    from paper_lib.synthetic.variants import listed_gamma6_linelist
+
+    source = tmp_path / "lines.txt"
+    source.write_text("'  26.000            '    1         4\n'Fe I'\n"
+                      " 5195.472  4.220 -0.086   -7.510    11.0  2.40E+08  0.000  'p' 'd'   0.0    "
+                      "1.0 'Fe I LS:3p6 'x' 'y''\n"
+                      " 5196.000  3.000 -1.000  350.230  5.0  1.00E+08 'p' 'd'   0.0    1.0 'b'\n"
+                      " 5197.000  2.000 -2.000    2.500  5.0  1.00E+08 's' 'p'   0.0    1.0 'c'\n"
+                      " 5198.000  2.000 -2.000   -7.000  5.0  1.00E+08 'X' 'X'   0.0    1.0 'd'\n")
+    out, changed = listed_gamma6_linelist(source, out_dir=tmp_path)
+    records = read_turbospectrum_blocks(out)[0][2]
+    assert changed == 1 and len(records) == 4
+    assert "'X' 'X'" in records[0] and records[0].endswith("'Fe I LS:3p6 'x' 'y''\n")
+    assert records[0].split()[:7] == ["5195.472", "4.220", "-0.086", "-7.510", "11.0",
+                                      "2.40E+08", "0.000"]
+    assert "'p' 'd'" in records[1] and "'s' 'p'" in records[2]  # ABO σ.α, Unsöld factor: kept
+
+
 @pytest.mark.slow
 def test_a_marcs_spectrum_of_the_sun_is_close_to_but_not_the_atlas9_one(tmp_path, monkeypatch):
     """One real Turbospectrum run per atmosphere (~10 s each)."""
@@ -147,3 +169,15 @@ def test_a_marcs_spectrum_of_the_sun_is_close_to_but_not_the_atlas9_one(tmp_path
     _, marcs = synthesize_variant_node(node, _variant("marcs"))
     difference = np.abs(marcs - atlas9)
     assert 1e-3 < difference.max() < 0.2 and difference.mean() < 0.01
+
+
+def test_the_committed_cpu_systematics_hold_every_sigma_variant_and_no_diagnostic():
+    from paper_lib import paths
+    from paper_lib.synthetic.variants import VARIANTS, variant_physics_id
+
+    record = json.loads((paths.root / "models" / "cpu" / "systematics.json").read_text())
+    wanted = {v.name for v in VARIANTS if v.in_sigma}
+    assert set(record["meta"]["variants"]) == wanted
+    assert all(set(entry["shifts"]) == wanted for entry in record["models"].values())
+    assert {k: v["physics_id"] for k, v in record["meta"]["variants"].items()} == {
+        v.name: variant_physics_id(v) for v in VARIANTS if v.in_sigma}

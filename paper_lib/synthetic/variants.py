@@ -17,6 +17,13 @@ answer can move when only the physics changes (:mod:`paper_lib.evaluation.system
 * ``vmacro_vf05`` — macroturbulence of Valenti & Fischer 2005 (ApJS 159, 141, eq. 1:
   ζ = 3.98 + (Teff − 5770 K)/650 K km/s, radial–tangential, inputs clamped to their 5000–6500 K
   sample) instead of Doyle et al. 2014. Applied when rendering; needs no synthesis;
+* ``vdw_list`` — van der Waals damping of the lines whose list gives log γ₆ (Gaia-ESO,
+  Heiter et al. 2021; VALD3): that value, instead of the cross-section Turbospectrum computes
+  itself from the lines' orbital types by Anstee–Barklem–O'Mara theory (its ``anstee.f``, which
+  it prefers to a listed log γ₆). Turbospectrum is made to take the listed value by writing the
+  orbital types of those lines as unknown (``'X' 'X'``): nothing else in the lists changes. A
+  diagnostic of the gap benchmark, not a term of the systematic σ: the ``sme`` variant's shift
+  already holds it (SME takes the listed log γ₆);
 * ``sme`` — the radiative-transfer code: SME (Piskunov & Valenti 2017) on the same atmosphere,
   lines, abundances and ξ instead of Turbospectrum (:mod:`paper_lib.synthetic.sme`; needs the
   optional ``pysme-astro``).
@@ -28,6 +35,7 @@ No variant uses an observed spectrum. :func:`build_variant_nodes` synthesises a 
 from __future__ import annotations
 
 import ast
+import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -48,6 +56,7 @@ from .sme import require_pysme, synthesize_sme
 from .turbospectrum import physics, physics_id
 from .turbulence import vmicro_kms
 
+_ORBITAL_TYPES = re.compile(r"'[A-Za-z]'\s+'[A-Za-z]'")  # a record's lower and upper orbital types
 VMICRO_OFFSET_KMS = 0.2  # km/s: the ξ variant's shift (nominal; see README)
 VF05_TEFF_DOMAIN = (5000.0, 6500.0)  # K: Valenti & Fischer 2005's sample, inputs clamped to it
 
@@ -64,12 +73,15 @@ class PhysicsVariant:
     vmicro_offset_kms: float = 0.0
     vmacro: str = "doyle2014"  # or "vf05" (rendering only)
     code: str = "turbospectrum"  # or "sme"
+    vdw: str = "anstee"  # or "list": the listed log γ₆ where there is one
+    in_sigma: bool = True  # a term of the systematic σ (False: a diagnostic only)
 
     @property
     def needs_synthesis(self) -> bool:
         """Whether the variant changes the synthesised spectrum (all but macroturbulence)."""
         return (self.atmosphere, self.abundances, self.loggf, self.vmicro_offset_kms,
-                self.code) != ("atlas9", "gas07", "gaia-eso", 0.0, "turbospectrum")
+                self.code, self.vdw) != ("atlas9", "gas07", "gaia-eso", 0.0, "turbospectrum",
+                                         "anstee")
 
 
 VARIANTS = (
@@ -83,6 +95,8 @@ VARIANTS = (
                    vmicro_offset_kms=VMICRO_OFFSET_KMS),
     PhysicsVariant("vmacro_vf05", "macroturbulence of Valenti & Fischer 2005 instead of Doyle "
                    "et al. 2014", vmacro="vf05"),
+    PhysicsVariant("vdw_list", "van der Waals log gamma6 as listed instead of Turbospectrum's own "
+                   "ABO estimate from the orbital types", vdw="list", in_sigma=False),
     PhysicsVariant("sme", "the SME code (Piskunov & Valenti 2017) instead of Turbospectrum, "
                    "same atmosphere, lines, abundances and microturbulence", code="sme"),
 )
@@ -101,6 +115,9 @@ def variant_physics_id(variant: PhysicsVariant) -> str:
     ``sme``): names its node folder. The Turbospectrum variants hash as before ``code`` existed,
     so their cached node files stay valid."""
     record = asdict(variant)
+    record.pop("in_sigma")
+    if record["vdw"] == "anstee":
+        record.pop("vdw")
     if record.pop("code") == "sme":
         record["code"] = f"sme {require_pysme().__version__}"
     return physics_id({**physics(), "variant": record})
@@ -171,11 +188,35 @@ def vald_gf_linelist(gaia_eso: Path, wave_range, *, vald=None, out_dir=None) -> 
     return target, changed
 
 
+def listed_gamma6_linelist(source: Path, *, out_dir=None) -> tuple[Path, int]:
+    """``source`` with the orbital types of every line that lists log γ₆ (van der Waals entry
+    < 0) written as unknown (``'X' 'X'``), so that Turbospectrum uses the listed value instead
+    of its own ABO estimate; returns (path of the cached list, number of lines changed)."""
+    out_dir = Path(out_dir or paths.cache_dir() / "linelists")
+    target = out_dir / f"{Path(source).stem}_listed_gamma6.txt"
+    blocks, changed = [], 0
+    for header, name, body in read_turbospectrum_blocks(source):
+        new = []
+        for record in body:
+            if float(record.split(None, 4)[3]) < 0:
+                unknown = _ORBITAL_TYPES.sub("'X' 'X'", record, count=1)
+                changed += unknown != record
+                record = unknown
+            new.append(record if record.endswith("\n") else record + "\n")
+        blocks.append((header, name, new))
+    if not target.exists():
+        write_blocks(blocks, target)
+    return target, changed
+
+
 def variant_linelists(variant: PhysicsVariant, wave_range=WAVE_RANGE) -> list[Path]:
-    """The grid's line lists, with VALD3 log gf in the Gaia-ESO list for ``vald_gf``."""
+    """The grid's line lists, with VALD3 log gf in the Gaia-ESO list for ``vald_gf`` and the
+    listed log γ₆ in force for ``vdw_list`` (atomic lists only; MgH is a molecule)."""
     lists = synthesis_linelists(wave_range)
     if variant.loggf == "vald3":
         lists[0] = vald_gf_linelist(lists[0], wave_range)[0]
+    if variant.vdw == "list":
+        lists[:2] = [listed_gamma6_linelist(p)[0] for p in lists[:2]]
     return lists
 
 
