@@ -103,8 +103,11 @@ def run_systematics(profile: Profile, model_names=None, out_dir=None, *, workers
     :func:`systematics_grid` and write ``models/<profile>/systematics.json`` with provenance."""
     from .evaluation.systematics import KERNEL_SCALES, write_systematics
     from .provenance import provenance
+    from .synthetic.sme import require_pysme
     from .synthetic.variants import VARIANTS, variant_physics_id
 
+    if any(v.in_sigma and v.code == "sme" for v in VARIANTS):
+        require_pysme()  # before an hour of other syntheses, not after
     folder = Path(out_dir or models_dir(profile))
     names = model_names or sorted(p.stem for p in folder.glob("*.pt")
                                   if p.stem != "dae" and parse_variant(p.stem))

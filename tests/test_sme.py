@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from paper_lib.synthetic.sme import ISOTOPE_FRACTIONS, require_pysme, sme_line_table
+from paper_lib.synthetic.sme import ISOTOPE_FRACTIONS, SMENotFound, require_pysme, sme_line_table
 
 NARROW = (5160.0, 5190.0)  # Mg b, as the Turbospectrum tests use
 
@@ -56,10 +56,14 @@ def test_an_untranslatable_molecule_or_isotope_is_refused(tmp_path):
         sme_line_table([path])
 
 
-def test_without_pysme_the_error_says_how_to_install(monkeypatch):
+def test_without_pysme_the_error_says_how_to_install(monkeypatch, capsys):
+    from paper_lib.cli import main
+
     monkeypatch.setitem(sys.modules, "pysme", None)
-    with pytest.raises(ImportError, match=r"pip install 'pysme-astro"):
+    with pytest.raises(SMENotFound, match=r"pip install 'pysme-astro"):
         require_pysme()
+    assert main(["systematics", "--profile", "smoke"]) == 2  # before any synthesis
+    assert "error: the 'sme' physics variant needs SME: pip install" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -58,12 +58,16 @@ _SYMBOLS = ("H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe
             "Fr Ra Ac Th Pa U").split()
 
 
+class SMENotFound(RuntimeError):
+    """``pysme-astro`` is not installed (only the ``sme`` physics variant needs it)."""
+
+
 def require_pysme():
-    """Import ``pysme`` quietly; ImportError saying how to install it if it is absent."""
+    """Import ``pysme`` quietly; :class:`SMENotFound` saying how to install it if it is absent."""
     try:
         import pysme  # noqa: F401
     except ImportError as error:
-        raise ImportError(f"the 'sme' physics variant needs SME: pip install "
+        raise SMENotFound(f"the 'sme' physics variant needs SME: pip install "
                           f"'{SME_REQUIREMENT}' (or pip install -e '.[sme]')") from error
     logging.getLogger("pysme").setLevel(logging.WARNING)
     return pysme
