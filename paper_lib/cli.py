@@ -7,6 +7,7 @@ is a notebook's ``profile`` parameter, :func:`paper_lib.notebook.start`).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 
@@ -16,10 +17,26 @@ from .profiles import get_profile
 CLI_OPTIONS = {"rv": "--rv KM_S", "wave": "--wave FILE", "blaze": "--blaze FILE", "fix": "--fix"}
 
 
+def _synth_variant(args) -> int:
+    """``synth --variant NAME``: the variant's spectra at the profile's grid nodes (node files)."""
+    from .synthetic.build import profile_nodes
+    from .synthetic.variants import build_variant_nodes, get_variant, variant_node_dir
+
+    variant = get_variant(args.variant)
+    if args.scheduler not in (None, "local"):
+        raise ValueError("synth --variant runs on local processes only (no --scheduler)")
+    nodes, _ = profile_nodes(get_profile(args.profile).grid_nodes)
+    found = build_variant_nodes(variant, nodes, workers=args.workers or os.cpu_count() or 1)
+    print(f"physics variant {variant.name}: {len(found)} node files in {variant_node_dir(variant)}")
+    return 0
+
+
 def _synth(args) -> int:
     from .synthetic.build import build_profile_grid
 
     try:
+        if args.variant:
+            return _synth_variant(args)
         path = build_profile_grid(get_profile(args.profile), workers=args.workers,
                                   scheduler=args.scheduler)
     except KeyboardInterrupt as stop:
@@ -157,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--scheduler", default=None,
                        help="'local' (default: processes here) or a Dask scheduler address, "
                             "e.g. tcp://HOST:8786 (needs pip install 'paper_lib[cluster]')")
+    synth.add_argument("--variant", default=None,
+                       help="a physics variant's spectra at the grid's nodes instead (node files "
+                            "in the cache, resumable; e.g. vdw_list, a candidate physics)")
     synth.set_defaults(func=_synth)
     run = sub.add_parser("run", help="run the notebooks in order with papermill")
     run.add_argument("--profile", default="smoke", help="smoke (default), cpu or paper")

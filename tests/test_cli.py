@@ -77,3 +77,23 @@ def test_predict_bad_file_is_a_clear_error(smoke_model, tmp_path):
 def test_predict_unknown_model_is_a_clear_error():
     done = run_cli("predict", "x.fits", "--profile", "smoke", "--model", "resnet_tiny")
     assert done.returncode == 2 and "resnet_tiny" in done.stderr
+
+
+def test_synth_variant_builds_the_variants_nodes_at_the_grids_nodes(monkeypatch, capsys):
+    from paper_lib.cli import main
+    from paper_lib.synthetic import variants
+    from paper_lib.synthetic.build import profile_nodes
+
+    seen = {}
+
+    def fake_build(variant, nodes, *, workers):
+        seen.update(variant=variant.name, nodes=list(nodes), workers=workers)
+        return {n: None for n in nodes}
+
+    monkeypatch.setattr(variants, "build_variant_nodes", fake_build)
+    assert main(["synth", "--profile", "smoke", "--variant", "vdw_list", "--workers", "1"]) == 0
+    assert seen == {"variant": "vdw_list", "nodes": profile_nodes("smoke")[0], "workers": 1}
+    assert "physics variant vdw_list: 14 node files in" in capsys.readouterr().out
+    assert main(["synth", "--variant", "nlte"]) == 2
+    assert "unknown physics variant 'nlte'" in capsys.readouterr().err
+    assert main(["synth", "--variant", "sme", "--scheduler", "tcp://h:1"]) == 2
