@@ -7,7 +7,6 @@ is a notebook's ``profile`` parameter, :func:`paper_lib.notebook.start`).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import warnings
 
@@ -20,13 +19,14 @@ CLI_OPTIONS = {"rv": "--rv KM_S", "wave": "--wave FILE", "blaze": "--blaze FILE"
 def _synth_variant(args) -> int:
     """``synth --variant NAME``: the variant's spectra at the profile's grid nodes (node files)."""
     from .synthetic.build import profile_nodes
+    from .synthetic.pool import default_workers
     from .synthetic.variants import build_variant_nodes, get_variant, variant_node_dir
 
     variant = get_variant(args.variant)
     if args.scheduler not in (None, "local"):
         raise ValueError("synth --variant runs on local processes only (no --scheduler)")
     nodes, _ = profile_nodes(get_profile(args.profile).grid_nodes)
-    found = build_variant_nodes(variant, nodes, workers=args.workers or os.cpu_count() or 1)
+    found = build_variant_nodes(variant, nodes, workers=default_workers(args.workers))
     print(f"physics variant {variant.name}: {len(found)} node files in {variant_node_dir(variant)}")
     return 0
 

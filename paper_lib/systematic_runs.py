@@ -36,12 +36,12 @@ def _variant_sets(grid, nodes, *, workers: int, progress: bool) -> tuple[np.ndar
     """Labels (n, 4) of every (node, v sin i) and {variant or "grid": images (n, 8, 4096),
     NaN images where a variant lacks the node}."""
     from .evaluation.systematics import RENDER_VSINI_KMS
-    from .synthetic.variants import VARIANTS, build_variant_nodes, vmacro_vf05_kms
+    from .synthetic.variants import SIGMA_VARIANTS, build_variant_nodes, vmacro_vf05_kms
 
     labels = np.array([(*n, v) for n in nodes for v in RENDER_VSINI_KMS])
     base = np.repeat(np.stack([grid.node_flux(*n) for n in nodes]), len(RENDER_VSINI_KMS), 0)
     sets = {"grid": node_images(grid, base, labels)}
-    for variant in (v for v in VARIANTS if v.in_sigma):
+    for variant in SIGMA_VARIANTS:
         if not variant.needs_synthesis:  # macroturbulence: the grid's spectra, another ζ
             sets[variant.name] = node_images(grid, base, labels, vmacro_vf05_kms(labels[:, 0]))
             continue
@@ -104,9 +104,9 @@ def run_systematics(profile: Profile, model_names=None, out_dir=None, *, workers
     from .evaluation.systematics import KERNEL_SCALES, write_systematics
     from .provenance import provenance
     from .synthetic.sme import require_pysme
-    from .synthetic.variants import VARIANTS, variant_physics_id
+    from .synthetic.variants import SIGMA_VARIANTS, variant_physics_id
 
-    if any(v.in_sigma and v.code == "sme" for v in VARIANTS):
+    if any(v.code == "sme" for v in SIGMA_VARIANTS):
         require_pysme()  # before an hour of other syntheses, not after
     folder = Path(out_dir or models_dir(profile))
     names = model_names or sorted(p.stem for p in folder.glob("*.pt")
@@ -114,7 +114,7 @@ def run_systematics(profile: Profile, model_names=None, out_dir=None, *, workers
     grid = systematics_grid(profile, workers=workers, progress=progress)
     result = measure_systematics(profile, grid, names, folder, workers=workers, progress=progress)
     meta = {"variants": {v.name: {"changes": v.changes, "physics_id": variant_physics_id(v)}
-                         for v in VARIANTS if v.in_sigma},
+                         for v in SIGMA_VARIANTS},
             "kernel_scales": list(KERNEL_SCALES), "n_nodes": len(grid.labels),
             "provenance": provenance(profile)}
     return write_systematics(folder, result, meta)

@@ -173,11 +173,12 @@ def test_a_marcs_spectrum_of_the_sun_is_close_to_but_not_the_atlas9_one(tmp_path
 
 def test_the_committed_cpu_systematics_hold_every_sigma_variant_and_no_diagnostic():
     from paper_lib import paths
-    from paper_lib.synthetic.variants import VARIANTS, variant_physics_id
+    from paper_lib.synthetic.variants import SIGMA_VARIANTS, VARIANTS, variant_physics_id
 
     record = json.loads((paths.root / "models" / "cpu" / "systematics.json").read_text())
     wanted = {v.name for v in VARIANTS if v.in_sigma}
+    assert wanted == {v.name for v in SIGMA_VARIANTS}
     assert set(record["meta"]["variants"]) == wanted
     assert all(set(entry["shifts"]) == wanted for entry in record["models"].values())
     assert {k: v["physics_id"] for k, v in record["meta"]["variants"].items()} == {
-        v.name: variant_physics_id(v) for v in VARIANTS if v.in_sigma}
+        v.name: variant_physics_id(v) for v in SIGMA_VARIANTS}

@@ -28,7 +28,7 @@ from .atmospheres import atmosphere_catalogue, atmosphere_files, extract_atmosph
 from .installed import find_binaries, sha256, version
 from .linecheck import synthesis_linelists
 from .linelists import gaia_eso_linelist
-from .pool import run_pool
+from .pool import default_workers, run_pool
 from .turbospectrum import (WAVE_RANGE, WAVE_STEP, grid_wavelengths, physics, physics_id,
                             synthesize_node)
 from .turbulence import vmicro_kms
@@ -152,7 +152,7 @@ def _synthesize_all(todo, n_nodes, node_dir, times, atmospheres, wave_range, ste
     host = {"hostname": platform.node(), "cpu": platform.processor() or platform.machine()}
     with bar:
         if scheduler in (None, "local"):
-            workers = workers or os.cpu_count() or 1
+            workers = default_workers(workers)
             run_pool(_synthesize_to_file, [(n, wave_range, step, node_dir) for n in todo],
                      workers, lambda result: done(*result))
             return {**host, "workers": workers}

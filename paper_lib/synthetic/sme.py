@@ -37,8 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import paths
-from .linelists import read_turbospectrum_blocks
+from .linelists import atomic_species, read_turbospectrum_blocks
+from .runner import grid_wavelengths, work_folder
 
 SME_REQUIREMENT = "pysme-astro>=1.2,<2"
 UNSOLD_MAX = 20.0  # Turbospectrum: a van der Waals entry in (0, 20) is an Unsöld factor
@@ -95,7 +95,7 @@ def sme_line_table(linelists) -> dict[str, np.ndarray]:
     rows, species = [], []
     for path in linelists:
         for header, _, body in read_turbospectrum_blocks(Path(path)):
-            code, ion = header.split("'")[1].strip(), int(header.split("'")[2].split()[0])
+            code, (_, ion) = header.split("'")[1].strip(), atomic_species(header)
             name, log_fraction = _species(code, ion)
             for record in body:
                 wave, chi, loggf, vdw, _, rad = (float(v) for v in record.split()[:6])
@@ -142,8 +142,6 @@ def synthesize_sme(node, atmosphere: Path, linelists, *, wave_range, step: float
     from pysme.sme import SME_Structure
     from pysme.synthesize import synthesize_spectrum
 
-    from .runner import grid_wavelengths
-
     teff, logg, mh = (float(v) for v in node)
     sme = SME_Structure()
     sme.teff, sme.logg = teff, logg
@@ -157,10 +155,8 @@ def synthesize_sme(node, atmosphere: Path, linelists, *, wave_range, step: float
     sme.wave = [wave]
     sme.normalize_by_continuum = True
     sme.ipres = 0
-    work = paths.cache_dir() / "work"
-    work.mkdir(parents=True, exist_ok=True)
     cwd = os.getcwd()
-    with tempfile.TemporaryDirectory(dir=work, prefix="sme_") as folder:
+    with tempfile.TemporaryDirectory(dir=work_folder(), prefix="sme_") as folder:
         os.chdir(folder)  # SME's library writes its syntherr.log into the working directory
         try:
             sme = synthesize_spectrum(sme)

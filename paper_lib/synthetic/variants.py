@@ -100,6 +100,7 @@ VARIANTS = (
     PhysicsVariant("sme", "the SME code (Piskunov & Valenti 2017) instead of Turbospectrum, "
                    "same atmosphere, lines, abundances and microturbulence", code="sme"),
 )
+SIGMA_VARIANTS = tuple(v for v in VARIANTS if v.in_sigma)  # the terms of the systematic σ
 
 
 def get_variant(name: str) -> PhysicsVariant:
@@ -170,22 +171,17 @@ def vald_gf_linelist(gaia_eso: Path, wave_range, *, vald=None, out_dir=None) -> 
     out_dir = Path(out_dir or paths.cache_dir() / "linelists")
     target = out_dir / _range_name(f"{Path(gaia_eso).stem}_vald_gf", wave_range, 0.0)
     known = _vald_gf_map(Path(vald or paths.shared_file(VALD_FILE)))
-    blocks, changed = [], 0
-    for header, name, body in read_turbospectrum_blocks(gaia_eso):
+
+    def with_vald_gf(header: str, record: str) -> str:
         ref = known.get(atomic_species(header), np.empty((0, 3)))
-        new = []
-        for record in body:
-            wave, chi, gf, rest = record.split(None, 3)
-            hit = ref[(np.abs(ref[:, 0] - float(wave)) <= SAME_LINE_A)
-                      & (np.abs(ref[:, 1] - float(chi)) <= SAME_LEVEL_EV)]
-            if len(hit) == 1 and abs(hit[0, 2] - float(gf)) > 1e-4:
-                record = f"{float(wave):10.3f} {float(chi):6.3f} {hit[0, 2]:6.3f} {rest}"
-                changed += 1
-            new.append(record if record.endswith("\n") else record + "\n")
-        blocks.append((header, name, new))
-    if not target.exists():
-        write_blocks(blocks, target)
-    return target, changed
+        wave, chi, gf, rest = record.split(None, 3)
+        hit = ref[(np.abs(ref[:, 0] - float(wave)) <= SAME_LINE_A)
+                  & (np.abs(ref[:, 1] - float(chi)) <= SAME_LEVEL_EV)]
+        if len(hit) == 1 and abs(hit[0, 2] - float(gf)) > 1e-4:
+            return f"{float(wave):10.3f} {float(chi):6.3f} {hit[0, 2]:6.3f} {rest}"
+        return record
+
+    return _rewritten_list(gaia_eso, target, with_vald_gf)
 
 
 def listed_gamma6_linelist(source: Path, *, out_dir=None) -> tuple[Path, int]:
@@ -194,15 +190,26 @@ def listed_gamma6_linelist(source: Path, *, out_dir=None) -> tuple[Path, int]:
     of its own ABO estimate; returns (path of the cached list, number of lines changed)."""
     out_dir = Path(out_dir or paths.cache_dir() / "linelists")
     target = out_dir / f"{Path(source).stem}_listed_gamma6.txt"
+
+    def with_listed_gamma6(header: str, record: str) -> str:
+        if float(record.split(None, 4)[3]) < 0:
+            return _ORBITAL_TYPES.sub("'X' 'X'", record, count=1)
+        return record
+
+    return _rewritten_list(source, target, with_listed_gamma6)
+
+
+def _rewritten_list(source: Path, target: Path, rewrite) -> tuple[Path, int]:
+    """``source`` with every record passed through ``rewrite(header, record)``, written to
+    ``target`` unless it is there already (a cached list); returns (target, number of records
+    that changed)."""
     blocks, changed = [], 0
     for header, name, body in read_turbospectrum_blocks(source):
         new = []
         for record in body:
-            if float(record.split(None, 4)[3]) < 0:
-                unknown = _ORBITAL_TYPES.sub("'X' 'X'", record, count=1)
-                changed += unknown != record
-                record = unknown
-            new.append(record if record.endswith("\n") else record + "\n")
+            line = rewrite(header, record)
+            changed += line != record
+            new.append(line if line.endswith("\n") else line + "\n")
         blocks.append((header, name, new))
     if not target.exists():
         write_blocks(blocks, target)
