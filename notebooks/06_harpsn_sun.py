@@ -226,10 +226,14 @@ figs.plot_gap_attribution(centres, binned, shares.shift, fit["valley"], points,
 # ingredient of the synthesis is swapped for another published choice — MARCS instead of ATLAS9
 # atmospheres, the Asplund et al. (2009) instead of the Grevesse et al. (2007) solar abundances,
 # VALD3 instead of Gaia-ESO oscillator strengths, ξ + 0.2 km/s, the Valenti & Fischer (2005)
-# instead of the Doyle et al. (2014) macroturbulence, and the radiative-transfer code itself
-# (SME instead of Turbospectrum on the same atmosphere, lines and abundances; published
-# comparisons find that the code alone moves derived parameters) — and each network reads the noise-free
-# spectra of both physics at the same nodes. The shifts of its answer, spread smoothly over
+# instead of the Doyle et al. (2014) macroturbulence, the van der Waals damping of the lines
+# whose list gives log γ₆ (that value, instead of the ABO cross-section Turbospectrum computes
+# from their orbital types), and the radiative-transfer code itself (SME instead of
+# Turbospectrum on the same atmosphere, lines and abundances; published comparisons find that
+# the code alone moves derived parameters) — and each network reads the noise-free spectra of
+# both physics at the same nodes. SME always takes the listed log γ₆, so the code's shift is
+# measured against Turbospectrum with the listed log γ₆: the damping is a term of its own, not
+# counted twice. The shifts of its answer, spread smoothly over
 # (Teff, log g, [M/H]), are the **systematic covariance** stored beside the weights
 # (`models/<profile>/systematics.json`, `python -m paper_lib systematics`); `predict` adds it to
 # the network's own (**statistical**) covariance and reports both parts and their total. (The

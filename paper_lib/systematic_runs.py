@@ -36,12 +36,12 @@ def _variant_sets(grid, nodes, *, workers: int, progress: bool) -> tuple[np.ndar
     """Labels (n, 4) of every (node, v sin i) and {variant or "grid": images (n, 8, 4096),
     NaN images where a variant lacks the node}."""
     from .evaluation.systematics import RENDER_VSINI_KMS
-    from .synthetic.variants import SIGMA_VARIANTS, build_variant_nodes, vmacro_vf05_kms
+    from .synthetic.variants import VARIANTS, build_variant_nodes, vmacro_vf05_kms
 
     labels = np.array([(*n, v) for n in nodes for v in RENDER_VSINI_KMS])
     base = np.repeat(np.stack([grid.node_flux(*n) for n in nodes]), len(RENDER_VSINI_KMS), 0)
     sets = {"grid": node_images(grid, base, labels)}
-    for variant in SIGMA_VARIANTS:
+    for variant in VARIANTS:
         if not variant.needs_synthesis:  # macroturbulence: the grid's spectra, another ζ
             sets[variant.name] = node_images(grid, base, labels, vmacro_vf05_kms(labels[:, 0]))
             continue
@@ -57,10 +57,13 @@ def _variant_sets(grid, nodes, *, workers: int, progress: bool) -> tuple[np.ndar
 
 def measure_systematics(profile: Profile, grid, model_names, out_dir=None, *, workers: int = 2,
                         progress: bool = True) -> dict:
-    """{model name: SystematicModel}: each network's answer shifts between the grid's and every
-    physics variant's spectra at :func:`~paper_lib.evaluation.systematics.systematic_nodes`."""
-    from .evaluation.systematics import SystematicModel, systematic_nodes
+    """{model name: SystematicModel}: each network's answer shifts between every physics
+    variant's spectra and those it is measured against (the grid's, or another variant's:
+    ``PhysicsVariant.versus``) at :func:`~paper_lib.evaluation.systematics.systematic_nodes`."""
+    from .evaluation.systematics import SystematicModel, systematic_nodes, variant_shifts
+    from .synthetic.variants import VARIANTS
 
+    versus = {v.name: v.versus for v in VARIANTS}
     nodes = [n for n in systematic_nodes(profile.grid_nodes) if grid.has_node(*n)]
     labels, sets = _variant_sets(grid, nodes, workers=workers, progress=progress)
     result = {}
@@ -74,9 +77,8 @@ def measure_systematics(profile: Profile, grid, model_names, out_dir=None, *, wo
                 out[ok] = predict(model, torch.from_numpy(images[ok]))[0]
             return out
 
-        base = read(sets["grid"])
-        shifts = {k: read(v) - base for k, v in sets.items() if k != "grid"}
-        result[name] = SystematicModel(labels, shifts)
+        answers = {k: read(v) for k, v in sets.items()}
+        result[name] = SystematicModel(labels, variant_shifts(answers, versus))
     return result
 
 
@@ -104,17 +106,17 @@ def run_systematics(profile: Profile, model_names=None, out_dir=None, *, workers
     from .evaluation.systematics import KERNEL_SCALES, write_systematics
     from .provenance import provenance
     from .synthetic.sme import require_pysme
-    from .synthetic.variants import SIGMA_VARIANTS, variant_physics_id
+    from .synthetic.variants import VARIANTS, variant_physics_id
 
-    if any(v.code == "sme" for v in SIGMA_VARIANTS):
+    if any(v.code == "sme" for v in VARIANTS):
         require_pysme()  # before an hour of other syntheses, not after
     folder = Path(out_dir or models_dir(profile))
     names = model_names or sorted(p.stem for p in folder.glob("*.pt")
                                   if p.stem != "dae" and parse_variant(p.stem))
     grid = systematics_grid(profile, workers=workers, progress=progress)
     result = measure_systematics(profile, grid, names, folder, workers=workers, progress=progress)
-    meta = {"variants": {v.name: {"changes": v.changes, "physics_id": variant_physics_id(v)}
-                         for v in SIGMA_VARIANTS},
+    meta = {"variants": {v.name: {"changes": v.changes, "versus": v.versus,
+                                  "physics_id": variant_physics_id(v)} for v in VARIANTS},
             "kernel_scales": list(KERNEL_SCALES), "n_nodes": len(grid.labels),
             "provenance": provenance(profile)}
     return write_systematics(folder, result, meta)

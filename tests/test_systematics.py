@@ -51,6 +51,18 @@ def test_a_variant_without_a_node_there_is_taken_from_its_nearest_nodes_not_coun
     np.testing.assert_allclose(hot, 2 * np.outer(shift, shift), rtol=1e-6)
 
 
+def test_a_shift_is_taken_against_the_spectra_the_variant_is_measured_against():
+    from paper_lib.evaluation.systematics import variant_shifts
+
+    answers = {"grid": np.array([[5772.0, 4.44, 0.0, 2.0]]),
+               "vdw_list": np.array([[5700.0, 4.38, -0.08, 2.1]]),
+               "sme": np.array([[5750.0, 4.38, -0.07, np.nan]])}
+    shifts = variant_shifts(answers, {"vdw_list": "grid", "sme": "vdw_list"})
+    np.testing.assert_allclose(shifts["vdw_list"], [[-72.0, -0.06, -0.08, 0.1]], atol=1e-9)
+    np.testing.assert_allclose(shifts["sme"][:, :3], [[50.0, 0.0, 0.01]], atol=1e-9)
+    assert np.isnan(shifts["sme"][0, 3])  # a missing answer stays missing, never a zero shift
+
+
 def test_systematics_file_round_trip_and_errors(tmp_path):
     model = _model([[5750, 4.5, 0.0, 2.0]], {"a": [[1.0, 0.1, 0.01, 0.2]], "b": [[np.nan] * 4]})
     write_systematics(tmp_path, {"resnet_diagonal_real": model}, {"note": "test"})
@@ -83,7 +95,11 @@ def test_each_variant_changes_one_thing_and_has_its_own_physics_id():
     ids = {variant_physics_id(v) for v in VARIANTS}
     assert len(ids) == len(VARIANTS) and physics_id() not in ids
     assert [v.needs_synthesis for v in VARIANTS] == [True, True, True, True, False, True, True]
-    assert [v.name for v in VARIANTS if not v.in_sigma] == ["vdw_list"]  # a diagnostic only
+    names = [v.name for v in VARIANTS]
+    assert all(v.versus == "grid" or names.index(v.versus) < names.index(v.name)
+               for v in VARIANTS)  # measured against the grid or a variant read before it
+    sme, vdw_list = get_variant("sme"), get_variant("vdw_list")
+    assert sme.versus == "vdw_list" and vdw_list.vdw == "list"  # SME takes the listed γ₆ too
     with pytest.raises(ValueError, match="unknown physics variant"):
         get_variant("nlte")
 
@@ -171,14 +187,13 @@ def test_a_marcs_spectrum_of_the_sun_is_close_to_but_not_the_atlas9_one(tmp_path
     assert 1e-3 < difference.max() < 0.2 and difference.mean() < 0.01
 
 
-def test_the_committed_cpu_systematics_hold_every_sigma_variant_and_no_diagnostic():
+def test_the_committed_cpu_systematics_hold_every_variant_with_its_baseline():
     from paper_lib import paths
-    from paper_lib.synthetic.variants import SIGMA_VARIANTS, VARIANTS, variant_physics_id
+    from paper_lib.synthetic.variants import VARIANTS, variant_physics_id
 
     record = json.loads((paths.root / "models" / "cpu" / "systematics.json").read_text())
-    wanted = {v.name for v in VARIANTS if v.in_sigma}
-    assert wanted == {v.name for v in SIGMA_VARIANTS}
+    wanted = {v.name for v in VARIANTS}
     assert set(record["meta"]["variants"]) == wanted
     assert all(set(entry["shifts"]) == wanted for entry in record["models"].values())
-    assert {k: v["physics_id"] for k, v in record["meta"]["variants"].items()} == {
-        v.name: variant_physics_id(v) for v in SIGMA_VARIANTS}
+    assert {k: (v["physics_id"], v["versus"]) for k, v in record["meta"]["variants"].items()} == {
+        v.name: (variant_physics_id(v), v.versus) for v in VARIANTS}

@@ -3,7 +3,10 @@
 For every node of a set spanning FGK dwarfs and giants and the grid's cool and hot edges
 (:func:`systematic_nodes`), the network reads the noise-free image of the grid's spectrum and of
 each physics variant's spectrum (:mod:`paper_lib.synthetic.variants`) at the same labels and
-v sin i; the difference is the variant's *shift* δ (Teff K, log g dex, [M/H] dex, v sin i km/s).
+v sin i; the difference is the variant's *shift* δ (Teff K, log g dex, [M/H] dex, v sin i km/s),
+measured against the spectra that differ from the variant's by its one ingredient only (the
+grid's, or for the radiative-transfer code the Turbospectrum spectra with the same damping:
+:func:`variant_shifts`).
 Each variant is treated as one independent 1σ alternative, so the systematic covariance at a
 node is Σ_variants δ δᵀ, and between nodes it is a Gaussian-kernel average over the nodes
 (:class:`SystematicModel`): a smooth, positive semi-definite function of (Teff, log g, [M/H])
@@ -106,10 +109,17 @@ class SystematicModel:
                    tuple(record["scales"]), record.get("meta"))
 
 
-def answer_shifts(read, base_images: np.ndarray, variant_images: np.ndarray) -> np.ndarray:
-    """Answer of ``read`` (images → (n, 4) physical means) on the variant's images minus that on
-    the grid's images at the same labels: (n, 4)."""
-    return np.asarray(read(variant_images)) - np.asarray(read(base_images))
+def variant_shifts(answers: dict[str, np.ndarray], versus: dict[str, str]) -> dict:
+    """{variant: its answers minus those on the spectra it is measured against} (n, 4) each.
+
+    ``answers`` {"grid" or variant name: (n, 4) physical means at the same labels};
+    ``versus`` {variant name: "grid" or the name of the variant that differs from it by one
+    ingredient only} (:attr:`~paper_lib.synthetic.variants.PhysicsVariant.versus`), so that
+    e.g. the radiative-transfer code's shift holds no damping difference. NaN where either
+    answer is missing.
+    """
+    return {name: np.asarray(answers[name]) - np.asarray(answers[base])
+            for name, base in versus.items()}
 
 
 def systematics_path(models_dir) -> Path:

@@ -18,15 +18,17 @@ answer can move when only the physics changes (:mod:`paper_lib.evaluation.system
   ζ = 3.98 + (Teff − 5770 K)/650 K km/s, radial–tangential, inputs clamped to their 5000–6500 K
   sample) instead of Doyle et al. 2014. Applied when rendering; needs no synthesis;
 * ``vdw_list`` — van der Waals damping of the lines whose list gives log γ₆ (Gaia-ESO,
-  Heiter et al. 2021; VALD3): that value, instead of the cross-section Turbospectrum computes
-  itself from the lines' orbital types by Anstee–Barklem–O'Mara theory (its ``anstee.f``, which
-  it prefers to a listed log γ₆). Turbospectrum is made to take the listed value by writing the
-  orbital types of those lines as unknown (``'X' 'X'``): nothing else in the lists changes. A
-  diagnostic of the gap benchmark, not a term of the systematic σ: the ``sme`` variant's shift
-  already holds it (SME takes the listed log γ₆);
+  Heiter et al. 2021; VALD3): that value (Kurucz's, for most), instead of the cross-section
+  Turbospectrum computes itself by Anstee–Barklem–O'Mara theory from the lines' orbital types
+  and level energies (its ``anstee.f``, preferred to a listed log γ₆ wherever the effective
+  quantum numbers lie inside ABO's tables). Turbospectrum is made to take the listed value by
+  writing the orbital types of those lines as unknown (``'X' 'X'``): nothing else in the lists
+  changes. 7587 Gaia-ESO and 32 VALD3 lines in 5020–5400 Å;
 * ``sme`` — the radiative-transfer code: SME (Piskunov & Valenti 2017) on the same atmosphere,
   lines, abundances and ξ instead of Turbospectrum (:mod:`paper_lib.synthetic.sme`; needs the
-  optional ``pysme-astro``).
+  optional ``pysme-astro``). SME always takes a listed log γ₆, so its shift is measured against
+  ``vdw_list`` (``versus``), not the grid: the code's term holds no damping difference, which
+  is ``vdw_list``'s own term.
 
 No variant uses an observed spectrum. :func:`build_variant_nodes` synthesises a variant's nodes
 (resumable node files in ``<cache>/nodes_variants/<name>_<id>``, the local process pool).
@@ -74,7 +76,7 @@ class PhysicsVariant:
     vmacro: str = "doyle2014"  # or "vf05" (rendering only)
     code: str = "turbospectrum"  # or "sme"
     vdw: str = "anstee"  # or "list": the listed log γ₆ where there is one
-    in_sigma: bool = True  # a term of the systematic σ (False: a diagnostic only)
+    versus: str = "grid"  # the spectra its shift is measured against: "grid" or a variant's name
 
     @property
     def needs_synthesis(self) -> bool:
@@ -96,11 +98,11 @@ VARIANTS = (
     PhysicsVariant("vmacro_vf05", "macroturbulence of Valenti & Fischer 2005 instead of Doyle "
                    "et al. 2014", vmacro="vf05"),
     PhysicsVariant("vdw_list", "van der Waals log gamma6 as listed instead of Turbospectrum's own "
-                   "ABO estimate from the orbital types", vdw="list", in_sigma=False),
+                   "ABO estimate from the orbital types", vdw="list"),
     PhysicsVariant("sme", "the SME code (Piskunov & Valenti 2017) instead of Turbospectrum, "
-                   "same atmosphere, lines, abundances and microturbulence", code="sme"),
+                   "same atmosphere, lines, abundances and microturbulence", code="sme",
+                   versus="vdw_list"),
 )
-SIGMA_VARIANTS = tuple(v for v in VARIANTS if v.in_sigma)  # the terms of the systematic σ
 
 
 def get_variant(name: str) -> PhysicsVariant:
@@ -116,7 +118,7 @@ def variant_physics_id(variant: PhysicsVariant) -> str:
     ``sme``): names its node folder. The Turbospectrum variants hash as before ``code`` existed,
     so their cached node files stay valid."""
     record = asdict(variant)
-    record.pop("in_sigma")
+    record.pop("versus")
     if record["vdw"] == "anstee":
         record.pop("vdw")
     if record.pop("code") == "sme":
