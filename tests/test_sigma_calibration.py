@@ -52,6 +52,34 @@ def test_factors_undo_a_wrong_sigma_at_each_snr(record):
     assert "10 |" in calibration_markdown(record)
 
 
+def _one_snr_network(rng, n, snr):
+    """A network trained at one SNR: the same σ whatever the noise, its error growing as
+    1/SNR; the estimated SNR scatters by 30 % about the true one."""
+    out = _predictions(rng, n, snr, 20.0 / snr)
+    out["estimated_snr"] = snr * rng.lognormal(0.0, 0.3, size=n)
+    return out
+
+
+def test_factors_are_fitted_as_used_at_each_spectrums_estimated_snr(weights):
+    from paper_lib.evaluation.metrics import coverage, fit_sigma_scale
+
+    rng = np.random.default_rng(11)
+    sets = {snr: (_one_snr_network(rng, 6000, snr), _one_snr_network(rng, 6000, snr))
+            for snr in (5.0, 10.0, 20.0, 50.0, 100.0)}
+    record = calibrate_sigma(sets, variant="net", weights_path=weights, source="test")
+    assert record["format"] == 2 and record["fit"]["largest_remaining_change"] < 1e-3
+    for row in record["rows"]:
+        assert row["test_coverage_calibrated"]["1"]["overall"] == pytest.approx(68.27, abs=1.5)
+    # factors fitted per SNR alone, applied at the scattered estimates: off at the ends
+    one_pass = SigmaCalibration({"rows": [
+        {"estimated_snr": float(np.median(val["estimated_snr"])),
+         "scale": dict(zip(LABEL_NAMES, fit_sigma_scale(val["true"], val["mean"], val["sigma"])))}
+        for val, _ in sets.values()]})
+    worst = max(abs(100 * coverage(t["true"], t["mean"], t["sigma"] * one_pass.factors(
+        t["estimated_snr"]))[1]["overall"] - 68.27) for _, t in sets.values())
+    assert worst > 4.0
+
+
 def test_factors_interpolate_in_log_snr_and_hold_beyond(record):
     calibration = SigmaCalibration(record)
     low, high = calibration.scale[0], calibration.scale[-1]
@@ -93,7 +121,7 @@ def test_predict_scales_the_statistical_sigma_at_the_spectrum_snr(tmp_path):
     plain = predict_rows([sun], profile="cpu", models_dir=tmp_path, progress=False)[0]
     factors = {"teff": 2.0, "logg": 3.0, "mh": 0.5, "vsini": 1.0}
     write_sigma_calibration(tmp_path, {
-        "format": 1, "variant": DEFAULT_MODEL, "weights_sha256": file_sha256(tmp_path / f"{DEFAULT_MODEL}.pt"),
+        "format": 2, "variant": DEFAULT_MODEL, "weights_sha256": file_sha256(tmp_path / f"{DEFAULT_MODEL}.pt"),
         "rows": [{"snr": snr, "estimated_snr": snr, "scale": factors} for snr in (10.0, 300.0)]})
     scaled = predict_rows([sun], profile="cpu", models_dir=tmp_path, progress=False)[0]
     for name, factor in factors.items():
