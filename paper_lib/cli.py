@@ -133,7 +133,7 @@ def _ood_calibrate(args) -> int:
 
 
 def _sigma_calibrate(args) -> int:
-    from .evaluation.sigma_calibration import calibration_markdown
+    from .evaluation.sigma_calibration import calibration_markdown, coverage_summary_markdown
     from .experiments import ensure_sigma_calibration
     from .synthetic.grid import load_grid
 
@@ -143,6 +143,9 @@ def _sigma_calibrate(args) -> int:
     for variant, record in records.items():
         print(f"σ calibration of {variant} (test coverage in %, raw → calibrated; Gaussian: "
               f"68.3 / 95.4):\n{calibration_markdown(record)}")
+    if len(records) > 1:
+        print(f"Test coverage within ±1σ, all labels pooled, raw → calibrated (%):\n"
+              f"{coverage_summary_markdown(records)}")
     return 0
 
 

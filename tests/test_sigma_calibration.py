@@ -10,6 +10,7 @@ import pytest
 
 from paper_lib.evaluation.sigma_calibration import (SIGMA_CALIBRATION_FILE, SigmaCalibration,
                                                     calibrate_sigma, calibration_markdown,
+                                                    coverage_summary_markdown,
                                                     load_sigma_calibration,
                                                     write_sigma_calibration)
 from paper_lib.labels import LABEL_NAMES
@@ -50,6 +51,11 @@ def test_factors_undo_a_wrong_sigma_at_each_snr(record):
         assert calibrated["1"]["overall"] == pytest.approx(68.27, abs=2.5)
         assert calibrated["2"]["overall"] == pytest.approx(95.45, abs=2.0)
     assert "10 |" in calibration_markdown(record)
+    summary = coverage_summary_markdown({"net": record, "other": record}).splitlines()
+    assert summary[0] == "| variant | SNR 10 | SNR 100 |" and len(summary) == 4
+    raw, cal = (record["rows"][0][k]["1"]["overall"] for k in ("test_coverage_raw",
+                                                              "test_coverage_calibrated"))
+    assert summary[2].startswith(f"| net | {raw:.1f} → {cal:.1f} |")
 
 
 def _one_snr_network(rng, n, snr):

@@ -191,3 +191,18 @@ def calibration_markdown(record: dict) -> str:
         cells += [f"{raw['1'][n]:.1f} → {cal['1'][n]:.1f}" for n in LABEL_NAMES]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def coverage_summary_markdown(records: dict) -> str:
+    """{variant: record} as one Markdown table: per variant and SNR the test coverage within
+    ±1σ, all four labels pooled (percent), raw → calibrated."""
+    snrs = sorted({row["snr"] for record in records.values() for row in record["rows"]})
+    lines = ["| variant | " + " | ".join(f"SNR {s:g}" for s in snrs) + " |",
+             "|---|" + "---|" * len(snrs)]
+    for variant, record in records.items():
+        by_snr = {row["snr"]: row for row in record["rows"]}
+        cells = [f"{by_snr[s]['test_coverage_raw']['1']['overall']:.1f} → "
+                 f"{by_snr[s]['test_coverage_calibrated']['1']['overall']:.1f}"
+                 if s in by_snr else "" for s in snrs]
+        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
