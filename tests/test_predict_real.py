@@ -169,6 +169,18 @@ def test_much_of_the_range_missing_is_flagged(predictor, sun):
     assert "large_gap" in row["flags"] and row["gap_fraction"] > 0.2
 
 
+def test_weights_without_a_sigma_calibration_are_flagged_and_report_the_raw_sigma(predictor):
+    from dataclasses import replace
+
+    sun = shared_or_skip(SUN)
+    calibrated = one(predictor, sun)
+    raw = one(replace(predictor, sigma_calibration=None), sun)
+    assert "sigma_uncalibrated" in raw["flags"] and "sigma_uncalibrated" not in calibrated["flags"]
+    assert raw["teff"] == calibrated["teff"]  # the answer is the same, only its σ_stat differs
+    factor = predictor.sigma_calibration.factors([calibrated["snr"]])[0][0]
+    assert calibrated["teff_sigma_stat"] == pytest.approx(factor * raw["teff_sigma_stat"])
+
+
 # --------------------------------------------------------------- batches and inputs
 
 def test_batch_with_a_bad_file_keeps_the_good_results(tmp_path):

@@ -41,6 +41,11 @@ FLAGS = {
                      "a held label is outside the grid there): the network's answer is given",
     "ood_uncalibrated": "no out-of-distribution calibration for this DAE "
                         "(models/<profile>/ood_calibration.json): ood_score not computed",
+    "sigma_uncalibrated": "no σ calibration against SNR for these weights "
+                          "(models/<profile>/sigma_calibration.json: none, made for other "
+                          "weights or by an older version): sigma_stat is the network's raw σ, "
+                          "too small at low SNR; python -m paper_lib sigma-calibrate --profile "
+                          "<profile> --variant <model> makes it",
 }
 
 
@@ -87,6 +92,8 @@ def quality_flags(row: dict, model_input, predictor) -> list[str]:
         flags.append("low_snr")
     flags += [f"grid_edge:{name}" for name in
               edge_labels([row[name] for name in LABEL_NAMES], predictor.bounds)]
+    if predictor.sigma_calibration is None:
+        flags.append("sigma_uncalibrated")
     if predictor.calibration is None:
         flags.append("ood_uncalibrated")
     elif row["ood_score"] > 1.0:
