@@ -93,8 +93,8 @@ def fit_factors_at_estimated_snr(record: dict, validation_sets: list) -> dict:
     scaled at its own estimated SNR as ``predict`` does it, 68.27 % of each SNR's validation
     errors lie within ±1σ, per label. ``validation_sets``: the sets of ``record["rows"]``, in
     order. Fixed-point iteration: each factor is multiplied by the 68.27th percentile of
-    ``|error| / (σ × interpolated factor)`` of its own set. Returns {"iterations", "largest
-    remaining change"} (also stored in the record as ``fit``)."""
+    ``|error| / (σ × interpolated factor)`` of its own set. Returns {"iterations",
+    "largest_remaining_change"} (also stored in the record as ``fit``)."""
     target = gaussian_coverage(1.0)
     change = np.inf
     for iteration in range(1, FIT_MAX_ITERATIONS + 1):
