@@ -67,7 +67,8 @@ def _one_snr_network(rng, n, snr):
 
 
 def test_factors_are_fitted_as_used_at_each_spectrums_estimated_snr(weights):
-    from paper_lib.evaluation.metrics import coverage, fit_sigma_scale
+    from paper_lib.evaluation.metrics import coverage
+    from paper_lib.evaluation.sigma_calibration import calibration_row
 
     rng = np.random.default_rng(11)
     sets = {snr: (_one_snr_network(rng, 6000, snr), _one_snr_network(rng, 6000, snr))
@@ -77,10 +78,8 @@ def test_factors_are_fitted_as_used_at_each_spectrums_estimated_snr(weights):
     for row in record["rows"]:
         assert row["test_coverage_calibrated"]["1"]["overall"] == pytest.approx(68.27, abs=1.5)
     # factors fitted per SNR alone, applied at the scattered estimates: off at the ends
-    one_pass = SigmaCalibration({"rows": [
-        {"estimated_snr": float(np.median(val["estimated_snr"])),
-         "scale": dict(zip(LABEL_NAMES, fit_sigma_scale(val["true"], val["mean"], val["sigma"])))}
-        for val, _ in sets.values()]})
+    one_pass = SigmaCalibration({"rows": [calibration_row(snr, val, test)
+                                          for snr, (val, test) in sets.items()]})
     worst = max(abs(100 * coverage(t["true"], t["mean"], t["sigma"] * one_pass.factors(
         t["estimated_snr"]))[1]["overall"] - 68.27) for _, t in sets.values())
     assert worst > 4.0

@@ -37,7 +37,7 @@ import numpy as np
 from ..fileio import atomic_write_json
 from ..labels import LABEL_NAMES
 from ..provenance import git_commit
-from .metrics import coverage, fit_sigma_scale, gaussian_coverage, standardized_abs_error
+from .metrics import coverage, fit_sigma_scale
 
 SIGMA_CALIBRATION_FILE = "sigma_calibration.json"
 SIGMA_CALIBRATION_FORMAT = 2  # 2: factors fitted at each spectrum's estimated SNR
@@ -95,13 +95,11 @@ def fit_factors_at_estimated_snr(record: dict, validation_sets: list) -> dict:
     order. Fixed-point iteration: each factor is multiplied by the 68.27th percentile of
     ``|error| / (σ × interpolated factor)`` of its own set. Returns {"iterations",
     "largest_remaining_change"} (also stored in the record as ``fit``)."""
-    target = gaussian_coverage(1.0)
     change = np.inf
     for iteration in range(1, FIT_MAX_ITERATIONS + 1):
         calibration = SigmaCalibration(record)
-        ratios = [np.quantile(standardized_abs_error(
-                      val["true"], val["mean"],
-                      val["sigma"] * calibration.factors(val["estimated_snr"])), target, axis=0)
+        ratios = [fit_sigma_scale(val["true"], val["mean"],
+                                  val["sigma"] * calibration.factors(val["estimated_snr"]))
                   for val in validation_sets]
         change = float(np.max(np.abs(np.log(ratios))))
         for row, ratio in zip(record["rows"], ratios):
@@ -118,7 +116,8 @@ def calibrate_sigma(sets: dict, *, variant: str, weights_path, source: str) -> d
     each test spectrum scaled at its own estimated SNR."""
     from ..observed.quality import file_sha256
 
-    rows = [calibration_row(snr, val, test) for snr, (val, test) in sorted(sets.items())]
+    ordered = sorted(sets.items())
+    rows = [calibration_row(snr, val, test) for snr, (val, test) in ordered]
     record = {"format": SIGMA_CALIBRATION_FORMAT, "variant": variant,
               "method": "σ × s(estimated SNR), log-linear in ln SNR; s fitted per label with "
                         "each validation spectrum scaled at its own estimated SNR, so that "
@@ -126,9 +125,9 @@ def calibrate_sigma(sets: dict, *, variant: str, weights_path, source: str) -> d
               "weights": Path(weights_path).name, "weights_sha256": file_sha256(weights_path),
               "source": source, "rows": rows, **git_commit(),
               "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
-    fit_factors_at_estimated_snr(record, [val for _, (val, _) in sorted(sets.items())])
+    fit_factors_at_estimated_snr(record, [val for _, (val, _) in ordered])
     calibration = SigmaCalibration(record)
-    for row, (_, (_, test)) in zip(rows, sorted(sets.items())):
+    for row, (_, (_, test)) in zip(rows, ordered):
         sigma = test["sigma"] * calibration.factors(test["estimated_snr"])
         row["test_coverage_calibrated"] = _percent(coverage(test["true"], test["mean"], sigma))
     return record
