@@ -48,6 +48,8 @@ def physics_grids(workers: int) -> dict:
     smoke = load_grid(get_profile("smoke"))
     grids = {"grid (ATLAS9, GAS07, Gaia-ESO gf, Tsantaki/Adibekyan xi, Doyle zeta)": (smoke, {})}
     for variant in VARIANTS:
+        if variant.solar_only:  # one model of the Sun, no grid: benchmarks/solar_mean3d_gap.py
+            continue
         if not variant.needs_synthesis:
             grids[variant.name] = (smoke, {"vmacro": vmacro_vf05_kms})
             continue

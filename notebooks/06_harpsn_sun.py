@@ -233,7 +233,11 @@ figs.plot_gap_attribution(centres, binned, shares.shift, fit["valley"], points,
 # the code alone moves derived parameters) — and each network reads the noise-free spectra of
 # both physics at the same nodes. SME always takes the listed log γ₆, so the code's shift is
 # measured against Turbospectrum with the listed log γ₆: the damping is a term of its own, not
-# counted twice. The shifts of its answer, spread smoothly over
+# counted twice. The last term is the atmosphere's 1D structure itself: a ⟨3D⟩ model (the
+# CO5BOLD simulation of the Sun averaged over surfaces of equal optical depth) against the 1D
+# MARCS model of the Sun. It is the only ⟨3D⟩ model we can reach, so this term is measured at
+# the Sun's labels alone and counted the same at every label — an assumption, said as such in
+# README. The shifts of its answer, spread smoothly over
 # (Teff, log g, [M/H]), are the **systematic covariance** stored beside the weights
 # (`models/<profile>/systematics.json`, `python -m paper_lib systematics`); `predict` adds it to
 # the network's own (**statistical**) covariance and reports both parts and their total. (The

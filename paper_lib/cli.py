@@ -17,7 +17,9 @@ CLI_OPTIONS = {"rv": "--rv KM_S", "wave": "--wave FILE", "blaze": "--blaze FILE"
 
 
 def _synth_variant(args) -> int:
-    """``synth --variant NAME``: the variant's spectra at the profile's grid nodes (node files)."""
+    """``synth --variant NAME``: the variant's spectra at the profile's grid nodes, or at the
+    Sun's labels for a variant with a model of the Sun only (node files)."""
+    from .synthetic.atmospheres import SOLAR_MODEL_NODE
     from .synthetic.build import profile_nodes
     from .synthetic.pool import default_workers
     from .synthetic.variants import build_variant_nodes, get_variant, variant_node_dir
@@ -25,7 +27,8 @@ def _synth_variant(args) -> int:
     variant = get_variant(args.variant)
     if args.scheduler not in (None, "local"):
         raise ValueError("synth --variant runs on local processes only (no --scheduler)")
-    nodes, _ = profile_nodes(get_profile(args.profile).grid_nodes)
+    nodes = ([SOLAR_MODEL_NODE] if variant.solar_only
+             else profile_nodes(get_profile(args.profile).grid_nodes)[0])
     found = build_variant_nodes(variant, nodes, workers=default_workers(args.workers))
     print(f"physics variant {variant.name}: {len(found)} node files in {variant_node_dir(variant)}")
     return 0

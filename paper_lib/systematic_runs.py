@@ -33,19 +33,28 @@ def node_images(grid, fluxes, labels, vmacro=None) -> np.ndarray:
 
 
 def _variant_sets(grid, nodes, *, workers: int, progress: bool) -> tuple[np.ndarray, dict]:
-    """Labels (n, 4) of every (node, v sin i) and {variant or "grid": images (n, 8, 4096),
-    NaN images where a variant lacks the node}."""
+    """Labels (n, 4) of every (node, v sin i) — the grid's ``nodes``, then the Sun's labels for
+    the variants with a model of the Sun only — and {variant or "grid": images (n, 8, 4096),
+    NaN images where a variant (or the grid) lacks the node}."""
     from .evaluation.systematics import RENDER_VSINI_KMS
+    from .synthetic.atmospheres import SOLAR_MODEL_NODE
     from .synthetic.variants import VARIANTS, build_variant_nodes, vmacro_vf05_kms
 
-    labels = np.array([(*n, v) for n in nodes for v in RENDER_VSINI_KMS])
+    nodes = [tuple(float(v) for v in n) for n in nodes]
+    extra = [SOLAR_MODEL_NODE] if any(v.solar_only for v in VARIANTS) else []
+    labels = np.array([(*n, v) for n in nodes + extra for v in RENDER_VSINI_KMS])
+    on_grid = np.arange(len(labels)) < len(nodes) * len(RENDER_VSINI_KMS)
     base = np.repeat(np.stack([grid.node_flux(*n) for n in nodes]), len(RENDER_VSINI_KMS), 0)
-    sets = {"grid": node_images(grid, base, labels)}
+    grid_images = node_images(grid, base, labels[on_grid])
+    sets = {"grid": np.full((len(labels),) + grid_images.shape[1:], np.nan, grid_images.dtype)}
+    sets["grid"][on_grid] = grid_images
     for variant in VARIANTS:
         if not variant.needs_synthesis:  # macroturbulence: the grid's spectra, another ζ
-            sets[variant.name] = node_images(grid, base, labels, vmacro_vf05_kms(labels[:, 0]))
+            sets[variant.name] = np.full_like(sets["grid"], np.nan)
+            sets[variant.name][on_grid] = node_images(grid, base, labels[on_grid],
+                                                      vmacro_vf05_kms(labels[on_grid, 0]))
             continue
-        found = build_variant_nodes(variant, nodes, workers=workers, progress=progress)
+        found = build_variant_nodes(variant, nodes + extra, workers=workers, progress=progress)
         have = np.array([tuple(n) in found for n in labels[:, :3].tolist()])
         images = np.full_like(sets["grid"], np.nan)
         if have.any():
@@ -61,9 +70,9 @@ def measure_systematics(profile: Profile, grid, model_names, out_dir=None, *, wo
     variant's spectra and those it is measured against (the grid's, or another variant's:
     ``PhysicsVariant.versus``) at :func:`~paper_lib.evaluation.systematics.systematic_nodes`."""
     from .evaluation.systematics import SystematicModel, systematic_nodes, variant_shifts
-    from .synthetic.variants import VARIANTS
+    from .synthetic.variants import TERMS
 
-    versus = {v.name: v.versus for v in VARIANTS}
+    versus = {v.name: v.versus for v in TERMS}
     nodes = [n for n in systematic_nodes(profile.grid_nodes) if grid.has_node(*n)]
     labels, sets = _variant_sets(grid, nodes, workers=workers, progress=progress)
     result = {}
@@ -115,7 +124,7 @@ def run_systematics(profile: Profile, model_names=None, out_dir=None, *, workers
                                   if p.stem != "dae" and parse_variant(p.stem))
     grid = systematics_grid(profile, workers=workers, progress=progress)
     result = measure_systematics(profile, grid, names, folder, workers=workers, progress=progress)
-    meta = {"variants": {v.name: {"changes": v.changes, "versus": v.versus,
+    meta = {"variants": {v.name: {"changes": v.changes, "versus": v.versus, "term": v.term,
                                   "physics_id": variant_physics_id(v)} for v in VARIANTS},
             "kernel_scales": list(KERNEL_SCALES), "n_nodes": len(grid.labels),
             "provenance": provenance(profile)}

@@ -1,5 +1,5 @@
-"""The systematic σ: physics variants (MARCS, AGSS09, VALD3 log gf, ξ, ζ, listed γ₆, SME) and the kernel
-model."""
+"""The systematic σ: physics variants (MARCS, AGSS09, VALD3 log gf, ξ, ζ, listed γ₆, SME, the
+⟨3D⟩ Sun) and the kernel model."""
 
 from __future__ import annotations
 
@@ -51,6 +51,16 @@ def test_a_variant_without_a_node_there_is_taken_from_its_nearest_nodes_not_coun
     np.testing.assert_allclose(hot, 2 * np.outer(shift, shift), rtol=1e-6)
 
 
+def test_a_term_measured_at_one_node_counts_the_same_at_every_label():
+    """The ⟨3D⟩ Sun: one node only (both v sin i); elsewhere its shift is that node's."""
+    sun = np.array([-30.0, -0.08, -0.09, -0.25])
+    nan = [np.nan] * 4
+    model = _model([[5750, 4.5, 0.0, 2.0], [4000, 1.0, -2.0, 2.0], [5777, 4.44, 0.0, 2.0]],
+                   {"sun_mean3d": [nan, nan, sun]})
+    far = [[5777, 4.44, 0.0], [3500, 0.0, -2.5], [9500, 5.0, 0.5], [4500, 2.5, -1.0]]
+    np.testing.assert_allclose(model.sigma(far), np.abs(np.tile(sun, (4, 1))), rtol=1e-9)
+
+
 def test_a_shift_is_taken_against_the_spectra_the_variant_is_measured_against():
     from paper_lib.evaluation.systematics import variant_shifts
 
@@ -94,12 +104,16 @@ def test_each_variant_changes_one_thing_and_has_its_own_physics_id():
 
     ids = {variant_physics_id(v) for v in VARIANTS}
     assert len(ids) == len(VARIANTS) and physics_id() not in ids
-    assert [v.needs_synthesis for v in VARIANTS] == [True, True, True, True, False, True, True]
+    assert [v.needs_synthesis for v in VARIANTS] == [True, True, True, True, False, True, True,
+                                                     True, True]
     names = [v.name for v in VARIANTS]
     assert all(v.versus == "grid" or names.index(v.versus) < names.index(v.name)
                for v in VARIANTS)  # measured against the grid or a variant read before it
     sme, vdw_list = get_variant("sme"), get_variant("vdw_list")
     assert sme.versus == "vdw_list" and vdw_list.vdw == "list"  # SME takes the listed γ₆ too
+    mean3d, marcs1d = get_variant("sun_mean3d"), get_variant("sun_marcs1d")
+    assert mean3d.versus == "sun_marcs1d" and mean3d.term and not marcs1d.term
+    assert mean3d.solar_only and marcs1d.solar_only and not get_variant("marcs").solar_only
     with pytest.raises(ValueError, match="unknown physics variant"):
         get_variant("nlte")
 
@@ -174,6 +188,51 @@ def test_vdw_list_hides_only_the_orbital_types_of_lines_that_list_log_gamma6(tmp
     assert "'p' 'd'" in records[1] and "'s' 'p'" in records[2]  # ABO σ.α, Unsöld factor: kept
 
 
+def test_the_solar_models_ship_unchanged_with_their_source():
+    import hashlib
+
+    from paper_lib.synthetic.atmospheres import SOLAR_MODELS, solar_model_file
+
+    readme = (solar_model_file("sun_mean3d").parent / "README.md").read_text()
+    depths = {"sun_mean3d": 91, "sun_marcs1d": 80}
+    for kind, (name, source_name) in SOLAR_MODELS.items():
+        path = solar_model_file(kind)
+        assert path.name == name and source_name in readme
+        assert hashlib.sha256(path.read_bytes()).hexdigest() in readme  # byte for byte
+        rows = [r for r in path.read_text().splitlines()[1:] if r.strip()[:1] in "-0123456789"]
+        assert len(rows) == 1 + 1 + depths[kind]  # log g, NDEP, one row per depth
+    assert "MASS SCALE" in solar_model_file("sun_mean3d").read_text()
+    with pytest.raises(ValueError, match="unknown solar model"):
+        solar_model_file("sun_stagger")
+
+
+def test_a_variant_with_a_model_of_the_sun_has_the_suns_labels_only():
+    from paper_lib.synthetic.atmospheres import SOLAR_MODEL_NODE, NodeNotInAtmosphereGrid
+    from paper_lib.synthetic.variants import available_nodes, run_options, synthesize_variant_node
+
+    nodes = [(5750.0, 4.5, 0.0), SOLAR_MODEL_NODE, (5777.0, 4.5, 0.0)]
+    assert available_nodes(_variant("sun_mean3d"), nodes) == [SOLAR_MODEL_NODE]
+    assert available_nodes(_variant("agss09"), nodes) == [(5750.0, 4.5, 0.0)]  # ATLAS9's nodes
+    assert run_options(_variant("sun_mean3d")).atmos_type == "multi"
+    with pytest.raises(NodeNotInAtmosphereGrid, match="model of the Sun only"):
+        synthesize_variant_node((5750.0, 4.5, 0.0), _variant("sun_marcs1d"))
+
+
+@pytest.mark.slow
+def test_the_mean3d_sun_has_weaker_lines_than_the_1d_marcs_sun():
+    """Two real Turbospectrum runs (~3 s each) over Mg b: the ⟨3D⟩ structure weakens lines."""
+    from paper_lib.synthetic.atmospheres import SOLAR_MODEL_NODE
+    from paper_lib.synthetic.variants import synthesize_variant_node
+
+    narrow = (5160.0, 5190.0)  # Mg b, as the Turbospectrum tests use
+    _, mean3d = synthesize_variant_node(SOLAR_MODEL_NODE, _variant("sun_mean3d"), wave_range=narrow)
+    _, marcs1d = synthesize_variant_node(SOLAR_MODEL_NODE, _variant("sun_marcs1d"),
+                                         wave_range=narrow)
+    assert np.all(np.isfinite(mean3d)) and mean3d.max() <= 1.001
+    ratio = (1 - mean3d).sum() / (1 - marcs1d).sum()  # summed line depth, ⟨3D⟩ / 1D
+    assert 0.85 < ratio < 0.98
+
+
 @pytest.mark.slow
 def test_a_marcs_spectrum_of_the_sun_is_close_to_but_not_the_atlas9_one(tmp_path, monkeypatch):
     """One real Turbospectrum run per atmosphere (~10 s each)."""
@@ -191,9 +250,19 @@ def test_the_committed_cpu_systematics_hold_every_variant_with_its_baseline():
     from paper_lib import paths
     from paper_lib.synthetic.variants import VARIANTS, variant_physics_id
 
+    from paper_lib.synthetic.atmospheres import SOLAR_MODEL_NODE
+    from paper_lib.synthetic.variants import TERMS
+
     record = json.loads((paths.root / "models" / "cpu" / "systematics.json").read_text())
-    wanted = {v.name for v in VARIANTS}
-    assert set(record["meta"]["variants"]) == wanted
-    assert all(set(entry["shifts"]) == wanted for entry in record["models"].values())
-    assert {k: (v["physics_id"], v["versus"]) for k, v in record["meta"]["variants"].items()} == {
-        v.name: (variant_physics_id(v), v.versus) for v in VARIANTS}
+    assert set(record["meta"]["variants"]) == {v.name for v in VARIANTS}
+    assert all(set(entry["shifts"]) == {v.name for v in TERMS}
+               for entry in record["models"].values())
+    assert {k: (v["physics_id"], v["versus"], v["term"])
+            for k, v in record["meta"]["variants"].items()} == {
+        v.name: (variant_physics_id(v), v.versus, v.term) for v in VARIANTS}
+    entry = record["models"]["resnet_diagonal_real"]
+    nodes = np.array(entry["nodes"])
+    mean3d = np.array(entry["shifts"]["sun_mean3d"], dtype=float)
+    at_sun = np.all(np.isclose(nodes[:, :3], SOLAR_MODEL_NODE), axis=1)
+    assert at_sun.sum() == 2 and np.all(np.isfinite(mean3d[at_sun]))  # both v sin i
+    assert np.all(np.isnan(mean3d[~at_sun]))  # the ⟨3D⟩ model exists for the Sun only

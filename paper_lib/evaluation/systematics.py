@@ -71,7 +71,8 @@ class SystematicModel:
     def covariance(self, labels) -> np.ndarray:
         """Systematic covariance (N, 4, 4) [K, dex, dex, km/s]² at ``labels`` (N, ≥3) physical:
         Σ over variants of the kernel-weighted mean of δ δᵀ over the nodes that variant has
-        (where a variant has no spectrum, e.g. MARCS above 8000 K, its nearest nodes count)."""
+        (where a variant has no spectrum, e.g. MARCS above 8000 K, its nearest nodes count; a
+        variant measured at one node only, the ⟨3D⟩ Sun, counts the same at every label)."""
         points = np.atleast_2d(np.asarray(labels, dtype=np.float64))[:, :3]
         distance = (points[:, None, :] - self.nodes[None, :, :3]) / np.asarray(self.scales)
         kernel = np.exp(-0.5 * np.sum(distance ** 2, axis=-1))  # (N, M)
@@ -84,7 +85,7 @@ class SystematicModel:
             norm = weights.sum(axis=1, keepdims=True)
             outer = np.einsum("mi,mj->mij", shift[have], shift[have]).reshape(have.sum(), -1)
             mean = np.divide(weights @ outer, norm, out=np.zeros((len(points), outer.shape[1])),
-                             where=norm > 1e-12)
+                             where=norm > 0)
             total += mean.reshape(-1, N_LABELS, N_LABELS)
         return total
 

@@ -12,6 +12,13 @@ The same wheel holds the MARCS grid computed for APOGEE (Mészáros et al. 2012,
 log g ≤ 3.0 and plane-parallel (ξ 1 km/s) above. :func:`extract_marcs` takes the solar-scaled
 ones ([α/M] = [C/M] = [N/M] = 0), preferring a converged model to one the grid's authors filled
 by interpolation (``.mod.filled``).
+
+Two models of the Sun alone ship with the package (``paper_lib/data/solar_models``, MULTI
+format, which Turbospectrum reads as it is): a ⟨3D⟩ model, the CO5BOLD solar simulation averaged
+over surfaces of equal optical depth (one snapshot; on a column-mass scale), and the 1D MARCS
+solar model (5777 K, 4.44, ξ 1 km/s) beside it, both from Turbospectrum_NLTE's test data
+(:data:`SOLAR_MODEL_SOURCE`). They are the only ⟨3D⟩ model reachable here, so the ⟨3D⟩ term
+of the systematic σ is measured at the Sun (:mod:`paper_lib.synthetic.variants`).
 """
 
 from __future__ import annotations
@@ -26,6 +33,13 @@ from ..fileio import atomic_write_bytes
 from .installed import package_dir
 
 MARCS_SOLAR_SCALED = "_a+0.00_c+0.00_n+0.00_"  # file-name part of the solar-scaled MARCS models
+SOLAR_MODEL_NODE = (5777.0, 4.44, 0.0)  # Teff K, log g dex, [M/H] dex of both solar models
+SOLAR_MODELS = {  # kind: (file in paper_lib/data/solar_models, name in the source repository)
+    "sun_mean3d": ("sun_co5bold_mean3d.multi", "atmos.t5777g44m00_co5boldAvTau_snap1"),
+    "sun_marcs1d": ("sun_marcs_1d.multi", "atmos.sun_marcs_t5777_4.44_0.00_vmic1_new"),
+}
+SOLAR_MODEL_SOURCE = ("github.com/bertrandplez/Turbospectrum_NLTE, COM/TEST-data/, commit "
+                      "c113f0c262a8327a3f2395a600f7c1003d4f288b (GPL-3.0)")
 
 class NodeNotInAtmosphereGrid(ValueError):
     """The requested (Teff, log g, [M/H]) has no Castelli–Kurucz model atmosphere."""
@@ -34,6 +48,18 @@ class NodeNotInAtmosphereGrid(ValueError):
 def node_key(teff: float, logg: float, mh: float) -> str:
     """File-name key of a node, e.g. ``t5750_g4.50_m+0.00``."""
     return f"t{teff:05.0f}_g{logg:4.2f}_m{mh:+4.2f}"
+
+
+def solar_model_file(kind: str) -> Path:
+    """The shipped model atmosphere of the Sun ``kind`` ("sun_mean3d" or "sun_marcs1d"; module
+    doc); ValueError for another kind, FileNotFoundError if the package lacks it."""
+    if kind not in SOLAR_MODELS:
+        raise ValueError(f"unknown solar model {kind!r}; known: {sorted(SOLAR_MODELS)}")
+    path = Path(__file__).resolve().parent.parent / "data" / "solar_models" / SOLAR_MODELS[kind][0]
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} missing: reinstall paper_lib, or take "
+                                f"{SOLAR_MODELS[kind][1]} from {SOLAR_MODEL_SOURCE}")
+    return path
 
 
 def atmosphere_files(kind: str = "kurucz") -> tuple[Path, Path]:

@@ -30,6 +30,14 @@ answer can move when only the physics changes (:mod:`paper_lib.evaluation.system
   ``vdw_list`` (``versus``), not the grid: the code's term holds no damping difference, which
   is ``vdw_list``'s own term.
 
+* ``sun_mean3d`` — the atmosphere's structure in 1D: the ⟨3D⟩ CO5BOLD model of the Sun
+  (averaged over surfaces of equal optical depth) instead of the 1D MARCS model of the Sun
+  (``sun_marcs1d``, its ``versus``; both shipped, :data:`~.atmospheres.SOLAR_MODELS`). No grid
+  of ⟨3D⟩ models is reachable here, so this term is measured at one star, the Sun's labels
+  (:data:`~.atmospheres.SOLAR_MODEL_NODE`), and applies unchanged at every label
+  (:class:`~paper_lib.evaluation.systematics.SystematicModel` spreads a one-node term
+  everywhere). ``sun_marcs1d`` is its reference, not a term (``term=False``).
+
 No variant uses an observed spectrum. :func:`build_variant_nodes` synthesises a variant's nodes
 (resumable node files in ``<cache>/nodes_variants/<name>_<id>``, the local process pool).
 """
@@ -45,7 +53,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import paths
-from .atmospheres import NodeNotInAtmosphereGrid, extract_atmospheres, extract_marcs, node_key
+from .atmospheres import (SOLAR_MODEL_NODE, SOLAR_MODELS, NodeNotInAtmosphereGrid,
+                          extract_atmospheres, extract_marcs, node_key, solar_model_file)
 from .build import load_node_file, node_file, write_node_file
 from .installed import package_dir
 from .linecheck import SAME_LEVEL_EV, synthesis_linelists
@@ -69,7 +78,7 @@ class PhysicsVariant:
 
     name: str
     changes: str  # what differs from the grid, with the source
-    atmosphere: str = "atlas9"  # or "marcs"
+    atmosphere: str = "atlas9"  # or "marcs", or one model of the Sun: "sun_mean3d", "sun_marcs1d"
     abundances: str = "gas07"  # or "agss09"
     loggf: str = "gaia-eso"  # or "vald3"
     vmicro_offset_kms: float = 0.0
@@ -77,6 +86,12 @@ class PhysicsVariant:
     code: str = "turbospectrum"  # or "sme"
     vdw: str = "anstee"  # or "list": the listed log γ₆ where there is one
     versus: str = "grid"  # the spectra its shift is measured against: "grid" or a variant's name
+    term: bool = True  # a term of the systematic σ (False: only the reference of another)
+
+    @property
+    def solar_only(self) -> bool:
+        """Whether the variant's atmosphere is one model of the Sun (no grid of models)."""
+        return self.atmosphere in SOLAR_MODELS
 
     @property
     def needs_synthesis(self) -> bool:
@@ -102,7 +117,13 @@ VARIANTS = (
     PhysicsVariant("sme", "the SME code (Piskunov & Valenti 2017) instead of Turbospectrum, "
                    "same atmosphere, lines, abundances and microturbulence", code="sme",
                    versus="vdw_list"),
+    PhysicsVariant("sun_marcs1d", "the 1D MARCS model of the Sun (reference of sun_mean3d)",
+                   atmosphere="sun_marcs1d", term=False),
+    PhysicsVariant("sun_mean3d", "the <3D> CO5BOLD model of the Sun instead of its 1D MARCS "
+                   "model (measured at the Sun only, applied everywhere)",
+                   atmosphere="sun_mean3d", versus="sun_marcs1d"),
 )
+TERMS = tuple(v for v in VARIANTS if v.term)  # the variants that are terms of the systematic σ
 
 
 def get_variant(name: str) -> PhysicsVariant:
@@ -119,6 +140,7 @@ def variant_physics_id(variant: PhysicsVariant) -> str:
     so their cached node files stay valid."""
     record = asdict(variant)
     record.pop("versus")
+    record.pop("term")
     if record["vdw"] == "anstee":
         record.pop("vdw")
     if record.pop("code") == "sme":
@@ -152,6 +174,8 @@ def run_options(variant: PhysicsVariant, spherical: bool = False) -> RunOptions:
     solar = agss09_solar() if variant.abundances == "agss09" else None
     if variant.atmosphere == "marcs":
         return RunOptions(atmos_type="marcs", spherical=spherical, solar=solar)
+    if variant.solar_only:  # MULTI format: Turbospectrum reads it as it is
+        return RunOptions(atmos_type="multi", solar=solar)
     return RunOptions(solar=solar) if solar is not None else GRID_RUN
 
 
@@ -243,6 +267,11 @@ def synthesize_variant_node(node, variant: PhysicsVariant, *, wave_range=WAVE_RA
         if node not in found:
             raise NodeNotInAtmosphereGrid(f"no solar-scaled MARCS model for {node_key(*node)}")
         atmosphere, spherical = found[node]
+    elif variant.solar_only:
+        if node != SOLAR_MODEL_NODE:
+            raise NodeNotInAtmosphereGrid(f"{variant.name} has a model of the Sun only "
+                                          f"({node_key(*SOLAR_MODEL_NODE)}), not {node_key(*node)}")
+        atmosphere = solar_model_file(variant.atmosphere)
     else:
         atmosphere = extract_atmospheres([node], atmospheres)[node]
     vmicro = max(0.0, vmicro_kms(*node) + variant.vmicro_offset_kms)
@@ -271,13 +300,14 @@ def _synthesize_variant_to_file(node, variant, wave_range, step, node_dir):
 
 
 def available_nodes(variant: PhysicsVariant, nodes) -> list[tuple]:
-    """The ``nodes`` that ``variant``'s atmosphere grid has a model for."""
-    nodes = [tuple(float(v) for v in n) for n in nodes]
-    if variant.atmosphere != "marcs":
-        return nodes
-    from .atmospheres import marcs_catalogue
+    """The ``nodes`` that ``variant``'s atmospheres have a model for (ATLAS9's or MARCS's grid,
+    or the Sun's labels alone for a model of the Sun)."""
+    from .atmospheres import atmosphere_catalogue, marcs_catalogue
 
-    catalogue = marcs_catalogue()
+    nodes = [tuple(float(v) for v in n) for n in nodes]
+    if variant.solar_only:
+        return [n for n in nodes if n == SOLAR_MODEL_NODE]
+    catalogue = marcs_catalogue() if variant.atmosphere == "marcs" else atmosphere_catalogue()
     return [n for n in nodes if n in catalogue]
 
 
