@@ -182,7 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "e.g. tcp://HOST:8786 (needs pip install 'paper_lib[cluster]')")
     synth.add_argument("--variant", default=None,
                        help="a physics variant's spectra at the grid's nodes instead (node files "
-                            "in the cache, resumable; e.g. vdw_list, the listed van der Waals γ₆)")
+                            "in the cache, resumable; e.g. vdw_list, the listed van der Waals γ₆; "
+                            "sun_mean3d and sun_marcs1d: the Sun's labels only)")
     synth.set_defaults(func=_synth)
     run = sub.add_parser("run", help="run the notebooks in order with papermill")
     run.add_argument("--profile", default="smoke", help="smoke (default), cpu or paper")
