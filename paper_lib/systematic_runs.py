@@ -32,6 +32,29 @@ def node_images(grid, fluxes, labels, vmacro=None) -> np.ndarray:
     return normalise_orders(images.numpy())
 
 
+SOLAR_MODEL_TITLES = {"grid": "ATLAS9 1D (grid)", "sun_marcs1d": "MARCS 1D",
+                      "sun_mean3d": "CO5BOLD <3D>"}
+
+
+def solar_model_images(grid, vsini: float = 2.0, *, progress: bool = False) -> dict:
+    """{title: noise-free normalised image (8, 4096)} of the Sun at
+    :data:`~paper_lib.synthetic.atmospheres.SOLAR_MODEL_NODE` and ``vsini`` [km/s] from three
+    model atmospheres: the grid's (ATLAS9, interpolated in ``grid``), the 1D MARCS model and the
+    ⟨3D⟩ CO5BOLD model of the Sun (the ``sun_marcs1d`` / ``sun_mean3d`` variants' node files,
+    synthesised if missing: ≈ 8 s each). Titles: :data:`SOLAR_MODEL_TITLES`."""
+    from .experiments import synthetic_images
+    from .synthetic.atmospheres import SOLAR_MODEL_NODE
+    from .synthetic.variants import build_variant_nodes, get_variant
+
+    labels = np.array([[*SOLAR_MODEL_NODE, vsini]])
+    images = {SOLAR_MODEL_TITLES["grid"]: synthetic_images(grid, labels)[0]}
+    for name in ("sun_marcs1d", "sun_mean3d"):
+        flux = build_variant_nodes(get_variant(name), [SOLAR_MODEL_NODE],
+                                   progress=progress)[SOLAR_MODEL_NODE]
+        images[SOLAR_MODEL_TITLES[name]] = node_images(grid, flux[None], labels)[0]
+    return images
+
+
 def _variant_sets(grid, nodes, *, workers: int, progress: bool) -> tuple[np.ndarray, dict]:
     """Labels (n, 4) of every (node, v sin i) — the grid's ``nodes``, then the Sun's labels for
     the variants with a model of the Sun only — and {variant or "grid": images (n, 8, 4096),

@@ -112,3 +112,25 @@ def test_solar_scan_axes_stay_inside_the_grid():
     narrow = gap.solar_scan_axes([(5600.0, 5800.0), (4.2, 4.4), (-0.1, 0.1)])
     assert list(narrow["teff"]) == [5600.0, 5650.0, 5700.0, 5750.0, 5800.0]
     assert list(narrow["logg"]) == [4.2, 4.3, 4.4] and narrow["mh"][-1] == 0.1
+
+
+def test_compare_with_real_measures_rms_depth_and_the_weak_line_excess():
+    """Gaussian lines of 15 mÅ; the 'real' Sun's are 0.8 times as deep: log EW ratio −0.097."""
+    wave = np.stack([np.linspace(5100.0, 5110.0, 2001), np.linspace(5110.0, 5120.0, 2001)])
+    lines = [((26, 1), 5103.0), ((26, 1), 5106.0), ((22, 1), 5113.0), ((26, 2), 5116.0)]
+    depth = np.zeros_like(wave)
+    for _, centre in lines:
+        depth += 0.2 * np.exp(-0.5 * ((wave - centre) / 0.03) ** 2)
+    synthetic = 1.0 - depth
+    real = SimpleNamespace(order_wave=wave, image=1.0 - 0.8 * depth,
+                           mask=np.ones_like(wave, dtype=bool))
+    result = gap.compare_with_real(real, {"same": real.image, "deeper": synthetic}, lines)
+    assert result["same"]["rms"] == pytest.approx(0.0, abs=1e-7)
+    assert result["same"]["depth_ratio"] == pytest.approx(1.0, abs=1e-6)
+    assert set(result["same"]["excess"].values()) == {0.0}
+    deeper = result["deeper"]
+    assert deeper["n_lines"] == 4 and deeper["depth_ratio"] == pytest.approx(0.8, abs=1e-3)
+    assert deeper["excess"]["EW 5-20 mÅ"] == pytest.approx(np.log10(0.8), abs=2e-3)
+    assert {"Fe I", "other neutral atoms", "ions"} <= set(deeper["excess"])
+    real.mask[0, :1000] = False  # the line at 5103 Å is lost with these pixels
+    assert gap.compare_with_real(real, {"deeper": synthetic}, lines)["deeper"]["n_lines"] == 3

@@ -223,6 +223,59 @@ def plot_gap(order_wave: np.ndarray, inputs: Mapping[str, Any], synthetic: np.nd
     return save_figure(fig, path)
 
 
+SOLAR_MODEL_WINDOWS = ((5219.0, 5223.0), (5384.0, 5388.0))  # Å: weak lines, no CCD gap
+
+
+def plot_solar_models(inputs: Mapping[str, Any], images: Mapping[str, np.ndarray], lines,
+                      path: str | Path, windows=SOLAR_MODEL_WINDOWS) -> Figure:
+    """Real solar spectra (``inputs``: name → model input with ``.order_wave``, ``.image``,
+    ``.mask``) against noise-free synthetic Suns from several model atmospheres (``images``:
+    name → (8, 4096)): the spectra in wavelength ``windows`` [Å] (the first order holding each
+    whole), and, for the first real spectrum, log(EW_real / EW_synthetic) of the isolated
+    ``lines`` (:func:`~.gap.isolated_line_ews`) against the synthetic EW, with running medians."""
+    from .gap import isolated_line_ews
+
+    first_name, first = next(iter(inputs.items()))
+    wave = first.order_wave
+    fig, axes = _new_figure(1, len(windows) + 1, (4.2 * (len(windows) + 1), 3.6))
+    axes = np.ravel(axes)
+    for ax, (lo, hi) in zip(axes, windows):
+        rows = [k for k in range(len(wave)) if wave[k, 0] <= lo and hi <= wave[k, -1]]
+        if not rows:
+            raise ValueError(f"window {lo}–{hi} Å lies in no order")
+        row = rows[0]
+        select = (wave[row] >= lo) & (wave[row] <= hi)
+        for c, (name, model_input) in enumerate(inputs.items()):
+            flux = np.where(model_input.mask[row], model_input.image[row], np.nan)
+            ax.plot(wave[row][select], flux[select], color=("k", "0.55")[c % 2], lw=1.4,
+                    label=f"real: {name}")
+        for c, (name, image) in enumerate(images.items()):
+            ax.plot(wave[row][select], image[row][select], color=f"C{c}", lw=1.0, ls="--",
+                    label=name)
+        ax.set(xlabel="wavelength [Å, air, rest frame]", ylabel="normalised flux",
+               title=f"{lo:.0f}–{hi:.0f} Å (order {row})")
+    axes[0].legend(fontsize=7, loc="lower left")
+    ax = axes[-1]
+    for c, (name, image) in enumerate(images.items()):
+        rows = [(r, y) for _, r, y in isolated_line_ews(first, np.where(first.mask, image, 1.0),
+                                                         lines) if 5 <= y < 150 and r > 0]
+        real, synthetic = np.array(rows).T
+        ratio = np.log10(real / synthetic)
+        ax.plot(synthetic, ratio, ".", color=f"C{c}", alpha=0.35, ms=4)
+        centres, medians = _binned_median(np.log10(synthetic), ratio, nbins=6)
+        ax.plot(10 ** centres, medians, "-o", color=f"C{c}", lw=1.6, ms=3,
+                label=f"{name} (median {np.median(ratio):+.3f})")
+    ax.axhline(0.0, color="k", lw=0.8)
+    ax.set_ylim(-0.4, 0.4)  # a few blended lines lie beyond
+    ax.set(xscale="log", xlabel="EW in the synthetic Sun [mÅ]",
+           ylabel="log EW_real / EW_synthetic",
+           title=f"isolated VALD3 lines, {first_name}")
+    ax.legend(fontsize=7)
+    fig.suptitle("The real Sun against synthetic Suns from 1D and ⟨3D⟩ model atmospheres "
+                 "(negative: our lines too strong)")
+    return save_figure(fig, path)
+
+
 def plot_gap_attribution(centres: np.ndarray, sums: np.ndarray, shift: np.ndarray,
                          valley: Sequence[Mapping[str, float]], points: Mapping[str, Sequence[float]],
                          path: str | Path, title: str = "") -> Figure:

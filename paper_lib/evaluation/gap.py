@@ -214,3 +214,20 @@ def line_strength_excess(rows) -> dict:
         if ratio:
             out[name] = (len(ratio), float(np.median(ratio)))
     return out
+
+
+def compare_with_real(real_input, images, lines) -> dict:
+    """How each noise-free synthetic image in ``images`` ({name: (8, 4096)}) matches one real
+    model input: {name: {"rms", "depth_ratio" (:func:`gap_metrics`), "n_lines" and
+    "excess" ({class: median log10 EW_real/EW_synthetic}, :func:`line_strength_excess` of the
+    isolated ``lines``)}}. The pixels the real input lacks are set to 1.0 in the synthetic
+    image, as ``to_model_input`` fills them in the real one."""
+    out = {}
+    for name, image in images.items():
+        synthetic = np.where(real_input.mask, image, 1.0).astype(np.float32)
+        metrics = gap_metrics(real_input.image, synthetic, real_input.mask)
+        excess = line_strength_excess(isolated_line_ews(real_input, synthetic, lines))
+        out[name] = {"rms": metrics.rms, "depth_ratio": metrics.depth_ratio,
+                     "n_lines": excess.pop("n"),
+                     "excess": {k: round(median, 4) for k, (_, median) in excess.items()}}
+    return out
