@@ -55,6 +55,13 @@ def solar_model_images(grid, vsini: float = 2.0, *, progress: bool = False) -> d
     return images
 
 
+def _placed(rows, images) -> np.ndarray:
+    """Images (len(rows), 8, 4096): ``images`` where the boolean ``rows`` are True, NaN elsewhere."""
+    out = np.full((len(rows),) + images.shape[1:], np.nan, images.dtype)
+    out[rows] = images
+    return out
+
+
 def _variant_sets(grid, nodes, *, workers: int, progress: bool) -> tuple[np.ndarray, dict]:
     """Labels (n, 4) of every (node, v sin i) — the grid's ``nodes``, then the Sun's labels for
     the variants with a model of the Sun only — and {variant or "grid": images (n, 8, 4096),
@@ -68,14 +75,11 @@ def _variant_sets(grid, nodes, *, workers: int, progress: bool) -> tuple[np.ndar
     labels = np.array([(*n, v) for n in nodes + extra for v in RENDER_VSINI_KMS])
     on_grid = np.arange(len(labels)) < len(nodes) * len(RENDER_VSINI_KMS)
     base = np.repeat(np.stack([grid.node_flux(*n) for n in nodes]), len(RENDER_VSINI_KMS), 0)
-    grid_images = node_images(grid, base, labels[on_grid])
-    sets = {"grid": np.full((len(labels),) + grid_images.shape[1:], np.nan, grid_images.dtype)}
-    sets["grid"][on_grid] = grid_images
+    sets = {"grid": _placed(on_grid, node_images(grid, base, labels[on_grid]))}
     for variant in VARIANTS:
         if not variant.needs_synthesis:  # macroturbulence: the grid's spectra, another ζ
-            sets[variant.name] = np.full_like(sets["grid"], np.nan)
-            sets[variant.name][on_grid] = node_images(grid, base, labels[on_grid],
-                                                      vmacro_vf05_kms(labels[on_grid, 0]))
+            sets[variant.name] = _placed(on_grid, node_images(
+                grid, base, labels[on_grid], vmacro_vf05_kms(labels[on_grid, 0])))
             continue
         found = build_variant_nodes(variant, nodes + extra, workers=workers, progress=progress)
         have = np.array([tuple(n) in found for n in labels[:, :3].tolist()])
