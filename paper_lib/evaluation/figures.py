@@ -240,10 +240,9 @@ def plot_solar_models(inputs: Mapping[str, Any], images: Mapping[str, np.ndarray
     fig, axes = _new_figure(1, len(windows) + 1, (4.2 * (len(windows) + 1), 3.6))
     axes = np.ravel(axes)
     for ax, (lo, hi) in zip(axes, windows):
-        rows = [k for k in range(len(wave)) if wave[k, 0] <= lo and hi <= wave[k, -1]]
-        if not rows:
+        row = next((k for k in range(len(wave)) if wave[k, 0] <= lo and hi <= wave[k, -1]), None)
+        if row is None:
             raise ValueError(f"window {lo}–{hi} Å lies in no order")
-        row = rows[0]
         select = (wave[row] >= lo) & (wave[row] <= hi)
         for c, (name, model_input) in enumerate(inputs.items()):
             flux = np.where(model_input.mask[row], model_input.image[row], np.nan)
@@ -266,13 +265,10 @@ def plot_solar_models(inputs: Mapping[str, Any], images: Mapping[str, np.ndarray
         ax.plot(10 ** centres, medians, "-o", color=f"C{c}", lw=1.6, ms=3,
                 label=f"{name} (median {np.median(ratio):+.3f})")
     ax.axhline(0.0, color="k", lw=0.8)
-    ax.set_ylim(-0.4, 0.4)  # a few blended lines lie beyond
-    ax.set(xscale="log", xlabel="EW in the synthetic Sun [mÅ]",
-           ylabel="log EW_real / EW_synthetic",
-           title=f"isolated VALD3 lines, {first_name}")
+    ax.set(xscale="log", ylim=(-0.4, 0.4), xlabel="EW in the synthetic Sun [mÅ]",  # blends beyond
+           ylabel="log EW_real / EW_synthetic", title=f"isolated VALD3 lines, {first_name}")
     ax.legend(fontsize=7)
-    fig.suptitle("The real Sun against synthetic Suns from 1D and ⟨3D⟩ model atmospheres "
-                 "(negative: our lines too strong)")
+    fig.suptitle("The real Sun against synthetic Suns from 1D and ⟨3D⟩ atmospheres (< 0: ours too strong)")
     return save_figure(fig, path)
 
 
