@@ -233,7 +233,7 @@ def plot_solar_models(inputs: Mapping[str, Any], images: Mapping[str, np.ndarray
     name → (8, 4096)): the spectra in wavelength ``windows`` [Å] (the first order holding each
     whole), and, for the first real spectrum, log(EW_real / EW_synthetic) of the isolated
     ``lines`` (:func:`~.gap.isolated_line_ews`) against the synthetic EW, with running medians."""
-    from .gap import isolated_line_ews
+    from .gap import isolated_line_ews, usable_lines
 
     first_name, first = next(iter(inputs.items()))
     wave = first.order_wave
@@ -256,9 +256,8 @@ def plot_solar_models(inputs: Mapping[str, Any], images: Mapping[str, np.ndarray
     axes[0].legend(fontsize=7, loc="lower left")
     ax = axes[-1]
     for c, (name, image) in enumerate(images.items()):
-        rows = [(r, y) for _, r, y in isolated_line_ews(first, np.where(first.mask, image, 1.0),
-                                                         lines) if 5 <= y < 150 and r > 0]
-        real, synthetic = np.array(rows).T
+        rows = usable_lines(isolated_line_ews(first, np.where(first.mask, image, 1.0), lines))
+        real, synthetic = np.array([row[1:] for row in rows]).T
         ratio = np.log10(real / synthetic)
         ax.plot(synthetic, ratio, ".", color=f"C{c}", alpha=0.35, ms=4)
         centres, medians = _binned_median(np.log10(synthetic), ratio, nbins=6)

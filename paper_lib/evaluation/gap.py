@@ -198,11 +198,21 @@ def isolated_line_ews(model_input, synthetic, lines) -> list[tuple[tuple[int, in
     return out
 
 
+EW_USABLE_MA = (5, 150)  # mÅ in the synthetic spectrum: the lines the excess is measured on
+
+
+def usable_lines(rows) -> list:
+    """The :func:`isolated_line_ews` rows with ``EW_USABLE_MA`` in the synthetic spectrum and a
+    positive real EW."""
+    lo, hi = EW_USABLE_MA
+    return [(s, r, y) for s, r, y in rows if lo <= y < hi and r > 0]
+
+
 def line_strength_excess(rows) -> dict:
     """Median log10(EW_real / EW_synthetic) of :func:`isolated_line_ews` rows with 5–150 mÅ in
     the synthetic spectrum, per strength class and species class: {name: (count, median)},
     plus ``n`` (lines used). Negative: our lines are too strong."""
-    usable = [(s, r, y) for s, r, y in rows if 5 <= y < 150 and r > 0]
+    usable = usable_lines(rows)
     classes = {f"EW {lo}-{hi} mÅ": (lambda s, y, lo=lo, hi=hi: lo <= y < hi)
                for lo, hi in EW_CLASSES_MA}
     classes.update({"Fe I": lambda s, y: s == (26, 1),
