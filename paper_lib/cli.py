@@ -78,7 +78,8 @@ def _predict(args) -> int:
                             blaze_path=args.blaze, options=CLI_OPTIONS,
                             vacuum=True if args.vacuum else None, workers=args.workers,
                             fix=args.fix, refine=args.refine, grid=args.grid,
-                            profile=args.profile or DEFAULT_PROFILE)
+                            profile=args.profile or DEFAULT_PROFILE,
+                            calibrate=not args.no_calibration)
     except KeyboardInterrupt:
         print("\npredict interrupted: nothing written", file=sys.stderr)
         return 130
@@ -171,6 +172,40 @@ def _report(args) -> int:
     return 0
 
 
+def _benchmark_calibrate(args) -> int:
+    from .evaluation.benchmark_report import star_table_markdown, variant_table_markdown
+    from .evaluation.benchmark_stars import benchmark_set, calibrate_on_benchmarks
+    from .predict import DEFAULT_MODEL
+
+    spectra = benchmark_set(args.folder)
+    results = {}
+    for variant in args.variant or [DEFAULT_MODEL]:
+        results[variant] = calibrate_on_benchmarks(
+            variant, profile=args.profile, models_dir=args.models_dir, spectra=spectra,
+            write=not args.dry_run)
+        print(f"{variant}, per star (raw → calibrated with the star left out):\n"
+              f"{star_table_markdown(results[variant]['raw'], results[variant]['loso'])}\n")
+    print(f"Over the counted stars:\n{variant_table_markdown(results)}")
+    if not args.dry_run:
+        print(f"stored in {args.models_dir or 'models/' + args.profile}/label_calibration.json")
+    return 0
+
+
+def _add_benchmark_parser(sub) -> None:
+    calibrate = sub.add_parser("benchmark-calibrate", help="(re)make models/<profile>/"
+                               "label_calibration.json: the labels calibrated against the "
+                               "benchmark stars, judged leaving one star out")
+    calibrate.add_argument("--profile", default="cpu")
+    calibrate.add_argument("--models-dir", default=None, help="default models/<profile>/")
+    calibrate.add_argument("--variant", action="append", default=[],
+                           help="a variant to calibrate (repeatable; default predict's default)")
+    calibrate.add_argument("--folder", default=None, help="a benchmark folder: spectra and "
+                           "references.csv (default: the shared data's benchmarks/, plus the Sun)")
+    calibrate.add_argument("--dry-run", action="store_true",
+                           help="measure and print, store nothing")
+    calibrate.set_defaults(func=_benchmark_calibrate)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m paper_lib", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -222,6 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="fit the synthetic grid around the answer (needs the profile's "
                               "grid, python -m paper_lib synth, or --grid; ~5 s a star)")
     predict.add_argument("--grid", default=None, help="grid FITS for --refine")
+    predict.add_argument("--no-calibration", action="store_true",
+                         help="report the raw answer, without the label calibration against "
+                              "the benchmark stars (label_calibration.json beside the weights)")
     predict.set_defaults(func=_predict)
     systematics = sub.add_parser("systematics", help="(re)make models/<profile>/systematics.json: "
                                  "answer shifts under other published physics")
@@ -248,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "(paper_lib/data/rv_template.npz) from a profile's grid")
     template.add_argument("--profile", default="smoke", help="a grid with the solar-like node")
     template.set_defaults(func=_rv_template)
+    _add_benchmark_parser(sub)
     report = sub.add_parser("report", help="rewrite README.md's results block from results/<profile>/")
     report.add_argument("--profile", default="cpu")
     report.set_defaults(func=_report)

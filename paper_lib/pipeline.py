@@ -24,6 +24,7 @@ NOTEBOOKS = (
     "05_results_tables",
     "06_harpsn_sun",
     "07_attention_maps",
+    "09_benchmark_stars",
 )
 
 

@@ -12,7 +12,7 @@ import json
 
 from ..labels import LABEL_NAMES, LABEL_UNITS
 from .flags import FLAGS, flag_kind
-from .rows import QUALITY_COLUMNS, SIGMA_SUFFIXES
+from .rows import CALIBRATION_SUFFIXES, QUALITY_COLUMNS, SIGMA_SUFFIXES
 
 EXTRA_COLUMNS = QUALITY_COLUMNS  # RV, SNR, gap, bad pixels, OOD score: the row's own order
 
@@ -31,6 +31,9 @@ def to_json(rows: list[dict]) -> str:
             item[name] = {"value": _number(r[name]), "sigma": _number(r[f"{name}_sigma"]),
                           "sigma_stat": _number(r[f"{name}_sigma_stat"]),
                           "sigma_sys": _number(r[f"{name}_sigma_sys"]), "unit": unit}
+            if r["method"].endswith("+calibrated"):
+                item[name].update(raw=_number(r[f"{name}_raw"]),
+                                  sigma_cal=_number(r[f"{name}_sigma_cal"]))
         corr = {k[5:]: _number(v, 4) for k, v in r.items() if k.startswith("corr_")}
         if corr:
             item["correlation"] = corr
@@ -47,6 +50,7 @@ def to_csv(rows: list[dict]) -> str:
         return ""
     columns = ["file", "kind", "model", "method", "fixed",
                *[f"{n}{s}" for n in LABEL_NAMES for s in SIGMA_SUFFIXES],
+               *[f"{n}{s}" for n in LABEL_NAMES for s in CALIBRATION_SUFFIXES],
                *sorted(k for k in rows[0] if k.startswith("corr_")), *EXTRA_COLUMNS, "flags"]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -63,15 +67,16 @@ def to_table(rows: list[dict]) -> str:
     for r in rows:
         significance = (f", CCF significance {r['rv_significance']:.0f}"
                         if r["rv_significance"] is not None else " (given)")
-        how = {"network": "", "network+fix": f"; conditioned on {r['fixed']}",
-               "refined": "; refined on the grid" + (f" with {r['fixed']}" if r["fixed"] else "")}
-        lines.append(f"{r['file']}  ({r['model']}{how[r['method']]}; "
+        lines.append(f"{r['file']}  ({r['model']}{_how(r)}; "
                      f"rv {r['rv_kms']:+.2f} km/s{significance}; "
                      f"SNR ≈ {r['snr']:.0f}; {100 * r['gap_fraction']:.1f} % filled; "
                      f"OOD score {r['ood_score']:.2f})")
         for name, unit in zip(LABEL_NAMES, LABEL_UNITS):
+            cal = (f", cal {r[f'{name}_sigma_cal']:.3f}; raw {r[f'{name}_raw']:.3f}"
+                   if r["method"].endswith("+calibrated") and name != "vsini" else "")
             lines.append(f"  {name:6s} {r[name]:10.3f} ± {r[f'{name}_sigma']:8.3f} {unit:4s}"
-                         f"  (stat {r[f'{name}_sigma_stat']:.3f}, sys {r[f'{name}_sigma_sys']:.3f})")
+                         f"  (stat {r[f'{name}_sigma_stat']:.3f}, sys {r[f'{name}_sigma_sys']:.3f}"
+                         f"{cal})")
         corr = [f"{k[5:].replace('_', '-')} {v:+.2f}" for k, v in r.items() if k.startswith("corr_")]
         if corr:
             lines.append("  correlations: " + "  ".join(corr))
@@ -81,6 +86,16 @@ def to_table(rows: list[dict]) -> str:
         lines.append("")
         lines += [f"note: {kind}: {FLAGS[kind]}" for kind in dict.fromkeys(seen)]
     return "\n".join(lines)
+
+
+def _how(row: dict) -> str:
+    """How the answer was made, for the table's header line of one file."""
+    method = row["method"] or ""
+    parts = [f"conditioned on {row['fixed']}" if "+fix" in method else "",
+             "refined on the grid" + (f" with {row['fixed']}" if row["fixed"] else "")
+             if method.startswith("refined") else "",
+             "calibrated on the benchmark stars" if method.endswith("+calibrated") else ""]
+    return "".join(f"; {p}" for p in parts if p)
 
 
 def render(rows: list[dict], fmt: str) -> str:

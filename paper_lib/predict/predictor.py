@@ -18,9 +18,11 @@ DEFAULT_PROFILE = "cpu"  # whose committed weights (models/<profile>/)
 class Predictor:
     """A trained regressor with what its answers need: the profile's DAE and OOD calibration
     (for the out-of-distribution score), the label box it was trained on, the systematic
-    model of the physics variants (``systematics.json`` beside the weights; None if absent)
-    and the calibration of its σ against SNR (``sigma_calibration.json``; None if absent or
-    made for other weights: then σ_stat is the network's own)."""
+    model of the physics variants (``systematics.json`` beside the weights; None if absent),
+    the calibration of its σ against SNR (``sigma_calibration.json``; None if absent or
+    made for other weights: then σ_stat is the network's own) and the calibration of its
+    labels against the benchmark stars (``label_calibration.json``; None if absent or made
+    for other weights: then ``predict`` reports the raw answer)."""
 
     name: str
     model: torch.nn.Module
@@ -30,12 +32,14 @@ class Predictor:
     bounds: np.ndarray  # (4, 2) physical label range of the training data
     systematics: object = None  # paper_lib.evaluation.systematics.SystematicModel or None
     sigma_calibration: object = None  # evaluation.sigma_calibration.SigmaCalibration or None
+    label_calibration: object = None  # evaluation.label_calibration.LabelCalibration or None
 
     @classmethod
     def load(cls, model: str = DEFAULT_MODEL, profile=DEFAULT_PROFILE, models_dir=None
              ) -> "Predictor":
         """The variant ``model`` of ``profile`` from ``models_dir`` (default models/<profile>/)."""
         from .. import paths
+        from ..evaluation.label_calibration import load_label_calibration
         from ..evaluation.sigma_calibration import load_sigma_calibration
         from ..evaluation.systematics import load_systematics
         from ..observed.quality import OODCalibration
@@ -57,4 +61,5 @@ class Predictor:
         return cls(model, regressor, variant.covariance, dae, calibration,
                    training_bounds(profile, limited=variant.limited),
                    load_systematics(folder, model),
-                   load_sigma_calibration(folder, model, folder / f"{model}.pt"))
+                   load_sigma_calibration(folder, model, folder / f"{model}.pt"),
+                   load_label_calibration(folder, model, folder / f"{model}.pt"))

@@ -18,6 +18,7 @@ from .predictor import DEFAULT_MODEL, DEFAULT_PROFILE, Predictor
 from .uncertainty import systematic_covariance
 
 SIGMA_SUFFIXES = ("", "_sigma", "_sigma_stat", "_sigma_sys")  # a label's value and its three σ
+CALIBRATION_SUFFIXES = ("_raw", "_sigma_cal")  # the uncalibrated value, the calibration's σ
 QUALITY_COLUMNS = ("rv_kms", "rv_source", "rv_significance", "snr", "gap_fraction",
                    "bad_pixel_fraction", "ood_score")  # after the labels, in this order
 
@@ -34,7 +35,7 @@ def empty_row(predictor: Predictor, file: str) -> dict:
     """A row with every column: NaN numbers, None texts, no flags, no error."""
     row = {"file": file, "kind": None}
     for name in LABEL_NAMES:
-        for suffix in SIGMA_SUFFIXES:
+        for suffix in SIGMA_SUFFIXES + CALIBRATION_SUFFIXES:
             row[f"{name}{suffix}"] = float("nan")
     row.update(method=None, fixed=None)
     row.update(dict.fromkeys(correlation_columns(predictor), float("nan")))
@@ -44,9 +45,11 @@ def empty_row(predictor: Predictor, file: str) -> dict:
 
 
 def label_rows(predictor: Predictor, inputs: list, batch_size: int, known=(),
-               renderer=None) -> list[dict]:
-    """Labels, σ (total, statistical, systematic), correlations, SNR, OOD score and flags of
-    prepared inputs, batched; conditioned on ``known`` labels, refined if ``renderer``."""
+               renderer=None, calibrate: bool = True) -> list[dict]:
+    """Labels, σ (total, statistical, systematic, calibration), correlations, SNR, OOD score
+    and flags of prepared inputs, batched; conditioned on ``known`` labels, refined if
+    ``renderer``, calibrated against the benchmark stars if ``calibrate`` and the weights have
+    a label calibration for the answer's method (:func:`calibrated`)."""
     from ..observed.quality import estimate_snr, residual_excess
     from .flags import quality_flags
 
@@ -67,12 +70,17 @@ def label_rows(predictor: Predictor, inputs: list, batch_size: int, known=(),
         for k, inp in enumerate(chunk):
             row = empty_row(predictor, input_name(inp))
             row["kind"] = inp.kind
-            answer, method, problem = answer_of(inp, mean[k], cov[k], cov_sys[k], known, renderer)
+            raw, method, problem = answer_of(inp, mean[k], cov[k], cov_sys[k], known, renderer)
+            answer, method = calibrated(predictor, raw, method, mean[k], cov[k], cov_sys[k],
+                                        known) if calibrate else (raw, method)
             sigma = answer.sigma
             for i, name in enumerate(LABEL_NAMES):
                 row[name], row[f"{name}_sigma"] = float(answer.mean[i]), float(sigma[i])
                 row[f"{name}_sigma_stat"] = float(answer.sigma_stat[i])
                 row[f"{name}_sigma_sys"] = float(answer.sigma_sys[i])
+                row[f"{name}_raw"] = float(raw.mean[i])
+                row[f"{name}_sigma_cal"] = (float(answer.sigma_cal[i])
+                                            if answer.sigma_cal is not None else float("nan"))
             row.update(method=method, fixed=" ".join(str(k) for k in known))
             corr = answer.cov / np.outer(sigma, sigma)
             for column in correlation_columns(predictor):
@@ -105,11 +113,32 @@ def answer_of(inp, mean, cov_stat, cov_sys, known, renderer):
     return refined_answer(refined, cov_sys, known), "refined", None
 
 
+def calibrated(predictor: Predictor, raw, method: str, mean, cov_stat, cov_sys, known):
+    """(answer, method) calibrated against the benchmark stars where the weights have a label
+    calibration (:mod:`paper_lib.evaluation.label_calibration`) fitted on answers of this
+    method: the network's answer is calibrated **before** it is conditioned on ``known``
+    labels (the calibration was fitted on unconditioned answers); other methods (the refined
+    answer) are calibrated only with no label held. Else ``(raw, method)`` unchanged."""
+    from .uncertainty import Answer, combine
+
+    calibration = predictor.label_calibration
+    if calibration is None or method.split("+")[0] != calibration.method:
+        return raw, method
+    if method.startswith("network"):
+        shifted, sigma_cal = calibration.apply(mean)
+        return combine(shifted[0], cov_stat, cov_sys, known, sigma_cal), f"{method}+calibrated"
+    if known:
+        return raw, method
+    shifted, sigma_cal = calibration.apply(raw.mean)
+    cov = raw.cov + np.diag(np.square(sigma_cal))
+    return Answer(shifted[0], cov, raw.sigma_stat, raw.sigma_sys, sigma_cal), f"{method}+calibrated"
+
+
 def predict_rows(inputs, model=DEFAULT_MODEL, *, rv=None, wave_path=None, blaze_path=None,
                  profile=DEFAULT_PROFILE, models_dir=None, vacuum: bool | None = None,
                  batch_size: int = BATCH_SIZE, workers: int = 2, progress: bool | None = None,
                  options: dict | None = None, fix=None, refine: bool = False,
-                 grid=None) -> list[dict]:
+                 grid=None, calibrate: bool = True) -> list[dict]:
     """One dict per input, in order (see :mod:`paper_lib.predict`), all with the same keys; a
     failed input has NaN labels and its ``error``, so one bad file never costs the others
     their results.
@@ -126,6 +155,10 @@ def predict_rows(inputs, model=DEFAULT_MODEL, *, rv=None, wave_path=None, blaze_
     elsewhere (``"logg=4.44±0.05"``, a list of them, or {name: (value, σ)}; :mod:`~.known`),
     which condition the answer. ``refine``: fit the synthetic grid around the answer
     (:mod:`~.refine`; ``grid`` a Grid or grid file, default the profile's cached grid).
+    ``calibrate``: apply the weights' label calibration against the benchmark stars where
+    there is one (the label columns then hold the calibrated values, ``<label>_raw`` the
+    uncalibrated answer and ``<label>_sigma_cal`` the calibration's σ; ``method`` ends in
+    ``+calibrated``); False gives the raw answer (``<label>_raw`` equals the label).
     """
     from .known import known_labels
 
@@ -143,7 +176,8 @@ def predict_rows(inputs, model=DEFAULT_MODEL, *, rv=None, wave_path=None, blaze_
     try:  # closed at once on Ctrl-C or an error: its workers stop with it
         for chunk in chunks:
             good = [inp for inp in chunk if not isinstance(inp, Exception)]
-            labelled = iter(label_rows(predictor, good, batch_size, known, renderer) if good else ())
+            labelled = iter(label_rows(predictor, good, batch_size, known, renderer, calibrate)
+                            if good else ())
             for item, inp in zip(items[len(rows):], chunk):
                 if isinstance(inp, Exception):
                     failed = empty_row(predictor, input_name(item))

@@ -6,7 +6,10 @@
 * **systematic** (``<label>_sigma_sys``): how far the answer moves when the synthesis physics
   is swapped for other published choices (:mod:`paper_lib.evaluation.systematics`, stored in
   ``models/<profile>/systematics.json``) — the part a real star adds;
-* **total** (``<label>_sigma``): both added as covariances, what every consumer should use.
+* **calibration** (``<label>_sigma_cal``, only where a label calibration against benchmark
+  stars is applied, :mod:`paper_lib.evaluation.label_calibration`): what that calibration does
+  not know on a star it was not fitted on;
+* **total** (``<label>_sigma``): all added as covariances, what every consumer should use.
 
 Known labels (``--fix``) condition the total Gaussian (:func:`paper_lib.predict.known.condition`);
 the posterior variance is then divided between the two parts in the proportion they had
@@ -32,6 +35,7 @@ class Answer:
     cov: np.ndarray
     sigma_stat: np.ndarray
     sigma_sys: np.ndarray
+    sigma_cal: np.ndarray | None = None  # (4,) the label calibration's σ; None: not calibrated
 
     @property
     def sigma(self) -> np.ndarray:
@@ -46,15 +50,18 @@ def systematic_covariance(systematics, mean) -> np.ndarray:
     return systematics.covariance(mean)
 
 
-def combine(mean, cov_stat, cov_sys, known: list[KnownLabel] = ()) -> Answer:
+def combine(mean, cov_stat, cov_sys, known: list[KnownLabel] = (), sigma_cal=None) -> Answer:
     """The answer of one star from the network's ``mean`` (4,) and covariance ``cov_stat``
-    (4, 4) and the systematic ``cov_sys`` (4, 4), conditioned on ``known`` labels."""
-    var_stat, var_sys = np.diag(cov_stat), np.diag(cov_sys)
-    mean, cov = condition(mean, cov_stat + cov_sys, list(known))
-    share = np.divide(var_stat, var_stat + var_sys, out=np.ones_like(var_stat),
-                      where=(var_stat + var_sys) > 0)
-    var = np.clip(np.diag(cov), 0.0, None)
-    return Answer(mean, cov, np.sqrt(var * share), np.sqrt(var * (1.0 - share)))
+    (4, 4), the systematic ``cov_sys`` (4, 4) and, for a calibrated answer, the calibration's
+    ``sigma_cal`` (4,), conditioned on ``known`` labels (each part keeps its share)."""
+    cov_cal = np.diag(np.square(sigma_cal)) if sigma_cal is not None else np.zeros_like(cov_sys)
+    parts = np.stack([np.diag(cov_stat), np.diag(cov_sys), np.diag(cov_cal)])
+    mean, cov = condition(mean, cov_stat + cov_sys + cov_cal, list(known))
+    total = parts.sum(axis=0)
+    share = np.divide(parts, total, out=np.tile([[1.0], [0.0], [0.0]], (1, len(total))),
+                      where=total > 0)
+    sigma = np.sqrt(np.clip(np.diag(cov), 0.0, None) * share)
+    return Answer(mean, cov, sigma[0], sigma[1], sigma[2] if sigma_cal is not None else None)
 
 
 def refined_answer(refined, cov_sys, known: list[KnownLabel] = ()) -> Answer:

@@ -1,0 +1,262 @@
+"""An external calibration of the labels against real stars with independent labels, as survey
+pipelines do it (APOGEE/ASPCAP, GALAH, Gaia GSP-Spec), judged by leaving one star out.
+
+The networks are trained on synthetic spectra; on real stars they read a gap that the synthesis
+leaves (weak lines too strong, no NLTE/3D), and every benchmark star comes out along one valley
+(Teff, log g and [M/H] too low together). Here, per label (Teff, log g, [M/H]; v sin i has no
+reference and is not calibrated), the correction ``reference − answer`` is modelled as a smooth
+function of the answer's own labels:
+
+* a **zero point** first;
+* one further **linear term** (in the answer's Teff, log g or [M/H]) only where it lowers the
+  **leave-one-star-out** (LOSO) error: every spectrum of a star left out together, the model
+  fitted on the other stars, the left-out star's error measured. With a handful of stars this
+  keeps the calibration as simple as the data allow.
+
+Stars, not spectra, are the unit: a star observed three times (the Sun) weighs as much as one
+observed once. The **calibration σ** (``<label>_sigma_cal``) is the one number per label that,
+added in quadrature to ``σ_stat`` and ``σ_sys`` (and the reference's own error), gives the
+normalised LOSO residuals unit mean square (zero when they already have less): it is what the
+calibration does not know on a star it was not fitted on.
+
+The record is stored per variant in ``models/<profile>/label_calibration.json`` with the stars,
+their references, the fit, the LOSO residuals, the SHA-256 of the weights it was made for and
+the commit; ``predict`` applies it only to those weights and to the answers of the method it
+was fitted on (:class:`LabelCalibration`). Only benchmark stars enter, every one named there:
+they are calibrators from then on.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..fileio import atomic_write_json
+from ..labels import LABEL_NAMES
+
+LABEL_CALIBRATION_FILE = "label_calibration.json"
+LABEL_CALIBRATION_FORMAT = 1
+CALIBRATED_LABELS = ("teff", "logg", "mh")  # labels with references; v sin i has none
+TERM_SCALE = {"teff": 1000.0, "logg": 1.0, "mh": 1.0}  # a linear term's unit: per 1000 K, per dex
+TERM_CENTRE = {"teff": 5500.0, "logg": 3.5, "mh": -0.5}  # where a linear term is zero
+MIN_STARS_FOR_TERM = 5  # a linear term needs at least this many stars besides the one left out
+
+
+@dataclass
+class LabelFit:
+    """One label's correction ``reference − answer = zero_point + slope · (x − centre)/scale``
+    with ``term`` naming x (None: zero point only), and its calibration σ [label units]."""
+
+    label: str
+    zero_point: float
+    term: str | None
+    slope: float
+    sigma_cal: float
+
+    def correction(self, answers: dict) -> np.ndarray:
+        """The correction (N,) at ``answers`` ({label: (N,) array}, physical units)."""
+        base = np.full(np.shape(answers[self.label]), self.zero_point, dtype=np.float64)
+        if self.term is None:
+            return base
+        x = (np.asarray(answers[self.term], dtype=np.float64) - TERM_CENTRE[self.term])
+        return base + self.slope * x / TERM_SCALE[self.term]
+
+
+def _design(answers: dict, term: str | None) -> np.ndarray:
+    """Design matrix (N, 1 or 2) of a correction model at ``answers``."""
+    ones = np.ones(len(next(iter(answers.values()))))
+    if term is None:
+        return ones[:, None]
+    x = (np.asarray(answers[term], dtype=np.float64) - TERM_CENTRE[term]) / TERM_SCALE[term]
+    return np.column_stack([ones, x])
+
+
+def _star_weights(stars: np.ndarray) -> np.ndarray:
+    """Weight of each spectrum: 1 / (the number of its star's spectra), so stars count alike."""
+    _, inverse, counts = np.unique(stars, return_inverse=True, return_counts=True)
+    return 1.0 / counts[inverse]
+
+
+def fit_correction(answers: dict, target: np.ndarray, stars: np.ndarray,
+                   term: str | None) -> np.ndarray:
+    """Coefficients of one correction model by star-weighted least squares."""
+    design = _design(answers, term)
+    w = np.sqrt(_star_weights(stars))
+    coef, *_ = np.linalg.lstsq(design * w[:, None], target * w, rcond=None)
+    return coef
+
+
+def loso_residuals(answers: dict, reference: np.ndarray, stars: np.ndarray,
+                   term: str | None) -> np.ndarray:
+    """Calibrated answer − reference (N,) of every spectrum, its own star left out of the fit."""
+    label_answer = np.asarray(answers["_label"], dtype=np.float64)
+    out = np.full(len(stars), np.nan)
+    for star in np.unique(stars):
+        out_of_fit = stars == star
+        train = {k: np.asarray(v)[~out_of_fit] for k, v in answers.items()}
+        coef = fit_correction(train, reference[~out_of_fit] - label_answer[~out_of_fit],
+                              stars[~out_of_fit], term)
+        held = {k: np.asarray(v)[out_of_fit] for k, v in answers.items()}
+        out[out_of_fit] = label_answer[out_of_fit] + _design(held, term) @ coef - reference[out_of_fit]
+    return out
+
+
+def star_rms(residuals: np.ndarray, stars: np.ndarray) -> float:
+    """Root mean square of ``residuals`` with every star weighted alike."""
+    w = _star_weights(stars)
+    return float(np.sqrt(np.sum(w * residuals ** 2) / np.sum(w)))
+
+
+def calibration_sigma(residuals, sigma_known, stars) -> float:
+    """σ_cal ≥ 0 that makes the star-weighted mean of residual² / (σ_known² + σ_cal²) one."""
+    w = _star_weights(stars) / np.sum(_star_weights(stars))
+    r2, s2 = np.asarray(residuals) ** 2, np.asarray(sigma_known) ** 2
+
+    def excess(extra):
+        return float(np.sum(w * r2 / (s2 + extra ** 2))) - 1.0
+
+    if excess(0.0) <= 0.0:
+        return 0.0
+    low, high = 0.0, float(np.sqrt(np.sum(w * r2))) + 1e-12
+    while excess(high) > 0.0:
+        high *= 2.0
+    for _ in range(100):  # bisection: excess falls monotonically with σ_cal
+        mid = 0.5 * (low + high)
+        low, high = (mid, high) if excess(mid) > 0.0 else (low, mid)
+    return 0.5 * (low + high)
+
+
+def choose_model(answers: dict, reference, stars, label: str) -> tuple[str | None, dict]:
+    """The term (None or a label) with the lowest LOSO RMS for ``label``, and every
+    candidate's LOSO RMS; a term must beat the zero point to be chosen."""
+    inputs = {**{k: answers[k] for k in CALIBRATED_LABELS}, "_label": answers[label]}
+    candidates = [None]
+    if len(np.unique(stars)) - 1 >= MIN_STARS_FOR_TERM:
+        candidates += list(CALIBRATED_LABELS)
+    scores = {str(term): star_rms(loso_residuals(inputs, reference, stars, term), stars)
+              for term in candidates}
+    best = min(candidates, key=lambda t: (scores[str(t)], t is not None))
+    return best, scores
+
+
+def fit_label(answers: dict, reference, stars, sigma_known, label: str) -> tuple[LabelFit, dict]:
+    """The calibration of ``label`` fitted on these spectra: the model chosen by LOSO, its
+    coefficients on all of them, σ_cal from its LOSO residuals; and the LOSO RMS of every
+    candidate model. ``answers``: {label: (N,)}; ``sigma_known`` (N,): σ_stat, σ_sys and the
+    reference's error in quadrature."""
+    reference, stars = np.asarray(reference, dtype=np.float64), np.asarray(stars)
+    term, scores = choose_model(answers, reference, stars, label)
+    inputs = {**{k: answers[k] for k in CALIBRATED_LABELS}, "_label": answers[label]}
+    coef = fit_correction(inputs, reference - np.asarray(answers[label]), stars, term)
+    residuals = loso_residuals(inputs, reference, stars, term)
+    fit = LabelFit(label, float(coef[0]), term, float(coef[1]) if term else 0.0,
+                   calibration_sigma(residuals, sigma_known, stars))
+    return fit, scores
+
+
+def fit_all_labels(answers: dict, references: dict, stars, sigma_known: dict) -> dict:
+    """{label: (LabelFit, candidate scores)} for every calibrated label."""
+    return {label: fit_label(answers, references[label], stars, sigma_known[label], label)
+            for label in CALIBRATED_LABELS}
+
+
+def leave_one_star_out(answers: dict, references: dict, stars, sigma_known: dict) -> dict:
+    """Every spectrum's calibrated answer and σ_cal from a calibration fitted without its star
+    (model choice, coefficients and σ_cal all nested): {label: (values (N,), σ_cal (N,))}."""
+    stars = np.asarray(stars)
+    out = {label: (np.full(len(stars), np.nan), np.full(len(stars), np.nan))
+           for label in CALIBRATED_LABELS}
+    for star in np.unique(stars):
+        held = stars == star
+        subset = {k: np.asarray(v)[~held] for k, v in answers.items()}
+        fits = fit_all_labels(subset, {k: np.asarray(v)[~held] for k, v in references.items()},
+                              stars[~held], {k: np.asarray(v)[~held] for k, v in sigma_known.items()})
+        for label, (fit, _) in fits.items():
+            values, sigma_cal = out[label]
+            at = {k: np.asarray(v)[held] for k, v in answers.items()}
+            values[held] = np.asarray(answers[label])[held] + fit.correction(at)
+            sigma_cal[held] = fit.sigma_cal
+    return out
+
+
+class LabelCalibration:
+    """A stored calibration: ``apply`` gives calibrated labels and σ_cal for one variant."""
+
+    def __init__(self, record: dict):
+        self.record = record
+        self.method = record["method"]
+        self.fits = {label: LabelFit(label, **{k: record["labels"][label][k] for k in
+                                               ("zero_point", "term", "slope", "sigma_cal")})
+                     for label in CALIBRATED_LABELS}
+        numbers = [v for f in self.fits.values() for v in (f.zero_point, f.slope, f.sigma_cal)]
+        if not np.all(np.isfinite(numbers)):
+            raise ValueError("the label calibration holds a non-finite number")
+
+    def apply(self, mean) -> tuple[np.ndarray, np.ndarray]:
+        """Calibrated labels (N, 4) of raw answers ``mean`` (N, 4) and σ_cal (4,) [physical]."""
+        mean = np.atleast_2d(np.asarray(mean, dtype=np.float64))
+        answers = {name: mean[:, i] for i, name in enumerate(LABEL_NAMES)}
+        out, sigma_cal = mean.copy(), np.zeros(len(LABEL_NAMES))
+        for label, fit in self.fits.items():
+            i = LABEL_NAMES.index(label)
+            out[:, i] = mean[:, i] + fit.correction(answers)
+            sigma_cal[i] = fit.sigma_cal
+        return out, sigma_cal
+
+
+def calibration_record(fits: dict, *, variant: str, method: str, weights_path, stars: list,
+                       loso: dict) -> dict:
+    """The JSON record of a calibration: the fit per label with its candidates' LOSO RMS, the
+    stars and references it was fitted on, the weights' SHA-256, the commit and the date."""
+    from ..observed.quality import file_sha256
+    from ..provenance import git_commit
+
+    labels = {label: {"zero_point": fit.zero_point, "term": fit.term, "slope": fit.slope,
+                      "sigma_cal": fit.sigma_cal, "loso_rms_of_candidates": scores,
+                      "loso_median_abs": loso.get(label)}
+              for label, (fit, scores) in fits.items()}
+    return {"format": LABEL_CALIBRATION_FORMAT, "variant": variant, "method": method,
+            "weights": Path(weights_path).name, "weights_sha256": file_sha256(weights_path),
+            "labels": labels, "stars": stars, "commit": git_commit(),
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+
+
+def write_label_calibration(models_dir, record: dict) -> Path:
+    """Store ``record`` under its variant in ``models_dir``/label_calibration.json (atomic)."""
+    path = Path(models_dir) / LABEL_CALIBRATION_FILE
+    records = read_label_calibrations(models_dir) if path.exists() else {}
+    records[record["variant"]] = record
+    atomic_write_json(path, dict(sorted(records.items())))
+    return path
+
+
+def read_label_calibrations(models_dir) -> dict:
+    """{variant: record} of ``models_dir``/label_calibration.json ({} if absent); a file that is
+    not such JSON raises ValueError naming it and how to remake it."""
+    path = Path(models_dir) / LABEL_CALIBRATION_FILE
+    if not path.exists():
+        return {}
+    try:
+        records = json.loads(path.read_text())
+        if not isinstance(records, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as error:
+        raise ValueError(f"{path} is not a label calibration ({error}); remake it with "
+                         "python -m paper_lib benchmark-calibrate, or delete it") from None
+    return records
+
+
+def load_label_calibration(models_dir, variant: str, weights_path) -> LabelCalibration | None:
+    """The calibration of ``variant`` if it was made for these weights (same SHA-256) in this
+    format, else None (then ``predict`` reports the raw answer)."""
+    from ..observed.quality import file_sha256
+
+    record = read_label_calibrations(models_dir).get(variant)
+    if (record is None or record.get("format") != LABEL_CALIBRATION_FORMAT
+            or record.get("weights_sha256") != file_sha256(weights_path)):
+        return None
+    return LabelCalibration(record)
