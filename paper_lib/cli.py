@@ -164,10 +164,12 @@ def _rv_template(args) -> int:
 
 
 def _report(args) -> int:
-    from .report import update_readme
+    from .report import PAGES, update_pages
 
-    changed = update_readme(get_profile(args.profile))
-    print(f"README.md results block for {args.profile}: {'updated' if changed else 'unchanged'}")
+    changed = update_pages(get_profile(args.profile))
+    for name in PAGES:
+        print(f"{name} results block for {args.profile}: "
+              f"{'updated' if name in changed else 'unchanged'}")
     return 0
 
 
@@ -248,7 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
                               "(paper_lib/data/rv_template.npz) from a profile's grid")
     template.add_argument("--profile", default="smoke", help="a grid with the solar-like node")
     template.set_defaults(func=_rv_template)
-    report = sub.add_parser("report", help="rewrite README.md's results block from results/<profile>/")
+    report = sub.add_parser("report", help="rewrite the results blocks of README.md and "
+                            "docs/results.md from results/<profile>/")
     report.add_argument("--profile", default="cpu")
     report.set_defaults(func=_report)
     return parser
