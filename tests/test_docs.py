@@ -19,7 +19,7 @@ import pytest
 from paper_lib import paths
 
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)|<img[^>]+src=\"([^\"]+)\"")
-BUILD_TIMEOUT_S = 300  # the issue asks for ≤ 3 min on 2 cores; this only stops a hung build
+BUILD_TIMEOUT_S = 900  # stops a hung build only; its time is benchmarks/bench_docs.py's (goal ≤ 3 min)
 PAGES_IN_BROWSER = ("", "notebooks/01_data_generation/")  # the landing page and a notebook
 
 
@@ -110,13 +110,18 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(scope="module")
-def served(site):
-    """The built site over HTTP on localhost (as a reader's browser would load it)."""
-    handler = functools.partial(_QuietHandler, directory=str(site))
+def _serve(folder):
+    """A folder over HTTP on localhost (as a reader's browser would load a site)."""
+    handler = functools.partial(_QuietHandler, directory=str(folder))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    return server, f"http://127.0.0.1:{server.server_address[1]}/"
+
+
+@pytest.fixture(scope="module")
+def served(site):
+    server, url = _serve(site)
+    yield url
     server.shutdown()
 
 
@@ -146,18 +151,33 @@ return {count: images.length, pending: images.filter(i => !i.complete).length,
 """
 
 
-@pytest.mark.parametrize("page", PAGES_IN_BROWSER)
-def test_pages_show_their_figures_in_a_browser(browser, served, page, tmp_path):
+def load(browser, url) -> tuple[dict, list]:
+    """Open a page, wait until it and its images have loaded; its images and console errors."""
     from selenium.webdriver.support.ui import WebDriverWait
 
     browser.get_log("browser")  # drop what earlier pages logged
-    browser.get(served + page)
+    browser.get(url)
     WebDriverWait(browser, 30).until(
         lambda b: b.execute_script("return document.readyState") == "complete"
         and b.execute_script(IMAGES_LOADED)["pending"] == 0)
-    images = browser.execute_script(IMAGES_LOADED)
-    assert images["count"] >= 2 and images["broken"] == []
     errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    return browser.execute_script(IMAGES_LOADED), errors
+
+
+def test_the_browser_check_sees_a_broken_image(browser, tmp_path):
+    (tmp_path / "index.html").write_text('<html><body><img src="missing.png"></body></html>')
+    server, url = _serve(tmp_path)
+    try:
+        images, errors = load(browser, url)
+    finally:
+        server.shutdown()
+    assert images["broken"] == [url + "missing.png"] and errors
+
+
+@pytest.mark.parametrize("page", PAGES_IN_BROWSER)
+def test_pages_show_their_figures_in_a_browser(browser, served, page, tmp_path):
+    images, errors = load(browser, served + page)
+    assert images["count"] >= 2 and images["broken"] == []
     assert errors == [], errors
     browser.execute_script("document.querySelector('article img').scrollIntoView()")
     browser.save_screenshot(str(tmp_path / "page.png"))  # at the page's first figure
