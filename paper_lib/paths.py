@@ -63,7 +63,7 @@ def shared_file(relative: str) -> Path:
     """
     path = shared_data_dir() / relative
     if not path.exists():
-        source = SOURCES.get(relative, "see README.md, section 'Data'")
+        source = SOURCES.get(relative, "see docs/running.md, section 'Data'")
         raise FileNotFoundError(
             f"{relative} not found at {path}. Put it under {shared_data_dir()} "
             f"(or set PAPER_LIB_SHARED_DATA to the folder that holds it). Source: {source}."

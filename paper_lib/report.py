@@ -1,8 +1,12 @@
-"""The README's results section, generated from ``results/<profile>/*.json``.
+"""The results sections of README and of the site, generated from ``results/<profile>/*.json``.
 
 ``python -m paper_lib report --profile cpu`` rewrites the block between
-``<!-- results:<profile>:start -->`` and ``<!-- results:<profile>:end -->`` in README.md, so
-the numbers people read are exactly the numbers a run wrote (a test checks they agree).
+``<!-- results:<profile>:start -->`` and ``<!-- results:<profile>:end -->`` in each file of
+:data:`PAGES`: README.md gets the short section (Table 2, Table 4, three key figures),
+docs/results.md the full one (Tables 2–4 and every figure). So the numbers people read are
+exactly the numbers a run wrote (a test checks both files). Figure links are relative to the
+repository root, which the site serves at its own root (``docs/hooks.py``), so the same link
+works in both files.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ def _load(profile: Profile, notebook: str) -> dict | None:
 
 
 def _row(cells) -> str:
-    return "| " + " | ".join(str(c) for c in cells) + " |"
+    """A Markdown table row; brackets escaped, so that "[M/H] [dex]" is text, not a link."""
+    return "| " + " | ".join(str(c).replace("[", r"\[").replace("]", r"\]") for c in cells) + " |"
 
 
 def _fmt(value, label) -> str:
@@ -84,12 +89,19 @@ FIGURES = (  # (file in figures/<profile>/, caption), shown under the tables whe
 )
 
 
-def figures_block(profile: Profile) -> list[str]:
-    """Markdown image links to the profile's figures that exist (paths relative to the root)."""
+KEY_FIGURES = ("fig3_residuals.png", "calibration.png", "sun_overlay.png")  # README's three
+
+# the files that hold a results block, and whether theirs is the short one
+PAGES = {"README.md": True, "docs/results.md": False}
+
+
+def figures_block(profile: Profile, names=None) -> list[str]:
+    """Markdown image links to the profile's figures that exist (paths relative to the root);
+    ``names``: only these files of :data:`FIGURES` (default: all)."""
     lines = []
     for name, caption in FIGURES:
         path = paths.figures / profile.name / name
-        if path.exists():
+        if path.exists() and (names is None or name in names):
             lines += ["", f"![{caption}]({path.relative_to(paths.root).as_posix()})"]
     return ["", "**Figures** (all from this run; every figure of the run is in "
             f"`figures/{profile.name}/`)", *lines] if lines else []
@@ -141,8 +153,10 @@ def commits_text(profile: Profile) -> str:
                                   for c, a, b in groups)
 
 
-def results_section(profile: Profile) -> str:
-    """Markdown of a profile's results with provenance; raises if notebook 05 has not run."""
+def results_section(profile: Profile, *, short: bool = False) -> str:
+    """Markdown of a profile's results with provenance; raises if notebook 05 has not run.
+
+    ``short``: README's version — Table 2, Table 4 and :data:`KEY_FIGURES`, without Table 3."""
     tables = _load(profile, "05_results_tables")
     if tables is None:
         raise FileNotFoundError(f"no results/{profile.name}/05_results_tables.json: run "
@@ -159,38 +173,51 @@ def results_section(profile: Profile) -> str:
            "**Table 2 — mean absolute error on the test set** "
            f"({next(iter(tables['results']['test_sizes'].values()))} spectra)", ""]
     out += table2_block(tables["results"])
-    out += ["", "**Table 3 — fraction of test residuals within ±1σ / ±2σ (all labels), before "
-            "and after the σ recalibrations fitted on the validation set** (one scale factor "
-            "per label; a quantile map of |error|/σ)", ""]
-    out += table3_block(tables["results"])
+    if not short:
+        out += table3_section(tables["results"])
     sun = _load(profile, "06_harpsn_sun")
     if sun is not None:
         out += ["", "**Table 4 — real solar spectra** (reference: Teff 5772 K, log g 4.438, "
                 "[M/H] 0, v sin i ≈ 2 km/s; paper's HARPS-N Sun: ResNet 5791.6 ± 140.1 K, "
                 "4.72 ± 0.28, 0.035 ± 0.15, 0.76 ± 1.76 km/s)", ""]
         out += table4_block(sun["results"])
-    out += figures_block(profile)
+    out += figures_block(profile, KEY_FIGURES if short else None)
     return "\n".join(out)
 
 
-def update_readme(profile: Profile) -> bool:
-    """Rewrite the profile's results block in README.md; returns True if it changed."""
-    readme = paths.root / "README.md"
-    text = readme.read_text()
-    start, end = f"<!-- results:{profile.name}:start -->", f"<!-- results:{profile.name}:end -->"
-    block = f"{start}\n{results_section(profile)}\n{end}"
+def table3_section(results: dict) -> list[str]:
+    """Table 3 with its heading (the σ coverage before and after recalibration)."""
+    out = ["", "**Table 3 — fraction of test residuals within ±1σ / ±2σ (all labels), before "
+            "and after the σ recalibrations fitted on the validation set** (one scale factor "
+            "per label; a quantile map of |error|/σ)", ""]
+    return out + table3_block(results)
+
+
+def _markers(profile: Profile) -> tuple[str, str]:
+    return f"<!-- results:{profile.name}:start -->", f"<!-- results:{profile.name}:end -->"
+
+
+def update_pages(profile: Profile) -> list[str]:
+    """Rewrite the profile's results block in every file of :data:`PAGES`; returns the files
+    that changed. Raises ``ValueError`` (and writes nothing) if a file lacks the markers."""
+    start, end = _markers(profile)
     pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
-    if not pattern.search(text):
-        raise ValueError(f"README.md has no {start} … {end} block")
-    new = pattern.sub(lambda _: block, text)
-    readme.write_text(new)
-    return new != text
+    texts = {name: (paths.root / name).read_text() for name in PAGES}
+    for name, text in texts.items():
+        if not pattern.search(text):
+            raise ValueError(f"{name} has no {start} … {end} block")
+    blocks = {name: f"{start}\n{results_section(profile, short=short)}\n{end}"
+              for name, short in PAGES.items()}
+    new = {name: pattern.sub(lambda _: blocks[name], text) for name, text in texts.items()}
+    changed = [name for name in PAGES if new[name] != texts[name]]
+    for name in changed:
+        (paths.root / name).write_text(new[name])
+    return changed
 
 
-def readme_block(profile: Profile) -> str | None:
-    """The text between the profile's markers in README.md (None if absent)."""
-    text = (paths.root / "README.md").read_text()
-    name = profile.name
-    match = re.search(f"<!-- results:{name}:start -->\n(.*?)\n<!-- results:{name}:end -->",
-                      text, re.S)
+def page_block(profile: Profile, name: str = "README.md") -> str | None:
+    """The text between the profile's markers in the file ``name`` of :data:`PAGES` (None if
+    absent)."""
+    start, end = (re.escape(m) for m in _markers(profile))
+    match = re.search(f"{start}\n(.*?)\n{end}", (paths.root / name).read_text(), re.S)
     return match.group(1) if match else None

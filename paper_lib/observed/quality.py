@@ -13,7 +13,7 @@ the valid pixels (σ̂ from DER_SNR) is compared with its 99th percentile on syn
 spectra at the same estimated SNR (the calibration, :func:`calibrate_ood`, written to
 ``models/<profile>/ood_calibration.json``); ``ood_score`` = e / that threshold, and a score
 above 1 flags the spectrum (by construction ≈ 1 % of synthetic spectra). Measured with the
-``cpu`` weights (README): the two real solar spectra score below 1, the M dwarfs Gl 581 and
+``cpu`` weights (docs/predict.md): the two real solar spectra score below 1, the M dwarfs Gl 581 and
 Gl 273 about 2.
 """
 

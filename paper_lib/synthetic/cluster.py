@@ -73,7 +73,7 @@ def _client(scheduler: str):
         return Client(scheduler, timeout=CONNECT_TIMEOUT_S)
     except (OSError, TimeoutError) as error:
         raise RuntimeError(f"no Dask scheduler answered at {scheduler} within "
-                           f"{CONNECT_TIMEOUT_S} s ({error}); start one (see README, "
+                           f"{CONNECT_TIMEOUT_S} s ({error}); start one (see docs/cluster.md, "
                            f"'Grid synthesis on a cluster') or use --scheduler local") from error
 
 

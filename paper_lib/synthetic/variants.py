@@ -68,7 +68,7 @@ from .turbospectrum import physics, physics_id
 from .turbulence import vmicro_kms
 
 _ORBITAL_TYPES = re.compile(r"'[A-Za-z]'\s+'[A-Za-z]'")  # a record's lower and upper orbital types
-VMICRO_OFFSET_KMS = 0.2  # km/s: the ξ variant's shift (nominal; see README)
+VMICRO_OFFSET_KMS = 0.2  # km/s: the ξ variant's shift (nominal; see docs/sigma.md)
 VF05_TEFF_DOMAIN = (5000.0, 6500.0)  # K: Valenti & Fischer 2005's sample, inputs clamped to it
 
 
