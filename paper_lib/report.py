@@ -73,6 +73,40 @@ def table4_block(results: dict) -> list[str]:
     return lines
 
 
+def benchmark_block(results: dict, *, short: bool) -> list[str]:
+    """The benchmark stars of notebook 09: per star the reference and Δ of predict's default,
+    raw and calibrated with the star left out; then median |Δ| and coverage per variant (only
+    the default's row when ``short``)."""
+    labels = ("teff", "logg", "mh")
+    default = results["default_model"]
+    per_star = results["default_per_star"]
+    lines = [_row(["star", "reference Teff, log g, [M/H]", "Δ raw", "Δ calibrated (star left out)"]),
+             _row(["---"] * 4)]
+    for star in per_star["raw"]:
+        ref = next(s["reference"] for s in results["stars"] if s["star"] == star)
+        counted = next(s["counted"] for s in results["stars"] if s["star"] == star)
+
+        def delta(table):
+            d = table.get(star)
+            return "–" if d is None else ", ".join(_fmt(d[f"delta_{k}"], k) for k in labels)
+
+        lines.append(_row([star.split(" (")[0] + ("" if counted else " (not counted)"),
+                           ", ".join(_fmt(ref[k], k) for k in labels),
+                           delta(per_star["raw"]), delta(per_star["calibrated_loso"])]))
+    lines += ["", _row(["variant", "raw median |Δ| Teff, log g, [M/H]", "raw within 2σ",
+                        "calibrated (LOSO) median |Δ|", "calibrated within 2σ"]),
+              _row(["---"] * 5)]
+    for variant, summary in results["variants"].items():
+        if short and variant != default:
+            continue
+        raw, cal = summary["raw"], summary["calibrated_loso"]
+        lines.append(_row([variant, ", ".join(_fmt(raw["median_abs_delta"][k], k) for k in labels),
+                           f"{100 * raw['within_2sigma']:.0f} %",
+                           ", ".join(_fmt(cal["median_abs_delta"][k], k) for k in labels),
+                           f"{100 * cal['within_2sigma']:.0f} %"]))
+    return lines
+
+
 FIGURES = (  # (file in figures/<profile>/, caption), shown under the tables when present
     ("fig3_residuals.png", "Fig. 3: residuals against the true labels"),
     ("fig4_sigma.png", "Fig. 4: predicted σ against the true labels"),
@@ -86,10 +120,12 @@ FIGURES = (  # (file in figures/<profile>/, caption), shown under the tables whe
     ("gap_attribution.png", "Where the gap moves predict's default network (integrated "
                             "gradients) and the valley of a least-squares fit"),
     ("fig5_attention.png", "Fig. 5: attention maps"),
+    ("benchmark_stars.png", "Benchmark stars: answer − reference of predict's default, raw and "
+                            "calibrated with the star left out"),
 )
 
 
-KEY_FIGURES = ("fig3_residuals.png", "calibration.png", "sun_overlay.png")  # README's three
+KEY_FIGURES = ("fig3_residuals.png", "sun_overlay.png", "benchmark_stars.png")  # README's three
 
 # the files that hold a results block, and whether theirs is the short one
 PAGES = {"README.md": True, "docs/results.md": False}
@@ -125,7 +161,7 @@ def training_seconds(profile: Profile) -> float:
 
 
 def notebook_seconds(profile: Profile) -> float:
-    """Wall time of the notebooks 01–07 as their results files record it."""
+    """Wall time of the notebooks as their results files record it."""
     from .pipeline import NOTEBOOKS
 
     records = [_load(profile, name) for name in NOTEBOOKS]
@@ -166,7 +202,7 @@ def results_section(profile: Profile, *, short: bool = False) -> str:
     out = [f"Profile `{profile.name}`, {commits_text(profile)}, {hw['cpu']} "
            f"({hw['cpu_count']} cores), GPU: {hw['gpu'] or 'none'}, torch {hw['torch']}; "
            f"training took {training_seconds(profile) / 60:.0f} min (summed from the "
-           f"checkpoints' histories), notebooks 01–07 {notebook_seconds(profile) / 60:.0f} min "
+           f"checkpoints' histories), the notebooks {notebook_seconds(profile) / 60:.0f} min "
            f"of wall time in the runs that wrote these files. Our grid is rebuilt from "
            f"public inputs (Turbospectrum, ATLAS9 ODFNEW, Gaia-ESO lines), not the authors' "
            f"grid; paper columns are the published numbers, for comparison only.", "",
@@ -181,6 +217,14 @@ def results_section(profile: Profile, *, short: bool = False) -> str:
                 "[M/H] 0, v sin i ≈ 2 km/s; paper's HARPS-N Sun: ResNet 5791.6 ± 140.1 K, "
                 "4.72 ± 0.28, 0.035 ± 0.15, 0.76 ± 1.76 km/s)", ""]
         out += table4_block(sun["results"])
+    stars = _load(profile, "09_benchmark_stars")
+    if stars is not None:
+        out += ["", f"**Benchmark stars** (notebook 09; Gaia FGK benchmark stars and the Sun, "
+                f"references without spectroscopy; `predict`'s default `"
+                f"{stars['results']['default_model']}`; Δ = answer − reference, a star's Δ the "
+                f"mean of its spectra; *calibrated*: by a calibration fitted without that star. "
+                f"These stars are calibrators of the calibration `predict` applies.)", ""]
+        out += benchmark_block(stars["results"], short=short)
     out += figures_block(profile, KEY_FIGURES if short else None)
     return "\n".join(out)
 
