@@ -29,7 +29,8 @@ __all__ = ["read_spectrum", "read_e2ds", "read_s1d", "read_text_spectrum", "head
 E2DS_ROWS = {69: "HARPS-N", 72: "HARPS"}  # number of orders of each instrument's frames
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz")
 ACCEPTED = ("accepted: a 1D spectrum in any HDU (an image with CRVAL1 and CDELT1, or a table "
-            "with wavelength and flux columns such as WAVE/waveobs and FLUX); échelle orders (a "
+            "with wavelength and flux columns: WAVE, waveobs, AWAV, wavelength, lambda, … and "
+            "FLUX, with a unit in TUNITn or the name, e.g. wave_A); échelle orders (a "
             "2D flux image with a wavelength image of the same shape in another HDU or in "
             "wave_path; HARPS/HARPS-N e2ds and s2d with their DRS header)")
 
@@ -234,7 +235,7 @@ def _spectrum_in_extensions(hdus: list) -> tuple[str, int | None] | None:
                 return "s1d", index
     if find_orders(hdus)[0] is not None:
         return "orders", None
-    return ("s1d", None) if table is not None else None  # the table's error lists its columns
+    return None
 
 
 def _classify(path: Path, hdus: list, wave_path=None) -> tuple[str, int | None]:
