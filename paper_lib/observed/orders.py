@@ -131,9 +131,11 @@ def _wavelengths(path: Path, hdus: list, index, wave_path, shape, meta: dict) ->
         name, header, data = hdus[index][0], hdus[index][1], np.asarray(hdus[index][2], float)
         where = meta["wave_source"] = f"HDU {index} ({name})"
     else:
-        raise file_error(path, f"échelle orders {shape} without wavelengths: give them as an image "
-                         "of the same shape in another HDU of the file (named WAVE…) or in "
-                         "another file", "wave")
+        multispec = " (IRAF multispec WAT2 wavelength solutions are not read)" if any(
+            key.startswith("WAT2") for key in hdus[0][1]) else ""
+        raise file_error(path, f"échelle orders {shape} without wavelengths{multispec}: give them "
+                         "as an image of the same shape in another HDU of the file (named WAVE…) "
+                         "or in another file", "wave")
     wave = _wave_unit(header, data, meta, path, where)
     meta["header_vacuum"] = _vacuum(name, (header, hdus[0][1]))
     meta["frame"] = _frame(name, (header, hdus[0][1]))
