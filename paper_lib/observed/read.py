@@ -126,8 +126,7 @@ def _s1d_from_hdus(path: Path, hdus: list, index: int | None = 0) -> Spectrum:
             wave, flux, valid = _matrix(path, header, data, meta)
         else:
             wave, flux = _linear_axis(path, header, data, meta)
-            wave, flux, valid = in_wavelength_order(path, wave, flux, np.isfinite(flux) & (flux != 0),
-                                                    meta)
+            valid = np.isfinite(flux) & (flux != 0)
         meta["frame"] = "barycentric"  # the HARPS and HARPS-N DRS s1d
         meta["header_vacuum"] = next((says for says in map(header_says_vacuum, (header, primary))
                                       if says is not None), None)
@@ -156,8 +155,8 @@ def _matrix(path: Path, header, data, meta: dict):
 
 def _linear_axis(path: Path, header, data, meta: dict) -> tuple[np.ndarray, np.ndarray]:
     """(wave [Å], flux) of a 1D image with λ_i = CRVAL1 + CDELT1·(i + 1 − CRPIX1), its unit
-    from CUNIT1, else from the values (:func:`~paper_lib.observed.units.wave_scale`); a
-    negative CDELT1 gives decreasing wavelengths (put in order by the caller)."""
+    from CUNIT1, else from the values (:func:`~paper_lib.observed.units.wave_scale`), in
+    increasing wavelength (both reversed where CDELT1 is negative)."""
     flux = np.asarray(data, dtype=np.float64).ravel()
     step = header.get("CDELT1", header.get("CD1_1"))
     if "CRVAL1" not in header or step is None:
@@ -177,7 +176,12 @@ def _linear_axis(path: Path, header, data, meta: dict) -> tuple[np.ndarray, np.n
     ends = wave[[0, -1]]
     scale = wave_scale(ends, meta, path, stated=stated,
                        where=f"CUNIT1 = {str(header.get('CUNIT1')).strip()!r}" if stated else "CRVAL1")
-    return (wave * scale if scale != 1.0 else wave), flux
+    if scale != 1.0:
+        wave *= scale
+    if float(step) < 0:
+        meta["wave_order"] = "decreasing: reversed"
+        return wave[::-1].copy(), flux[::-1].copy()
+    return wave, flux
 
 
 def to_air(spectrum: Spectrum, vacuum: bool | None) -> Spectrum:

@@ -26,7 +26,7 @@ import numpy as np
 
 from .fits import vacuum_to_air
 from .spectrum import file_error
-from .units import split_name, wave_scale
+from .units import split_name, unit_scale, wave_scale
 
 # base name → what its values are: "air", "vacuum", "header" (air unless the header says
 # vacuum), "drs_vacuum" (the DRS S1D's vacuum column: vacuum in FITS tables, air in text);
@@ -59,18 +59,17 @@ def choose_columns(names) -> dict:
 
 def to_angstrom(path, wave, chosen: dict, meta: dict, unit_keyword=None) -> np.ndarray:
     """``wave`` of the column ``chosen["wave"]`` in Å: its unit from ``unit_keyword`` (the text
-    of its TUNITn, if any), else its name, else the naming convention, else its values."""
-    from .units import unit_scale
-
+    of its TUNITn, if any), else its name, else the naming convention, else its values (a
+    ``chosen["wave"]`` of None: the first column of a text file without a header)."""
     name, base = chosen["wave"], chosen["wave_base"]
+    column = f"column {name!r}" if name is not None else "the first column"
     if unit_scale(unit_keyword) is not None:
         scale = wave_scale(wave, meta, path, stated=unit_scale(unit_keyword),
                            where=f"the unit of column {name!r}: {str(unit_keyword).strip()!r}")
     elif chosen["name_unit"] is not None:
-        scale = wave_scale(wave, meta, path, stated=chosen["name_unit"], where=f"column {name!r}")
+        scale = wave_scale(wave, meta, path, stated=chosen["name_unit"], where=column)
     else:
-        scale = wave_scale(wave, meta, path, convention=NM_CONVENTION.get(base),
-                           where=f"column {name!r}")
+        scale = wave_scale(wave, meta, path, convention=NM_CONVENTION.get(base), where=column)
     return wave * scale if scale != 1.0 else wave
 
 

@@ -70,7 +70,7 @@ def _header_names(line: str, n_columns: int) -> list[str] | None:
     else:
         names = []
         for token in text.split():
-            if names and token[0] in "([{" :
+            if names and token[0] in "([{":
                 names[-1] += " " + token
             else:
                 names.append(token)
@@ -148,10 +148,7 @@ def read_text_spectrum(path) -> Spectrum:
         raise file_error(path, "not a text spectrum: fewer than two rows of numbers")
     if chosen["wave"] is not None:
         meta["columns"] = {"wave": chosen["wave"], "flux": chosen["flux"], "error": chosen["error"]}
-        wave = to_angstrom(path, table[:, 0], chosen, meta)
-    else:
-        wave = to_angstrom(path, table[:, 0], {"wave": "1", "wave_base": None, "name_unit": None},
-                           meta)
+    wave = to_angstrom(path, table[:, 0], chosen, meta)
     if chosen["wave"] is not None and WAVE_COLUMNS[chosen["wave_base"]] == "vacuum":
         wave = vacuum_to_air(wave)
         meta["vacuum_source"] = f"column {chosen['wave']!r}"
