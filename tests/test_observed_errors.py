@@ -70,17 +70,24 @@ def _text_short_coverage(folder):
     return path, "insufficient wavelength coverage"
 
 
-def _text_in_nm(folder):
-    path = folder / "nm.dat"
-    wave = np.arange(480.0, 560.0, 0.001)
+def _text_in_no_known_unit(folder):  # (nm, Å and µm are read: tests/test_readers.py)
+    path = folder / "tenths.dat"
+    wave = np.arange(48000.0, 56000.0, 0.1)
     np.savetxt(path, np.column_stack([wave, np.ones_like(wave)]))
-    return path, "in nm?"
+    return path, "in no known unit"
+
+
+def _text_nm_said_to_be_angstrom(folder):
+    path = folder / "contradiction.txt"
+    wave = np.arange(480.0, 560.0, 0.001)
+    np.savetxt(path, np.column_stack([wave, np.ones_like(wave)]), header="wave_A flux", comments="")
+    return path, "said to be in Å (column 'wave_A')"
 
 
 def _unparseable_text(folder):
     path = folder / "notes.txt"
     path.write_text("wavelength flux\nfive thousand one\nmore words here\n")
-    return path, "not a two-column text spectrum"
+    return path, "no row of two or more numbers (the first line reads 'wavelength flux')"
 
 
 def _no_blaze(folder):
@@ -96,7 +103,8 @@ def _blaze_file_absent(folder):
 
 BAD_FILES = [_truncated, _garbage, _no_wavelength_keys, _one_coefficient_missing, _wrong_shape,
              _all_nan_order, _all_zero_order, _s1d_all_nan_order, _s1d_short_coverage,
-             _text_short_coverage, _text_in_nm, _unparseable_text, _no_blaze, _blaze_file_absent]
+             _text_short_coverage, _text_in_no_known_unit, _text_nm_said_to_be_angstrom,
+             _unparseable_text, _no_blaze, _blaze_file_absent]
 
 
 @pytest.mark.parametrize("make", BAD_FILES, ids=[f.__name__.strip("_") for f in BAD_FILES])

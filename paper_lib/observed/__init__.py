@@ -22,7 +22,17 @@ same footing:
      CRPIX1) (i from 0), or a binary table (:mod:`~paper_lib.observed.tables`): the newer DRS
      ``S1D`` (``wavelength_air`` or vacuum ``wavelength`` and ``flux``) and ESO Phase-3 spectra
      (``WAVE``, ``FLUX``, ``ERR``, ``QUAL``; one row of array cells or flat columns).
-   * ``text`` – two columns, air Å and flux.
+   * ``orders`` – échelle orders of any instrument (:mod:`~paper_lib.observed.orders`): a 2D
+     flux image with a wavelength image of the same shape in another HDU or another file
+     (``wave_path``), a blaze image optional.
+   * ``text`` (:mod:`~paper_lib.observed.text`) – columns of numbers, gzipped or not: two
+     columns of air Å and flux, or a header line naming the columns as iSpec and the Gaia
+     benchmark library write them (``waveobs flux err``, nm).
+
+   A 1D spectrum may sit in any HDU. Wavelength units come from the file (``TUNITn``,
+   ``CUNIT1``, ``BUNIT``, a unit in a column's name, the ``waveobs`` convention) or else from the
+   values, with a note (:mod:`~paper_lib.observed.units`, :class:`~paper_lib.observed.spectrum.
+   SpectrumNote`); decreasing wavelengths are put in order.
 
    The reader records the instrument (``INSTRUME``, the DRS keyword family, or the number of
    e2ds rows), the frame of the wavelengths (e2ds: observatory; s1d: barycentric, or the

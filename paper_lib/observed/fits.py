@@ -152,6 +152,22 @@ def hdu(hdus: list, name: str):
     return None
 
 
+def describe_hdus(hdus: list) -> str:
+    """What each HDU holds, for error messages: "HDU 0 (PRIMARY): no data; HDU 1 (SCI): image
+    (20, 4096); HDU 2 (T): table with columns WAVE, FLUX"."""
+    parts = []
+    for index, (name, _, data) in enumerate(hdus):
+        names = getattr(getattr(data, "columns", None), "names", None)
+        if names:
+            what = f"table with columns {', '.join(names)}"
+        elif data is None or not np.size(data):
+            what = "no data"
+        else:
+            what = f"image {tuple(np.shape(data))}"
+        parts.append(f"HDU {index} ({name or 'unnamed'}): {what}")
+    return "the file holds " + "; ".join(parts)
+
+
 def instrument_prefix(header) -> str | None:
     """'TNG' (HARPS-N) or 'ESO' (HARPS): whichever wavelength-degree keyword is present."""
     for prefix in INSTRUMENT_PREFIXES:
@@ -191,6 +207,22 @@ def header_meta(header) -> dict:
     if berv is not None:
         meta["berv_kms"] = float(berv)
     return meta
+
+
+def header_says_vacuum(header) -> bool | None:
+    """True/False where the header says vacuum/air wavelengths (CTYPE1 'WAVE' / 'AWAV' of the
+    FITS standard, or AIRORVAC / VACUUM keys), None where it says nothing."""
+    ctype = str(header.get("CTYPE1", "")).strip().upper()
+    if ctype in ("WAVE", "VWAV") or ctype.startswith("WAVE-"):
+        return True
+    if ctype.startswith("AWAV"):
+        return False
+    flag = str(header.get("AIRORVAC", header.get("VACUUM", ""))).strip().lower()
+    if flag in ("vac", "vacuum", "true", "t", "1"):
+        return True
+    if flag in ("air", "false", "f", "0"):
+        return False
+    return None
 
 
 def image_from_file(path: Path, shape: tuple, what: str) -> np.ndarray:

@@ -1,6 +1,9 @@
-"""Readers of the supported spectrum files: e2ds/s2d frames, s1d (image or table), text.
+"""Readers of the supported spectrum files: HARPS/HARPS-N e2ds/s2d frames, échelle orders of
+any instrument (:mod:`~paper_lib.observed.orders`), s1d (1D image or table, in any HDU), text
+(:mod:`~paper_lib.observed.text`).
 
 :func:`read_spectrum` detects the format; see :mod:`paper_lib.observed` for what each one holds.
+A FITS file it cannot place gets an error naming what each HDU holds and what is accepted.
 """
 
 from __future__ import annotations
@@ -11,14 +14,25 @@ import numpy as np
 
 from ..instrument import N_PIXELS
 from .checks import check_1d, check_echelle
-from .fits import (BLAZE_FILE_KEY, WAVE_FILE_KEY, companion, e2ds_wavelengths, hdu, header_meta,
-                   image_from_file, instrument_prefix, read_fits, vacuum_to_air)
+from .fits import (BLAZE_FILE_KEY, WAVE_FILE_KEY, companion, describe_hdus, e2ds_wavelengths, hdu,
+                   header_meta, header_says_vacuum, image_from_file, instrument_prefix, read_fits,
+                   vacuum_to_air)
+from .orders import find_orders, looks_like_wavelengths, read_orders
 from .spectrum import Spectrum, file_error
-from .tables import find_table, read_table, table_frame
+from .tables import find_table, in_wavelength_order, read_table, table_frame
+from .text import TEXT_SUFFIXES, read_text_spectrum
+from .units import unit_scale, wave_scale
+
+__all__ = ["read_spectrum", "read_e2ds", "read_s1d", "read_text_spectrum", "header_says_vacuum",
+           "to_air", "TEXT_SUFFIXES", "FITS_SUFFIXES"]
 
 E2DS_ROWS = {69: "HARPS-N", 72: "HARPS"}  # number of orders of each instrument's frames
-TEXT_SUFFIXES = (".txt", ".dat", ".asc", ".csv", ".tsv")
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz")
+ACCEPTED = ("accepted: a 1D spectrum in any HDU (an image with CRVAL1 and CDELT1, or a table "
+            "with wavelength and flux columns: WAVE, waveobs, AWAV, wavelength, lambda, … and "
+            "FLUX, with a unit in TUNITn or the name, e.g. wave_A); échelle orders (a "
+            "2D flux image with a wavelength image of the same shape in another HDU or in "
+            "wave_path; HARPS/HARPS-N e2ds and s2d with their DRS header)")
 
 
 def _e2ds_from_hdus(path: Path, hdus: list, wave_path=None, blaze_path=None) -> Spectrum:
@@ -92,36 +106,63 @@ def _divide_blaze(path: Path, header, kind: str, flux, valid, blaze_path, meta: 
     return np.where(good, flux / np.where(good, blaze, 1.0), np.nan), valid & good
 
 
-def _s1d_from_hdus(path: Path, hdus: list) -> Spectrum:
-    """Spectrum of an s1d file: 1D image with a linear axis, or a binary table
-    (:mod:`~paper_lib.observed.tables`: the DRS S1D and ESO Phase-3 spectra)."""
-    header, data = hdus[0][1], hdus[0][2]
-    table = find_table(hdus) if data is None else None
-    meta = header_meta(header)
-    if table is not None:
-        wave, flux, valid, what = read_table(path, table)
-        meta["frame"] = table_frame(header, table[0])
+def _s1d_from_hdus(path: Path, hdus: list, index: int | None = 0) -> Spectrum:
+    """Spectrum of an s1d file: the 1D image of HDU ``index`` with a linear axis (or a 2- or
+    3-row image of wavelength, flux and error), or, for ``index`` None, a binary table
+    (:mod:`~paper_lib.observed.tables`: the DRS S1D, ESO Phase-3 and iSpec spectra)."""
+    primary = hdus[0][1]
+    meta = header_meta(primary)
+    if index is None:
+        table = find_table(hdus)
+        wave, flux, valid, what = read_table(path, table, meta)
+        meta["frame"] = table_frame(primary, table[0])
         if what == "header":
-            meta["header_vacuum"] = next((says for says in map(header_says_vacuum, (header, table[0]))
+            meta["header_vacuum"] = next((says for says in map(header_says_vacuum, (primary, table[0]))
                                           if says is not None), None)
     else:
-        wave, flux = _linear_axis(path, header, data)
-        valid = np.isfinite(flux) & (flux != 0)
+        name, header, data = hdus[index]
+        meta.update(header_meta(header), **({"spectrum_hdu": f"{index} ({name})"} if index else {}))
+        if _is_matrix(header, data):
+            wave, flux, valid = _matrix(path, header, data, meta)
+        else:
+            wave, flux = _linear_axis(path, header, data, meta)
+            valid = np.isfinite(flux) & (flux != 0)
         meta["frame"] = "barycentric"  # the HARPS and HARPS-N DRS s1d
-        meta["header_vacuum"] = header_says_vacuum(header)
+        meta["header_vacuum"] = next((says for says in map(header_says_vacuum, (header, primary))
+                                      if says is not None), None)
     spectrum = Spectrum(wave=wave, flux=flux, mask=valid, kind="s1d", path=path, meta=meta)
     check_1d(spectrum)
     return spectrum
 
 
-def _linear_axis(path: Path, header, data) -> tuple[np.ndarray, np.ndarray]:
-    """(wave [Å], flux) of a 1D image with λ_i = CRVAL1 + CDELT1·(i + 1 − CRPIX1)."""
+def _is_matrix(header, data) -> bool:
+    """A 2- or 3-row image without a wavelength axis whose first row is wavelengths (as iSpec
+    writes irregularly sampled spectra: wavelength, flux, error)."""
+    return (np.ndim(data) == 2 and np.shape(data)[0] in (2, 3) and "CRVAL1" not in header
+            and looks_like_wavelengths(np.asarray(data)[:1]))
+
+
+def _matrix(path: Path, header, data, meta: dict):
+    """(wave [Å], flux, valid) of a :func:`_is_matrix` image, in increasing wavelength."""
+    data = np.asarray(data, dtype=np.float64)
+    stated = unit_scale(header.get("CUNIT1"))
+    scale = wave_scale(data[0], meta, path, stated=stated, where="CUNIT1" if stated else "row 1")
+    valid = np.isfinite(data[1]) & (data[1] != 0)
+    if len(data) == 3:
+        valid &= np.isfinite(data[2]) & (data[2] >= 0)
+    return in_wavelength_order(path, data[0] * scale, data[1], valid, meta)
+
+
+def _linear_axis(path: Path, header, data, meta: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(wave [Å], flux) of a 1D image with λ_i = CRVAL1 + CDELT1·(i + 1 − CRPIX1), its unit
+    from CUNIT1, else from the values (:func:`~paper_lib.observed.units.wave_scale`), in
+    increasing wavelength (both reversed where CDELT1 is negative)."""
     flux = np.asarray(data, dtype=np.float64).ravel()
     step = header.get("CDELT1", header.get("CD1_1"))
     if "CRVAL1" not in header or step is None:
         raise file_error(path, "missing wavelength keys: a 1D spectrum needs CRVAL1 and CDELT1")
-    if not float(step) > 0:
-        raise file_error(path, f"the wavelength step CDELT1 = {step} is not positive")
+    if not (np.isfinite(float(step)) and float(step) != 0):
+        raise file_error(path, f"the wavelength step CDELT1 = {step} is zero or not finite")
     if "LOG" in str(header.get("CTYPE1", "")).upper():
         raise file_error(path, f"unsupported wavelength axis CTYPE1 = {header['CTYPE1']!r} "
                                "(only linear λ axes are read)")
@@ -131,25 +172,16 @@ def _linear_axis(path: Path, header, data) -> tuple[np.ndarray, np.ndarray]:
     wave -= float(header.get("CRPIX1", 1.0))
     wave *= float(step)
     wave += float(header["CRVAL1"])
-    if str(header.get("CUNIT1", "")).strip().lower() == "nm":
-        wave = wave * 10.0
+    stated = unit_scale(header.get("CUNIT1"))
+    ends = wave[[0, -1]]
+    scale = wave_scale(ends, meta, path, stated=stated,
+                       where=f"CUNIT1 = {str(header.get('CUNIT1')).strip()!r}" if stated else "CRVAL1")
+    if scale != 1.0:
+        wave *= scale
+    if float(step) < 0:
+        meta["wave_order"] = "decreasing: reversed"
+        return wave[::-1].copy(), flux[::-1].copy()
     return wave, flux
-
-
-def header_says_vacuum(header) -> bool | None:
-    """True/False where the header says vacuum/air wavelengths (CTYPE1 'WAVE' / 'AWAV' of the
-    FITS standard, or AIRORVAC / VACUUM keys), None where it says nothing."""
-    ctype = str(header.get("CTYPE1", "")).strip().upper()
-    if ctype in ("WAVE", "VWAV") or ctype.startswith("WAVE-"):
-        return True
-    if ctype.startswith("AWAV"):
-        return False
-    flag = str(header.get("AIRORVAC", header.get("VACUUM", ""))).strip().lower()
-    if flag in ("vac", "vacuum", "true", "t", "1"):
-        return True
-    if flag in ("air", "false", "f", "0"):
-        return False
-    return None
 
 
 def to_air(spectrum: Spectrum, vacuum: bool | None) -> Spectrum:
@@ -178,64 +210,13 @@ def read_e2ds(path, *, wave_path=None, blaze_path=None) -> Spectrum:
 
 
 def read_s1d(path) -> Spectrum:
-    """Read an s1d FITS file (1D image with CRVAL1/CDELT1/CRPIX1, or a binary table)."""
+    """Read an s1d FITS file (1D image with CRVAL1/CDELT1/CRPIX1 in any HDU, or a table)."""
     path = Path(path)
-    return _s1d_from_hdus(path, read_fits(path))
-
-
-def _text_columns(path: Path) -> np.ndarray:
-    """The first two numeric columns of a text spectrum, (n, 2): header lines (any line that
-    does not start with two numbers) and '#'/'%' comments skipped; commas, semicolons, tabs or
-    spaces separate the columns."""
-    import re
-    import warnings
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return np.loadtxt(path, usecols=(0, 1), comments=("#", "%"), ndmin=2)  # plain columns
-    except (ValueError, IndexError):
-        pass  # a header, commas, …: the tolerant reader below
-    except OSError as error:
-        raise file_error(path, f"cannot be read: {error.strerror or error}") from None
-    try:
-        text = path.read_text(errors="replace")
-    except OSError as error:
-        raise file_error(path, f"cannot be read: {error.strerror or error}") from None
-    rows = []
-    for line in text.splitlines():
-        fields = [f for f in re.split(r"[,;\s]+", line.strip()) if f]
-        if len(fields) < 2 or line.lstrip().startswith(("#", "%")):
-            continue
-        try:
-            rows.append((float(fields[0]), float(fields[1])))
-        except ValueError:
-            if rows:  # text after the data started: not a spectrum
-                raise file_error(path, f"not a two-column text spectrum (wavelength, flux): "
-                                 f"line {line.strip()[:60]!r} is not two numbers") from None
-    return np.array(rows, dtype=np.float64).reshape(-1, 2)
-
-
-def read_text_spectrum(path) -> Spectrum:
-    """Read a text spectrum: two columns, air wavelength [Å] and flux.
-
-    Header lines and lines starting with '#' or '%' are skipped; commas, semicolons, tabs or
-    spaces separate the columns (further columns are ignored). Rows are sorted by wavelength;
-    rows repeating a wavelength (as at the seams of spliced spectra) are averaged.
-    """
-    path = Path(path)
-    columns = _text_columns(path)
-    if len(columns) < 2:
-        raise file_error(path, "not a two-column text spectrum (wavelength, flux): fewer than two "
-                         "rows of numbers")
-    if not np.all(np.isfinite(columns[:, 0])):
-        raise file_error(path, "the wavelength column contains NaN or inf")
-    wave, first, counts = np.unique(columns[:, 0], return_inverse=True, return_counts=True)
-    flux = np.bincount(first, weights=columns[:, 1]) / counts  # repeated λ: mean flux
-    spectrum = Spectrum(wave=wave, flux=flux, mask=np.isfinite(flux) & (flux != 0), kind="text",
-                        path=path)
-    check_1d(spectrum)
-    return spectrum
+    hdus = read_fits(path)
+    kind, index = _classify(path, hdus)
+    if kind != "s1d":
+        raise file_error(path, f"not a 1D spectrum: {describe_hdus(hdus)}; {ACCEPTED}")
+    return _s1d_from_hdus(path, hdus, index)
 
 
 def _is_fits(path: Path) -> bool:
@@ -243,33 +224,62 @@ def _is_fits(path: Path) -> bool:
         return handle.read(9) == b"SIMPLE  ="
 
 
-def _classify(path: Path, hdus: list) -> str:
-    """'e2ds' or 's1d' from the data layout and header keys."""
+def _spectrum_in_extensions(hdus: list) -> tuple[str, int | None] | None:
+    """(kind, HDU index) of a spectrum in an extension of a file whose primary HDU is empty."""
+    if (table := find_table(hdus)) is not None:
+        from .tables import choose_columns
+
+        if None not in map(choose_columns(table[1].columns.names).get, ("wave", "flux")):
+            return "s1d", None
+    for index, (_, header, data) in enumerate(hdus[1:], start=1):
+        if isinstance(data, np.ndarray) and data.dtype.names is None and data.size:
+            if np.ndim(data) == 1 or (np.shape(data)[0] == 1 and "CRVAL1" in header):
+                return "s1d", index
+            if np.ndim(data) == 2 and _is_matrix(header, data):
+                return "s1d", index
+    if find_orders(hdus)[0] is not None:
+        return "orders", None
+    return None
+
+
+def _classify(path: Path, hdus: list, wave_path=None) -> tuple[str, int | None]:
+    """(kind, HDU index): "e2ds" (HARPS/HARPS-N e2ds or s2d), "orders" (échelle orders of any
+    instrument), or "s1d" (the 1D image of HDU index, or a table for None)."""
     header, data = hdus[0][1], hdus[0][2]
     if hdu(hdus, "SCIDATA") is not None:
-        return "e2ds"
-    if data is None and find_table(hdus) is not None:
-        return "s1d"
-    ndim = np.ndim(data) if data is not None else 0
-    if ndim == 1 or (ndim == 2 and np.shape(data)[0] == 1 and "CRVAL1" in header):
-        return "s1d"
+        return "e2ds", 0
+    if data is None or not np.size(data):
+        found = _spectrum_in_extensions(hdus)
+        if found is None:
+            raise file_error(path, f"unrecognised layout: {describe_hdus(hdus)}; {ACCEPTED}")
+        return found
+    ndim, shape = np.ndim(data), np.shape(data)
+    if ndim == 1 or (ndim == 2 and shape[0] == 1 and "CRVAL1" in header) or _is_matrix(header, data):
+        return "s1d", 0
+    if ndim == 2 and instrument_prefix(header) is None:
+        harps_shape = shape[0] in E2DS_ROWS and shape[1] == N_PIXELS
+        if find_orders(hdus)[1] is not None or not harps_shape:
+            return "orders", None
     if ndim >= 2 or instrument_prefix(header) is not None:
-        return "e2ds"
-    raise file_error(path, "unrecognised layout: neither an e2ds frame (69 × 4096), nor an s1d "
-                           "(1D data with CRVAL1/CDELT1, or a table with WAVE and FLUX columns)")
+        return "e2ds", 0
+    raise file_error(path, f"unrecognised layout: {describe_hdus(hdus)}; {ACCEPTED}")
 
 
 def read_spectrum(path, *, wave_path=None, blaze_path=None, vacuum: bool | None = None) -> Spectrum:
     """Read any supported spectrum file, detecting its format.
 
-    Text by extension (.txt, .dat, .asc, .csv, .tsv) or when the file neither has a FITS
-    extension nor starts like one. Among FITS files: e2ds by 2D data (69 × 4096 HARPS-N,
-    72 × 4096 HARPS), an ``SCIDATA`` extension (s2d) or the DRS wavelength keys; s1d by 1D
-    data with CRVAL1/CDELT1 or by a binary table (the DRS S1D, ESO Phase-3 spectra:
+    Text (:mod:`~paper_lib.observed.text`, gzipped or not) by extension (.txt, .dat, .asc,
+    .csv, .tsv, each also .gz) or when the file neither has a FITS extension nor starts like
+    one. Among FITS files: HARPS/HARPS-N e2ds by the DRS wavelength keys or 2D data of 69 or
+    72 × 4096, or an ``SCIDATA`` extension (s2d); échelle orders of any instrument by a 2D
+    flux image with a wavelength image of the same shape in the file or in ``wave_path``
+    (:mod:`~paper_lib.observed.orders`); s1d by 1D data with CRVAL1/CDELT1 in the primary HDU
+    or any extension, or by a binary table (the DRS S1D, ESO Phase-3, iSpec:
     :mod:`~paper_lib.observed.tables`).
-    ``wave_path``/``blaze_path`` are passed to :func:`read_e2ds`. ``vacuum``: True if the
-    wavelengths are in vacuum (converted to air), False if in air, None to follow the header
-    (CTYPE1 'WAVE'/'AWAV', AIRORVAC; air where it says nothing).
+    ``wave_path``/``blaze_path``: the wavelength and blaze images of an e2ds frame or échelle
+    orders whose file does not give them. ``vacuum``: True if the wavelengths are in vacuum
+    (converted to air), False if in air, None to follow the file (CTYPE1 'WAVE'/'AWAV',
+    AIRORVAC, a column or HDU named as vacuum; air where it says nothing).
     """
     path = Path(path)
     if path.is_dir():
@@ -277,13 +287,16 @@ def read_spectrum(path, *, wave_path=None, blaze_path=None, vacuum: bool | None 
                                 "and paper_lib.predict take folders and read the files inside)")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    suffixes = "".join(path.suffixes[-2:]).lower()
-    is_fits = suffixes.endswith(FITS_SUFFIXES) or _is_fits(path)
-    if path.suffix.lower() in TEXT_SUFFIXES or not is_fits:
+    name = path.name.lower()
+    is_fits = name.endswith(FITS_SUFFIXES) or _is_fits(path)
+    if name.endswith(TEXT_SUFFIXES) or not is_fits:
         return to_air(read_text_spectrum(path), vacuum)
     hdus = read_fits(path)
-    if _classify(path, hdus) == "e2ds":
+    kind, index = _classify(path, hdus, wave_path)
+    if kind == "e2ds":
         spectrum = _e2ds_from_hdus(path, hdus, wave_path, blaze_path)
+    elif kind == "orders":
+        spectrum = read_orders(path, hdus, wave_path, blaze_path)
     else:
-        spectrum = _s1d_from_hdus(path, hdus)
+        spectrum = _s1d_from_hdus(path, hdus, index)
     return to_air(spectrum, vacuum)

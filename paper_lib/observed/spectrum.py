@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +47,19 @@ def file_error(path, problem: str, fix: str | None = None) -> SpectrumFileError:
     return SpectrumFileError(path, problem, fix)
 
 
+class SpectrumNote(UserWarning):
+    """A choice a reader made that the file did not state (e.g. wavelengths taken as nm from
+    their values): shown as a warning, and kept in ``Spectrum.meta["notes"]``."""
+
+
+def add_note(meta: dict, path, text: str) -> None:
+    """Record ``text`` in ``meta["notes"]`` and warn with it (a :class:`SpectrumNote` whose
+    message starts with the file, so that each file's note is shown)."""
+    meta.setdefault("notes", []).append(text)
+    where = path if path is not None else "<spectrum in memory>"
+    warnings.warn(f"{where}: {text}", SpectrumNote, stacklevel=3)
+
+
 @dataclass
 class Spectrum:
     """An observed spectrum as read from a file.
@@ -58,13 +72,16 @@ class Spectrum:
         Flux in the file's units; blaze-corrected for e2ds/s2d.
     mask : bool array, same shape
         True where the pixel holds valid data (finite, non-zero, good quality flag).
-    kind : "e2ds", "s2d", "s1d" or "text"
+    kind : "e2ds", "s2d", "orders" (échelle orders of any instrument), "s1d" or "text"
     path : Path of the file (None for spectra built in memory)
     meta : dict – header facts (object, date, ``instrument`` "HARPS"/"HARPS-N", ``berv_kms``),
         ``frame`` of the wavelengths ("observatory" or "barycentric"), the rows that match the
         8 training orders (e2ds/s2d), where the wavelengths and blaze came from. A spectrum
         built in memory may set ``instrument``, ``frame`` and ``berv_kms`` itself, so that
-        its instrument's CCD gap is masked (:mod:`paper_lib.observed.pixels`).
+        its instrument's CCD gap is masked (:mod:`paper_lib.observed.pixels`). ``wave_unit``
+        and ``wave_unit_source`` say what the file's wavelengths were in and how that was known;
+        ``notes`` lists the choices a reader made that the file did not state
+        (:func:`add_note`).
     """
 
     wave: np.ndarray
