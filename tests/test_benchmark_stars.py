@@ -199,3 +199,34 @@ def test_cli_no_calibration_gives_the_raw_answer(calibrated_models):
     assert calibrated["teff"]["value"] == pytest.approx(raw["teff"]["value"] + 100.0, abs=0.01)
     assert calibrated["teff"]["raw"] == pytest.approx(raw["teff"]["value"], abs=0.01)
     assert set(LABEL_NAMES) <= set(calibrated)
+
+
+def test_mgb_wing_pixels_lie_in_the_wings_and_not_in_the_cores():
+    from paper_lib.echelle.layout import order_wavelengths
+    from paper_lib.evaluation.logg_diagnosis import MGB_WING_A, mgb_wing_mask
+    from paper_lib.plotting import MG_B
+
+    wave = order_wavelengths()
+    wings = mgb_wing_mask(wave)
+    distance = np.min([np.abs(wave[wings] - c) for c in MG_B.values()], axis=0)
+    assert wings.sum() > 500
+    assert distance.min() >= MGB_WING_A[0] and distance.max() <= MGB_WING_A[1]
+
+
+def test_held_label_fit_finds_the_log_g_of_a_synthetic_star(smoke_grid):
+    from types import SimpleNamespace
+
+    from paper_lib.echelle.layout import order_wavelengths
+    from paper_lib.evaluation.logg_diagnosis import held_label_fit, mgb_wing_mask
+    from paper_lib.predict.refine import Renderer
+
+    render = Renderer(smoke_grid)
+    truth = np.array([5800.0, 4.3, -0.2, 3.0])  # inside the smoke grid's complete cells
+    inp = SimpleNamespace(image=render(truth[None])[0], mask=np.ones((8, 4096), bool))
+    reference = {"teff": 5800.0, "logg": 4.3, "mh": -0.2}
+    start = np.array([5600.0, 4.1, -0.4, 3.0])
+    whole = held_label_fit(inp, render, reference, start)
+    wings = held_label_fit(inp, render, reference, start, mgb_wing_mask(order_wavelengths()))
+    assert whole.labels[1] == pytest.approx(4.3, abs=0.02)
+    assert wings.labels[1] == pytest.approx(4.3, abs=0.05)
+    assert whole.labels[0] == 5800.0 and whole.labels[2] == -0.2  # held where they were told
