@@ -64,12 +64,11 @@ def _run(args) -> int:
 def _predict(args) -> int:
     """Predict every input; failures on stderr, results of the good files always written."""
     from .fileio import atomic_write_bytes
-    from .predict import DEFAULT_MODEL, DEFAULT_PROFILE, Predictor, expand_inputs, predict_rows
+    from .predict import DEFAULT_MODEL, Predictor, expand_inputs, predict_rows
     from .predict.formatting import render
 
     fmt = args.format or _format_of(args.output)
-    predictor = Predictor.load(args.model or DEFAULT_MODEL, args.profile or DEFAULT_PROFILE,
-                               args.models_dir)
+    predictor = Predictor.load(args.model or DEFAULT_MODEL, args.profile, args.models_dir)
     items = expand_inputs(args.inputs)
     if not items:
         raise ValueError("no spectrum files found in " + ", ".join(args.inputs))
@@ -77,8 +76,7 @@ def _predict(args) -> int:
         rows = predict_rows(items, predictor, rv=args.rv, wave_path=args.wave,
                             blaze_path=args.blaze, options=CLI_OPTIONS,
                             vacuum=True if args.vacuum else None, workers=args.workers,
-                            fix=args.fix, refine=args.refine, grid=args.grid,
-                            profile=args.profile or DEFAULT_PROFILE)
+                            fix=args.fix, refine=args.refine, grid=args.grid)
     except KeyboardInterrupt:
         print("\npredict interrupted: nothing written", file=sys.stderr)
         return 130
@@ -107,8 +105,16 @@ def _format_of(output) -> str:
 
 
 def _systematics(args) -> int:
-    from .systematic_runs import run_systematics
+    from .systematic_runs import run_systematics, stamp_systematics_weights
 
+    if args.stamp_weights:
+        from . import paths
+
+        folder = args.models_dir or paths.models / get_profile(args.profile).name
+        path, stamped = stamp_systematics_weights(folder)
+        print(f"systematics: {path}: weights' SHA-256 added for {len(stamped)} models"
+              + (f" ({', '.join(stamped)})" if stamped else " (all had it)"))
+        return 0
     try:
         path = run_systematics(get_profile(args.profile), out_dir=args.models_dir,
                                workers=args.workers)
@@ -171,9 +177,7 @@ def _report(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m paper_lib", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+def _add_synth(sub) -> None:
     synth = sub.add_parser("synth", help="build the synthetic grid of a profile (resumable)")
     synth.add_argument("--profile", default="smoke", help="smoke, cpu or paper")
     synth.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
@@ -185,12 +189,18 @@ def build_parser() -> argparse.ArgumentParser:
                             "in the cache, resumable; e.g. vdw_list, the listed van der Waals γ₆; "
                             "sun_mean3d and sun_marcs1d: the Sun's labels only)")
     synth.set_defaults(func=_synth)
+
+
+def _add_run(sub) -> None:
     run = sub.add_parser("run", help="run the notebooks in order with papermill")
     run.add_argument("--profile", default="smoke", help="smoke (default), cpu or paper")
     run.add_argument("--from", dest="start", default=None, help="first notebook, e.g. 03")
     run.add_argument("--update-notebooks", action="store_true",
                      help="store executed smoke notebooks as notebooks/*.ipynb")
     run.set_defaults(func=_run)
+
+
+def _add_predict(sub) -> None:
     predict = sub.add_parser("predict", help="Teff, log g, [M/H], v sin i ± σ of real spectra, "
                              "with quality flags")
     predict.add_argument("inputs", nargs="+", help="HARPS-N/HARPS e2ds or s1d FITS, 2-column "
@@ -198,10 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--model", default=None, help="trained variant, e.g. "
                          "attention_diagonal_dae (default: paper_lib.predict.DEFAULT_MODEL)")
     predict.add_argument("--profile", default=None,
-                         help="whose models (default: paper_lib.predict.DEFAULT_PROFILE, cpu)")
+                         help="whose models (default: paper_lib.predict.DEFAULT_PROFILE, cpu; "
+                              "with --models-dir: the profile its weights were trained with)")
     predict.add_argument("--models-dir", default=None, help="default models/<profile>/")
-    predict.add_argument("--rv", type=float, default=None,
-                         help="known radial velocity [km/s] of every input (default: measured)")
+    predict.add_argument("--rv", type=_finite_kms, default=None,
+                         help="known radial velocity [km/s] of every input (default: measured; "
+                              "a given one is checked against the spectrum's CCF)")
     predict.add_argument("--wave", default=None, metavar="FILE",
                          help="the wavelength frame (_wave_A) of e2ds inputs whose header gives "
                               "none (default: the header's polynomial or the file it names)")
@@ -212,9 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="the wavelengths are in vacuum (default: as the header says, else air)")
     predict.add_argument("--format", choices=("table", "json", "csv"), default=None,
                          help="default: from --output's extension, else table")
-    predict.add_argument("--output", default=None, help="write the results to a .csv/.json/.txt file")
-    predict.add_argument("--workers", type=int, default=2, help="processes preparing the files (default 2; threads "
-                         "below 16 files)")
+    predict.add_argument("--output", default=None, help="write the results to a .csv/.json/.txt "
+                         "file (checked before the run; if writing fails, they go to stdout)")
+    predict.add_argument("--workers", type=int, default=2, help="processes preparing the files "
+                         "(default 2; threads below 16 files)")
     predict.add_argument("--fix", action="append", default=None, metavar="LABEL=VALUE±SIGMA",
                          help="a label known from elsewhere, e.g. logg=4.44±0.05 (also +-); "
                               "repeatable; teff, logg, mh or vsini")
@@ -223,11 +236,17 @@ def build_parser() -> argparse.ArgumentParser:
                               "grid, python -m paper_lib synth, or --grid; ~5 s a star)")
     predict.add_argument("--grid", default=None, help="grid FITS for --refine")
     predict.set_defaults(func=_predict)
+
+
+def _add_calibrations(sub) -> None:
     systematics = sub.add_parser("systematics", help="(re)make models/<profile>/systematics.json: "
                                  "answer shifts under other published physics")
     systematics.add_argument("--profile", default="cpu")
     systematics.add_argument("--models-dir", default=None, help="default models/<profile>/")
     systematics.add_argument("--workers", type=int, default=2, help="synthesis processes")
+    systematics.add_argument("--stamp-weights", action="store_true",
+                             help="only add the weights' SHA-256 to a file made before it was "
+                                  "recorded (from the commit it names; no synthesis)")
     systematics.set_defaults(func=_systematics)
     calibrate = sub.add_parser("ood-calibrate", help="(re)make models/<profile>/ood_calibration.json "
                                "from synthetic test spectra")
@@ -244,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     sigma.add_argument("--variant", action="append", default=[],
                        help="a variant to calibrate (repeatable; default the _real one)")
     sigma.set_defaults(func=_sigma_calibrate)
+
+
+def _add_upkeep(sub) -> None:
     template = sub.add_parser("rv-template", help="remake the shipped radial-velocity template "
                               "(paper_lib/data/rv_template.npz) from a profile's grid")
     template.add_argument("--profile", default="smoke", help="a grid with the solar-like node")
@@ -251,6 +273,24 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="rewrite README.md's results block from results/<profile>/")
     report.add_argument("--profile", default="cpu")
     report.set_defaults(func=_report)
+
+
+def _finite_kms(text: str) -> float:
+    """``--rv``'s value: a finite number of km/s (a Unicode minus accepted)."""
+    try:
+        value = float(str(text).replace("\u2212", "-"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of km/s") from None
+    if not abs(value) < 3e5:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a finite velocity below c, in km/s")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m paper_lib", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_synth, _add_run, _add_predict, _add_calibrations, _add_upkeep):
+        add(sub)
     return parser
 
 

@@ -39,6 +39,11 @@ FLAGS = {
                            "the labels are not to be trusted",
     "refine_failed": "--refine could not fit the grid around the answer (it lies in a hole or "
                      "a held label is outside the grid there): the network's answer is given",
+    "sigma_sys_missing": "no usable systematic model for these weights "
+                         "(models/<profile>/systematics.json: none, no entry for the model, made "
+                         "for other weights or non-finite): sigma_sys is NaN and <label>_sigma "
+                         "is the statistical part only, too small on real stars; python -m "
+                         "paper_lib systematics --profile <profile> makes it",
     "ood_uncalibrated": "no out-of-distribution calibration for this DAE "
                         "(models/<profile>/ood_calibration.json): ood_score not computed",
     "sigma_uncalibrated": "no σ calibration against SNR for these weights "
@@ -92,6 +97,8 @@ def quality_flags(row: dict, model_input, predictor) -> list[str]:
         flags.append("low_snr")
     flags += [f"grid_edge:{name}" for name in
               edge_labels([row[name] for name in LABEL_NAMES], predictor.bounds)]
+    if not np.isfinite(row["teff_sigma_sys"]):
+        flags.append("sigma_sys_missing")
     if predictor.sigma_calibration is None:
         flags.append("sigma_uncalibrated")
     if predictor.calibration is None:

@@ -14,7 +14,7 @@ from ..labels import LABEL_NAMES
 from .images import BATCH_SIZE, predict
 from .inputs import (PREDICT_OPTIONS, error_text, expand_inputs, input_name, per_input,
                      prepared_chunks)
-from .predictor import DEFAULT_MODEL, DEFAULT_PROFILE, Predictor
+from .predictor import DEFAULT_MODEL, Predictor
 from .uncertainty import systematic_covariance
 
 SIGMA_SUFFIXES = ("", "_sigma", "_sigma_stat", "_sigma_sys")  # a label's value and its three σ
@@ -56,7 +56,7 @@ def label_rows(predictor: Predictor, inputs: list, batch_size: int, known=(),
         images = np.stack([inp.image for inp in chunk])
         masks = np.stack([inp.mask for inp in chunk])
         mean, _, cov = predict(predictor.model, torch.as_tensor(images), batch_size=batch_size)
-        cov_sys = systematic_covariance(predictor.systematics, mean)
+        cov_sys, have_sys = systematic_covariance(predictor.systematics, mean)
         excess, snr = (residual_excess(predictor.dae, images, masks, batch_size=batch_size)
                        if predictor.dae is not None
                        else (np.full(len(chunk), np.nan), estimate_snr(images, masks)))
@@ -72,7 +72,7 @@ def label_rows(predictor: Predictor, inputs: list, batch_size: int, known=(),
             for i, name in enumerate(LABEL_NAMES):
                 row[name], row[f"{name}_sigma"] = float(answer.mean[i]), float(sigma[i])
                 row[f"{name}_sigma_stat"] = float(answer.sigma_stat[i])
-                row[f"{name}_sigma_sys"] = float(answer.sigma_sys[i])
+                row[f"{name}_sigma_sys"] = float(answer.sigma_sys[i]) if have_sys[k] else np.nan
             row.update(method=method, fixed=" ".join(str(k) for k in known))
             corr = answer.cov / np.outer(sigma, sigma)
             for column in correlation_columns(predictor):
@@ -106,7 +106,7 @@ def answer_of(inp, mean, cov_stat, cov_sys, known, renderer):
 
 
 def predict_rows(inputs, model=DEFAULT_MODEL, *, rv=None, wave_path=None, blaze_path=None,
-                 profile=DEFAULT_PROFILE, models_dir=None, vacuum: bool | None = None,
+                 profile=None, models_dir=None, vacuum: bool | None = None,
                  batch_size: int = BATCH_SIZE, workers: int = 2, progress: bool | None = None,
                  options: dict | None = None, fix=None, refine: bool = False,
                  grid=None) -> list[dict]:
@@ -114,7 +114,8 @@ def predict_rows(inputs, model=DEFAULT_MODEL, *, rv=None, wave_path=None, blaze_
     failed input has NaN labels and its ``error``, so one bad file never costs the others
     their results.
 
-    ``model``: a variant name of ``profile``, or a :class:`Predictor`. ``rv`` [km/s]: None
+    ``model``: a variant name of ``profile`` (default :data:`DEFAULT_PROFILE`, or with
+    ``models_dir`` the profile its weights were trained with), or a :class:`Predictor`. ``rv`` [km/s]: None
     (measure it), one value for all, one per input, or {path or file name: value};
     ``wave_path``, ``blaze_path``: the wave and blaze frames of e2ds inputs whose header does
     not give them (same forms). ``vacuum``: True if the wavelengths are in vacuum, None to
@@ -131,7 +132,7 @@ def predict_rows(inputs, model=DEFAULT_MODEL, *, rv=None, wave_path=None, blaze_
 
     predictor = model if isinstance(model, Predictor) else Predictor.load(model, profile, models_dir)
     known = known_labels(fix, predictor.bounds, option=(options or PREDICT_OPTIONS).get("fix", "fix"))
-    renderer = refinement_renderer(grid, profile) if refine else None
+    renderer = refinement_renderer(grid, predictor.profile) if refine else None
     items = expand_inputs(inputs)
     if not items:
         raise ValueError("no spectra given")
