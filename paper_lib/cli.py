@@ -68,6 +68,8 @@ def _predict(args) -> int:
     from .predict.formatting import render
 
     fmt = args.format or _format_of(args.output)
+    if args.output:
+        check_output(args.output)
     predictor = Predictor.load(args.model or DEFAULT_MODEL, args.profile, args.models_dir)
     items = expand_inputs(args.inputs)
     if not items:
@@ -86,12 +88,43 @@ def _predict(args) -> int:
         print(f"error: {message}", file=sys.stderr)
     text = render(rows, fmt)
     if args.output:
-        atomic_write_bytes(args.output, (text + "\n").encode())
+        try:
+            atomic_write_bytes(args.output, (text + "\n").encode())
+        except OSError as error:  # the results are not lost: they go to stdout
+            print(f"error: --output {args.output}: cannot write it ({error.strerror or error}); "
+                  "the results follow on stdout", file=sys.stderr)
+            print(text)
+            return 2
         print(f"{len(rows) - len(failed)} of {len(rows)} spectra predicted → {args.output}",
               file=sys.stderr)
     else:
         print(text)
     return 1 if failed else 0
+
+
+def check_output(output) -> None:
+    """ValueError naming ``--output`` unless a file can be written there now: not a folder,
+    in an existing folder where a file can be created (tried with an empty temporary file,
+    removed at once), not an existing file that cannot be replaced."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    path = Path(output)
+    if str(output).endswith(os.sep) or path.is_dir():
+        raise ValueError(f"--output {output}: is a folder; give a file in it, e.g. "
+                         f"{path / 'results.csv'}")
+    folder = path.parent
+    if not folder.is_dir():
+        raise ValueError(f"--output {output}: the folder {folder} does not exist")
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{path.name}.", suffix=".check"):
+            pass
+    except OSError as error:
+        raise ValueError(f"--output {output}: cannot write in {folder} "
+                         f"({error.strerror or error})") from None
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ValueError(f"--output {output}: the file exists and cannot be replaced")
 
 
 def _format_of(output) -> str:

@@ -18,8 +18,8 @@ from .predictor import DEFAULT_MODEL, Predictor
 from .uncertainty import systematic_covariance
 
 SIGMA_SUFFIXES = ("", "_sigma", "_sigma_stat", "_sigma_sys")  # a label's value and its three σ
-QUALITY_COLUMNS = ("rv_kms", "rv_source", "rv_significance", "snr", "gap_fraction",
-                   "bad_pixel_fraction", "ood_score")  # after the labels, in this order
+QUALITY_COLUMNS = ("rv_kms", "rv_source", "rv_significance", "rv_ccf_kms", "ccf_width_kms",
+                   "snr", "gap_fraction", "bad_pixel_fraction", "ood_score")  # after the labels
 
 
 def correlation_columns(predictor: Predictor) -> list[str]:
@@ -80,6 +80,8 @@ def label_rows(predictor: Predictor, inputs: list, batch_size: int, known=(),
                 row[column] = float(corr[LABEL_NAMES.index(a), LABEL_NAMES.index(b)])
             row.update(rv_kms=inp.rv_kms, rv_source=inp.meta.get("rv_source"),
                        rv_significance=inp.velocity.significance if inp.velocity else None,
+                       rv_ccf_kms=inp.ccf.v_kms if inp.ccf else np.nan,
+                       ccf_width_kms=inp.ccf.width_kms if inp.ccf else np.nan,
                        snr=float(snr[k]), gap_fraction=inp.gap_fraction,
                        bad_pixel_fraction=inp.bad_pixel_fraction, ood_score=float(score[k]))
             row["flags"] = quality_flags(row, inp, predictor) + (["refine_failed"] if problem else [])
@@ -102,6 +104,9 @@ def answer_of(inp, mean, cov_stat, cov_sys, known, renderer):
         refined = refine(inp.image, inp.mask, answer.mean, renderer, known)
     except OutsideGridError as error:
         return answer, method, str(error)
+    problem = refined.problem()
+    if problem:  # the fit says nothing: the network's answer stands
+        return answer, method, problem
     return refined_answer(refined, cov_sys, known), "refined", None
 
 
@@ -133,6 +138,7 @@ def predict_rows(inputs, model=DEFAULT_MODEL, *, rv=None, wave_path=None, blaze_
     predictor = model if isinstance(model, Predictor) else Predictor.load(model, profile, models_dir)
     known = known_labels(fix, predictor.bounds, option=(options or PREDICT_OPTIONS).get("fix", "fix"))
     renderer = refinement_renderer(grid, predictor.profile) if refine else None
+    check_inputs(inputs, rv)
     items = expand_inputs(inputs)
     if not items:
         raise ValueError("no spectra given")
@@ -157,6 +163,27 @@ def predict_rows(inputs, model=DEFAULT_MODEL, *, rv=None, wave_path=None, blaze_
     return rows
 
 
+def check_inputs(inputs, rv) -> None:
+    """ValueError in the caller's terms for ``inputs`` that are not files, folders, globs or
+    Spectrum objects (e.g. an array of flux), and for a radial velocity that is not finite."""
+    from pathlib import Path
+
+    from ..observed.spectrum import Spectrum
+
+    items = [inputs] if isinstance(inputs, (str, Path, Spectrum)) else inputs
+    if isinstance(inputs, np.ndarray) or not isinstance(items, (list, tuple)) or not all(
+            isinstance(i, (str, Path, Spectrum)) for i in items):
+        raise ValueError(f"inputs: give file paths, folders, glob patterns or Spectrum objects "
+                         f"(a list of them), not {type(inputs).__name__}; flux in memory goes "
+                         f"in a paper_lib.observed.spectrum.Spectrum with its wavelengths")
+    values = rv.values() if isinstance(rv, dict) else np.ravel(np.asarray(rv, dtype=object))
+    for value in values:
+        if value is not None and not (isinstance(value, (int, float, np.number))
+                                      and abs(float(value)) < 3e5):
+            raise ValueError(f"rv={value!r}: give finite radial velocities in km/s (or None "
+                             "to measure them)")
+
+
 def predict_table(inputs, model=DEFAULT_MODEL, *, rv=None, **options):
     """:func:`predict_rows` as a pandas DataFrame (one row per input, always the same columns;
     ``error`` is None for the files that worked, ``flags`` a list of flag names, empty when all
@@ -168,11 +195,12 @@ def predict_table(inputs, model=DEFAULT_MODEL, *, rv=None, **options):
 
 def refinement_renderer(grid, profile):
     """The :class:`~.refine.Renderer` of ``grid`` (a Grid or a grid file) or of the profile's
-    cached grid; ValueError saying how to build it when there is none."""
+    cached grid; ValueError saying how to build it when there is none, or when the grid is
+    not the networks' (physics id, air wavelengths, coverage: :mod:`~.refine`)."""
     from ..profiles import get_profile
     from ..synthetic.build import default_grid_file
     from ..synthetic.grid import Grid
-    from .refine import Renderer
+    from .refine import Renderer, check_grid_file, check_grid_wavelengths
 
     if grid is None:
         profile = get_profile(profile)
@@ -182,4 +210,8 @@ def refinement_renderer(grid, profile):
                              f"({path}): build it with python -m paper_lib synth --profile "
                              f"{profile.name} (1-2.5 h on 2 cores), or give a grid file")
         grid = path
-    return Renderer(grid if isinstance(grid, Grid) else Grid.from_fits(grid))
+    if not isinstance(grid, Grid):
+        check_grid_file(grid)  # before reading its spectra
+        grid = Grid.from_fits(grid)
+    check_grid_wavelengths(grid)
+    return Renderer(grid)
