@@ -263,7 +263,8 @@ def _add_predict(sub) -> None:
                          "(default 2; threads below 16 files)")
     predict.add_argument("--fix", action="append", default=None, metavar="LABEL=VALUE±SIGMA",
                          help="a label known from elsewhere, e.g. logg=4.44±0.05 (also +-); "
-                              "repeatable; teff, logg, mh or vsini")
+                              "repeatable; teff, logg, mh or vsini (also Teff, log g, [Fe/H]; "
+                              "a − minus is read as -)")
     predict.add_argument("--refine", action="store_true",
                          help="fit the synthetic grid around the answer (needs the profile's "
                               "grid, python -m paper_lib synth, or --grid; ~5 s a star)")
