@@ -64,12 +64,13 @@ def _run(args) -> int:
 def _predict(args) -> int:
     """Predict every input; failures on stderr, results of the good files always written."""
     from .fileio import atomic_write_bytes
-    from .predict import DEFAULT_MODEL, DEFAULT_PROFILE, Predictor, expand_inputs, predict_rows
+    from .predict import DEFAULT_MODEL, Predictor, expand_inputs, predict_rows
     from .predict.formatting import render
 
     fmt = args.format or _format_of(args.output)
-    predictor = Predictor.load(args.model or DEFAULT_MODEL, args.profile or DEFAULT_PROFILE,
-                               args.models_dir)
+    if args.output:
+        check_output(args.output)
+    predictor = Predictor.load(args.model or DEFAULT_MODEL, args.profile, args.models_dir)
     items = expand_inputs(args.inputs)
     if not items:
         raise ValueError("no spectrum files found in " + ", ".join(args.inputs))
@@ -78,7 +79,6 @@ def _predict(args) -> int:
                             blaze_path=args.blaze, options=CLI_OPTIONS,
                             vacuum=True if args.vacuum else None, workers=args.workers,
                             fix=args.fix, refine=args.refine, grid=args.grid,
-                            profile=args.profile or DEFAULT_PROFILE,
                             calibrate=not args.no_calibration)
     except KeyboardInterrupt:
         print("\npredict interrupted: nothing written", file=sys.stderr)
@@ -89,12 +89,43 @@ def _predict(args) -> int:
         print(f"error: {message}", file=sys.stderr)
     text = render(rows, fmt)
     if args.output:
-        atomic_write_bytes(args.output, (text + "\n").encode())
+        try:
+            atomic_write_bytes(args.output, (text + "\n").encode())
+        except OSError as error:  # the results are not lost: they go to stdout
+            print(f"error: --output {args.output}: cannot write it ({error.strerror or error}); "
+                  "the results follow on stdout", file=sys.stderr)
+            print(text)
+            return 2
         print(f"{len(rows) - len(failed)} of {len(rows)} spectra predicted → {args.output}",
               file=sys.stderr)
     else:
         print(text)
     return 1 if failed else 0
+
+
+def check_output(output) -> None:
+    """ValueError naming ``--output`` unless a file can be written there now: not a folder,
+    in an existing folder where a file can be created (tried with an empty temporary file,
+    removed at once), not an existing file that cannot be replaced."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    path = Path(output)
+    if str(output).endswith(os.sep) or path.is_dir():
+        raise ValueError(f"--output {output}: is a folder; give a file in it, e.g. "
+                         f"{path / 'results.csv'}")
+    folder = path.parent
+    if not folder.is_dir():
+        raise ValueError(f"--output {output}: the folder {folder} does not exist")
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{path.name}.", suffix=".check"):
+            pass
+    except OSError as error:
+        raise ValueError(f"--output {output}: cannot write in {folder} "
+                         f"({error.strerror or error})") from None
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ValueError(f"--output {output}: the file exists and cannot be replaced")
 
 
 def _format_of(output) -> str:
@@ -108,8 +139,16 @@ def _format_of(output) -> str:
 
 
 def _systematics(args) -> int:
-    from .systematic_runs import run_systematics
+    from .systematic_runs import run_systematics, stamp_systematics_weights
 
+    if args.stamp_weights:
+        from . import paths
+
+        folder = args.models_dir or paths.models / get_profile(args.profile).name
+        path, stamped = stamp_systematics_weights(folder)
+        print(f"systematics: {path}: weights' SHA-256 added for {len(stamped)} models"
+              + (f" ({', '.join(stamped)})" if stamped else " (all had it)"))
+        return 0
     try:
         path = run_systematics(get_profile(args.profile), out_dir=args.models_dir,
                                workers=args.workers)
@@ -208,9 +247,7 @@ def _add_benchmark_parser(sub) -> None:
     calibrate.set_defaults(func=_benchmark_calibrate)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m paper_lib", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+def _add_synth(sub) -> None:
     synth = sub.add_parser("synth", help="build the synthetic grid of a profile (resumable)")
     synth.add_argument("--profile", default="smoke", help="smoke, cpu or paper")
     synth.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
@@ -222,12 +259,18 @@ def build_parser() -> argparse.ArgumentParser:
                             "in the cache, resumable; e.g. vdw_list, the listed van der Waals γ₆; "
                             "sun_mean3d and sun_marcs1d: the Sun's labels only)")
     synth.set_defaults(func=_synth)
+
+
+def _add_run(sub) -> None:
     run = sub.add_parser("run", help="run the notebooks in order with papermill")
     run.add_argument("--profile", default="smoke", help="smoke (default), cpu or paper")
     run.add_argument("--from", dest="start", default=None, help="first notebook, e.g. 03")
     run.add_argument("--update-notebooks", action="store_true",
                      help="store executed smoke notebooks as notebooks/*.ipynb")
     run.set_defaults(func=_run)
+
+
+def _add_predict(sub) -> None:
     predict = sub.add_parser("predict", help="Teff, log g, [M/H], v sin i ± σ of real spectra, "
                              "with quality flags")
     predict.add_argument("inputs", nargs="+", help="HARPS-N/HARPS e2ds or s1d FITS, 2-column "
@@ -235,10 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--model", default=None, help="trained variant, e.g. "
                          "attention_diagonal_dae (default: paper_lib.predict.DEFAULT_MODEL)")
     predict.add_argument("--profile", default=None,
-                         help="whose models (default: paper_lib.predict.DEFAULT_PROFILE, cpu)")
+                         help="whose models (default: paper_lib.predict.DEFAULT_PROFILE, cpu; "
+                              "with --models-dir: the profile its weights were trained with)")
     predict.add_argument("--models-dir", default=None, help="default models/<profile>/")
-    predict.add_argument("--rv", type=float, default=None,
-                         help="known radial velocity [km/s] of every input (default: measured)")
+    predict.add_argument("--rv", type=_finite_kms, default=None,
+                         help="known radial velocity [km/s] of every input (default: measured; "
+                              "a given one is checked against the spectrum's CCF)")
     predict.add_argument("--wave", default=None, metavar="FILE",
                          help="the wavelength frame (_wave_A) of e2ds inputs whose header gives "
                               "none (default: the header's polynomial or the file it names)")
@@ -249,12 +294,14 @@ def build_parser() -> argparse.ArgumentParser:
                          help="the wavelengths are in vacuum (default: as the header says, else air)")
     predict.add_argument("--format", choices=("table", "json", "csv"), default=None,
                          help="default: from --output's extension, else table")
-    predict.add_argument("--output", default=None, help="write the results to a .csv/.json/.txt file")
-    predict.add_argument("--workers", type=int, default=2, help="processes preparing the files (default 2; threads "
-                         "below 16 files)")
+    predict.add_argument("--output", default=None, help="write the results to a .csv/.json/.txt "
+                         "file (checked before the run; if writing fails, they go to stdout)")
+    predict.add_argument("--workers", type=int, default=2, help="processes preparing the files "
+                         "(default 2; threads below 16 files)")
     predict.add_argument("--fix", action="append", default=None, metavar="LABEL=VALUE±SIGMA",
                          help="a label known from elsewhere, e.g. logg=4.44±0.05 (also +-); "
-                              "repeatable; teff, logg, mh or vsini")
+                              "repeatable; teff, logg, mh or vsini (also Teff, log g, [Fe/H]; "
+                              "a − minus is read as -)")
     predict.add_argument("--refine", action="store_true",
                          help="fit the synthetic grid around the answer (needs the profile's "
                               "grid, python -m paper_lib synth, or --grid; ~5 s a star)")
@@ -263,11 +310,17 @@ def build_parser() -> argparse.ArgumentParser:
                          help="report the raw answer, without the label calibration against "
                               "the benchmark stars (label_calibration.json beside the weights)")
     predict.set_defaults(func=_predict)
+
+
+def _add_calibrations(sub) -> None:
     systematics = sub.add_parser("systematics", help="(re)make models/<profile>/systematics.json: "
                                  "answer shifts under other published physics")
     systematics.add_argument("--profile", default="cpu")
     systematics.add_argument("--models-dir", default=None, help="default models/<profile>/")
     systematics.add_argument("--workers", type=int, default=2, help="synthesis processes")
+    systematics.add_argument("--stamp-weights", action="store_true",
+                             help="only add the weights' SHA-256 to a file made before it was "
+                                  "recorded (from the commit it names; no synthesis)")
     systematics.set_defaults(func=_systematics)
     calibrate = sub.add_parser("ood-calibrate", help="(re)make models/<profile>/ood_calibration.json "
                                "from synthetic test spectra")
@@ -284,6 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
     sigma.add_argument("--variant", action="append", default=[],
                        help="a variant to calibrate (repeatable; default the _real one)")
     sigma.set_defaults(func=_sigma_calibrate)
+
+
+def _add_upkeep(sub) -> None:
     template = sub.add_parser("rv-template", help="remake the shipped radial-velocity template "
                               "(paper_lib/data/rv_template.npz) from a profile's grid")
     template.add_argument("--profile", default="smoke", help="a grid with the solar-like node")
@@ -293,6 +349,24 @@ def build_parser() -> argparse.ArgumentParser:
                             "docs/results.md from results/<profile>/")
     report.add_argument("--profile", default="cpu")
     report.set_defaults(func=_report)
+
+
+def _finite_kms(text: str) -> float:
+    """``--rv``'s value: a finite number of km/s (a Unicode minus accepted)."""
+    try:
+        value = float(str(text).replace("\u2212", "-"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of km/s") from None
+    if not abs(value) < 3e5:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a finite velocity below c, in km/s")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m paper_lib", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_synth, _add_run, _add_predict, _add_calibrations, _add_upkeep):
+        add(sub)
     return parser
 
 

@@ -5,6 +5,7 @@ An interrupted run therefore leaves either the old file or the new one, never ha
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -36,3 +37,8 @@ def atomic_write_bytes(path, data: bytes) -> None:
 
 def atomic_write_json(path, obj) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=1, default=str) + "\n").encode())
+
+
+def file_sha256(path) -> str:
+    """Hex SHA-256 of a file's bytes (what the calibrations beside the weights are tied to)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

@@ -156,3 +156,43 @@ def run_systematics(profile: Profile, model_names=None, out_dir=None, *, workers
             "kernel_scales": list(KERNEL_SCALES), "n_nodes": len(grid.labels),
             "provenance": provenance(profile)}
     return write_systematics(folder, result, meta)
+
+
+def stamp_systematics_weights(out_dir) -> tuple[Path, list[str]]:
+    """Migration (``python -m paper_lib systematics --stamp-weights``): add the weights'
+    SHA-256 to the entries of a ``systematics.json`` written before it recorded them, taken
+    from the weights **as they were at the commit its provenance names** (``git show``), so
+    that the stamp says which weights the shifts were measured with; weights changed since
+    then no longer match and ``predict`` flags ``sigma_sys_missing``. Re-runnable: entries
+    already stamped stay as they are. ValueError if the record names no clean commit or git
+    cannot give the weights of it (then remake the file: ``python -m paper_lib systematics``).
+    Returns (the file, the names stamped now)."""
+    import hashlib
+    import subprocess
+
+    from .evaluation.systematics import (read_systematics_record, systematics_path,
+                                         write_systematics_record)
+
+    folder = Path(out_dir).resolve()
+    record = read_systematics_record(folder)
+    if record is None:
+        raise ValueError(f"{systematics_path(folder)} not found: make it with "
+                         "python -m paper_lib systematics --profile <profile>")
+    made = record.get("meta", {}).get("provenance", {})
+    todo = [name for name, entry in record["models"].items() if "weights_sha256" not in entry]
+    if todo and (not made.get("commit") or made.get("dirty") is not False):
+        raise ValueError(f"{systematics_path(folder)} names no clean commit it was made at, so "
+                         "its weights cannot be identified: remake it with python -m paper_lib "
+                         "systematics --profile <profile>")
+    if todo and not folder.is_relative_to(paths.root):
+        raise ValueError(f"{folder} is outside the repository: git cannot give its weights at "
+                         "a commit; remake the file with python -m paper_lib systematics")
+    for name in todo:
+        where = f"{made['commit']}:{(folder / f'{name}.pt').relative_to(paths.root)}"
+        shown = subprocess.run(["git", "show", where], cwd=paths.root, capture_output=True)
+        if shown.returncode != 0:
+            raise ValueError(f"git cannot show {where} ({shown.stderr.decode().strip()}): "
+                             "remake the file with python -m paper_lib systematics")
+        record["models"][name].update(weights=f"{name}.pt",
+                                      weights_sha256=hashlib.sha256(shown.stdout).hexdigest())
+    return write_systematics_record(folder, record), todo

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..fileio import atomic_write_bytes
+from ..fileio import atomic_write_bytes, file_sha256
 from ..labels import LABEL_NAMES, N_LABELS
 
 SYSTEMATICS_FILE = "systematics.json"
@@ -109,6 +109,22 @@ class SystematicModel:
         return cls(np.array(record["nodes"], dtype=np.float64).reshape(-1, N_LABELS), shifts,
                    tuple(record["scales"]), record.get("meta"))
 
+    def problem(self) -> str | None:
+        """What makes the model unusable, or None: non-finite nodes or scales, no variant
+        with a finite shift, or a shift finite in some labels only (a node a variant lacks is
+        NaN in all four; a variant with no node at all adds nothing)."""
+        scales = np.asarray(self.scales, dtype=np.float64)
+        if not (np.all(np.isfinite(self.nodes)) and np.all(np.isfinite(scales))
+                and np.all(scales > 0)):
+            return "non-finite nodes or kernel scales"
+        if not any(np.isfinite(shift).all(axis=1).any() for shift in self.shifts.values()):
+            return "no physics variant with a finite shift"
+        for name, shift in self.shifts.items():
+            finite = np.isfinite(shift)
+            if np.any(finite.any(axis=1) & ~finite.all(axis=1)):
+                return f"variant {name!r} has shifts that are NaN or inf in some labels only"
+        return None
+
 
 def variant_shifts(answers: dict[str, np.ndarray], versus: dict[str, str]) -> dict:
     """{variant: its answers minus those on the spectra it is measured against} (n, 4) each.
@@ -127,25 +143,75 @@ def systematics_path(models_dir) -> Path:
     return Path(models_dir) / SYSTEMATICS_FILE
 
 
+def weights_stamp(models_dir, model: str) -> dict:
+    """{"weights", "weights_sha256"} of ``models_dir/<model>.pt`` (the SHA-256 None if the
+    file is absent: such an entry is never used by ``predict``)."""
+    weights = Path(models_dir) / f"{model}.pt"
+    return {"weights": weights.name,
+            "weights_sha256": file_sha256(weights) if weights.exists() else None}
+
+
 def write_systematics(models_dir, per_model: dict[str, SystematicModel], meta: dict) -> Path:
     """Write {model name: SystematicModel} and the run's ``meta`` atomically to
-    ``models_dir/systematics.json``."""
-    record = {"meta": meta, "models": {k: v.to_dict() for k, v in per_model.items()}}
+    ``models_dir/systematics.json``, each entry with the SHA-256 of the weights beside it
+    (:func:`weights_stamp`), like ``sigma_calibration.json`` and ``ood_calibration.json``."""
+    models = {k: {**v.to_dict(), **weights_stamp(models_dir, k)} for k, v in per_model.items()}
+    return write_systematics_record(models_dir, {"meta": meta, "models": models})
+
+
+def write_systematics_record(models_dir, record: dict) -> Path:
+    """Write a whole systematics record (``{"meta", "models"}``) atomically."""
     path = systematics_path(models_dir)
     atomic_write_bytes(path, json.dumps(record, indent=1).encode())
     return path
 
 
-def load_systematics(models_dir, model: str) -> SystematicModel | None:
-    """The systematic model of network ``model`` from ``models_dir``; None if the file is
-    absent or holds no entry for it. A malformed file raises ValueError naming it."""
+def read_systematics_record(models_dir) -> dict | None:
+    """The record of ``models_dir/systematics.json`` (None if absent); ValueError naming the
+    file and the command that remakes it if it is not a readable record."""
     path = systematics_path(models_dir)
     if not path.exists():
         return None
     try:
         record = json.loads(path.read_text())
-        entry = record["models"].get(model)
-        return None if entry is None else SystematicModel.from_dict(entry)
+        if not isinstance(record.get("models"), dict):
+            raise ValueError("no 'models' mapping")
+    except (ValueError, AttributeError) as error:
+        raise ValueError(f"{path}: not a readable systematics file ({error}); remake it with "
+                         f"python -m paper_lib systematics --profile <profile>") from None
+    return record
+
+
+def read_systematics(models_dir, model: str, weights_path=None
+                     ) -> tuple[SystematicModel | None, str | None]:
+    """(the systematic model of network ``model``, None) or (None, why it cannot be used):
+    the file is absent, holds no entry for ``model``, was made for other weights than
+    ``weights_path`` (when given; compared by SHA-256) or holds non-finite numbers
+    (:meth:`SystematicModel.problem`). A malformed file raises ValueError naming it."""
+    path = systematics_path(models_dir)
+    record = read_systematics_record(models_dir)
+    if record is None:
+        return None, f"{path} not found"
+    entry = record["models"].get(model)
+    if entry is None:
+        return None, f"{path} holds no entry for {model}"
+    if weights_path is not None and "weights_sha256" not in entry:
+        return None, (f"{path} records no SHA-256 of the weights it was made for (an older "
+                      "file; python -m paper_lib systematics --stamp-weights adds it)")
+    if weights_path is not None and entry.get("weights_sha256") != file_sha256(weights_path):
+        return None, (f"{path} was made for other weights than {weights_path} (SHA-256 "
+                      f"{str(entry.get('weights_sha256'))[:12]}… recorded)")
+    try:
+        systematic = SystematicModel.from_dict(entry)
     except (ValueError, KeyError, TypeError) as error:
         raise ValueError(f"{path}: not a readable systematics file ({error}); remake it with "
                          f"python -m paper_lib systematics --profile <profile>") from error
+    problem = systematic.problem()
+    return (None, f"{path}, entry {model}: {problem}") if problem else (systematic, None)
+
+
+def load_systematics(models_dir, model: str, weights_path=None) -> SystematicModel | None:
+    """The systematic model of network ``model`` from ``models_dir``, or None if
+    :func:`read_systematics` finds none it can use (absent, no entry, other weights than
+    ``weights_path`` when given, non-finite numbers). A malformed file raises ValueError."""
+    return read_systematics(models_dir, model, weights_path)[0]

@@ -20,6 +20,7 @@ from .velocity import DEFAULT_V_RANGE, Velocity, measure_velocity, to_rest_frame
 FILL_VALUE = 1.0  # continuum level written into pixels without data
 SAMPLING_JUMP = 3.0  # a wavelength step this many times the median one is a hole in the data
 WINDOW_MARGIN_A = 10.0  # a 1D spectrum is cut to the orders' range at the velocities ± this [Å]
+GIVEN_RV_SEARCH_KMS = 200.0  # a given RV is checked by a CCF over ±1000 km/s and ± this around it
 
 
 @dataclass
@@ -39,6 +40,9 @@ class ModelInput:
     kind, path : of the source spectrum.
     meta : dict – rows used, template description, source meta.
     velocity : the measured velocity with its CCF quality, None when ``rv_kms`` was given.
+    ccf : the spectrum's own CCF peak against the template, measured whether or not
+        ``rv_kms`` was given (then it checks it); None when the CCF has no peak (a spectrum
+        without lines, e.g. flat), the reason in ``meta["ccf_error"]``.
     """
 
     image: np.ndarray
@@ -51,6 +55,7 @@ class ModelInput:
     meta: dict = field(default_factory=dict)
     velocity: Velocity | None = None
     bad_pixel_fraction: float = 0.0
+    ccf: Velocity | None = None
 
 
 def _template_arrays(template, node) -> tuple[np.ndarray, np.ndarray, str]:
@@ -146,7 +151,8 @@ def to_model_input(spectrum: Spectrum, template=None, *, rv_kms: float | None = 
         :mod:`paper_lib.observed.template`), a grid (anything with ``.wavelength`` and
         ``.node_flux(teff, logg, mh)``, e.g. :class:`paper_lib.synthetic.grid.Grid`; its
         ``template_node`` is used, by default the solar-like node 5750 K, 4.5, 0.0) or a
-        rest-frame ``(wave [Å], flux)`` pair. Not used when ``rv_kms`` is given.
+        rest-frame ``(wave [Å], flux)`` pair. With ``rv_kms`` given it still gives the CCF
+        that checks it (``ModelInput.ccf``).
     rv_kms : radial velocity [km/s] to remove instead of measuring it (0.0 disables the shift).
     order_wave : (8, 4096) training wavelengths [Å]; default
         :func:`paper_lib.echelle.layout.order_wavelengths`.
@@ -169,6 +175,8 @@ def to_model_input(spectrum: Spectrum, template=None, *, rv_kms: float | None = 
     Raises SpectrumFileError (naming the file) if the flux is negative, the velocity cannot be
     measured or an order cannot be normalised, e.g. because it has almost no valid pixels.
     """
+    if rv_kms is not None and not abs(float(rv_kms)) < C_KMS:
+        raise ValueError(f"rv_kms = {rv_kms}: give a finite radial velocity below c [km/s]")
     order_wave = order_wavelengths() if order_wave is None else np.asarray(order_wave)
     meta = {"source": dict(spectrum.meta)}
     rows = None
@@ -181,21 +189,8 @@ def to_model_input(spectrum: Spectrum, template=None, *, rv_kms: float | None = 
     spectrum, bad_fraction = clean_spectrum(spectrum, order_ranges(order_wave),
                                             rows and used_rows(rows), _window(order_wave, velocities))
     meta["gaps_masked_A"] = spectrum.meta["gaps_masked_A"]
-    velocity = None
-    if rv_kms is None:
-        t_wave, t_flux, meta["template"] = _template_arrays(template, template_node)
-        wave, flux, mask = _ccf_input(spectrum, rows)
-        try:
-            velocity = measure_velocity(wave, flux, t_wave, t_flux, v_range, mask=mask,
-                                        template_highpass=(load_template_highpass()
-                                                           if template is None else None))
-        except ValueError as error:
-            raise file_error(spectrum.path, f"the radial velocity could not be measured ({error})",
-                             "rv") from None
-        rv_kms = velocity.v_kms
-        meta["rv_source"] = "cross-correlation"
-    else:
-        meta["rv_source"] = "given"
+    velocity, ccf = _velocities(spectrum, rows, template, template_node, rv_kms, v_range, meta)
+    rv_kms = velocity.v_kms if rv_kms is None else rv_kms
     image, valid = _rest_frame_image(spectrum, float(rv_kms), order_wave, rows)
     try:
         normalised = normalise_orders(image, mask=~valid)
@@ -209,4 +204,30 @@ def to_model_input(spectrum: Spectrum, template=None, *, rv_kms: float | None = 
     return ModelInput(image=normalised, mask=valid, rv_kms=float(rv_kms),
                       gap_fraction=float(1.0 - valid.mean()), order_wave=order_wave,
                       kind=spectrum.kind, path=spectrum.path, meta=meta, velocity=velocity,
-                      bad_pixel_fraction=float(bad_fraction))
+                      bad_pixel_fraction=float(bad_fraction), ccf=ccf)
+
+
+def _velocities(spectrum: Spectrum, rows, template, template_node, rv_kms, v_range, meta):
+    """(measured velocity or None, the CCF peak or None) of a cleaned spectrum: with ``rv_kms``
+    None the velocity is measured over ``v_range`` (SpectrumFileError naming the fix if it
+    cannot be); with a given ``rv_kms`` the CCF is still measured, over ``v_range`` widened
+    to ±GIVEN_RV_SEARCH_KMS around it, to check it (None and ``meta["ccf_error"]`` if it has
+    no peak). Records ``rv_source`` and the template in ``meta``."""
+    t_wave, t_flux, meta["template"] = _template_arrays(template, template_node)
+    wave, flux, mask = _ccf_input(spectrum, rows)
+    given = rv_kms is not None
+    if given:
+        v_range = (min(v_range[0], rv_kms - GIVEN_RV_SEARCH_KMS),
+                   max(v_range[1], rv_kms + GIVEN_RV_SEARCH_KMS))
+    meta["rv_source"] = "given" if given else "cross-correlation"
+    try:
+        ccf = measure_velocity(wave, flux, t_wave, t_flux, v_range, mask=mask,
+                               template_highpass=(load_template_highpass()
+                                                  if template is None else None))
+    except ValueError as error:
+        if given:
+            meta["ccf_error"] = str(error)
+            return None, None
+        raise file_error(spectrum.path, f"the radial velocity could not be measured ({error}; "
+                         "a spectrum without stellar lines has none)", "rv") from None
+    return (None, ccf) if given else (ccf, ccf)

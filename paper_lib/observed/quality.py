@@ -20,13 +20,12 @@ Gl 273 about 2.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 
-from ..fileio import atomic_write_json
+from ..fileio import atomic_write_json, file_sha256
 
 DER_SNR_FACTOR = 1.482602 / np.sqrt(6.0)
 CALIBRATION_SNRS = (10.0, 20.0, 50.0, 100.0, 200.0, 300.0)  # the SNR range of real spectra
@@ -72,10 +71,6 @@ def residual_excess(dae, images, masks=None, *, batch_size: int = 64) -> tuple[n
     residual2 = np.where(masks, (images - denoised).astype(np.float64) ** 2, 0.0)
     mean2 = residual2.sum(axis=(1, 2)) / np.maximum(masks.sum(axis=(1, 2)), 1)
     return np.sqrt(np.maximum(mean2 - 1.0 / snr**2, 0.0)), snr
-
-
-def file_sha256(path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def calibrate_ood(dae, dae_path, batches: dict, *, source: str) -> dict:
@@ -141,7 +136,15 @@ class OODCalibration:
         path = Path(models_dir) / CALIBRATION_FILE
         if not path.exists():
             return None
-        record = json.loads(path.read_text())
+        try:
+            record = json.loads(path.read_text())
+        except ValueError as error:  # e.g. a truncated copy
+            raise ValueError(f"{path}: not a readable OOD calibration ({error}); remake it with "
+                             "python -m paper_lib ood-calibrate --profile <profile>, or delete "
+                             "it (ood_score is then not computed)") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}: not an OOD calibration record; remake it with "
+                             "python -m paper_lib ood-calibrate --profile <profile>")
         if record.get("format") != OOD_FORMAT or record.get("dae_sha256") != file_sha256(dae_path):
             return None
         return cls(record)

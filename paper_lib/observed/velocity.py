@@ -35,6 +35,7 @@ class Velocity:
     v_kms: float
     significance: float
     second_peak: float
+    width_kms: float = float("nan")
 
     @property
     def reliable(self) -> bool:
@@ -231,7 +232,23 @@ def _ccf_peak_velocity(x, y_obs, template_wave, y_template, v_range, step_kms: f
     offset = 0.5 * (left - right) / curvature if curvature < 0 else 0.0
     log_velocity = (lags[peak] + offset) * step_kms
     return Velocity(float(C_KMS * math.expm1(log_velocity / C_KMS)),
-                    *_peak_quality(ccf, peak, step_kms))
+                    *_peak_quality(ccf, peak, step_kms), _peak_width(ccf, peak, step_kms))
+
+
+def _peak_width(ccf: np.ndarray, peak: int, step_kms: float) -> float:
+    """Full width [km/s] of the CCF peak at index ``peak`` at half its height above the CCF's
+    median, linearly interpolated between lags."""
+    half = 0.5 * (ccf[peak] + float(np.median(ccf)))
+    left, right = peak, peak
+    while left > 0 and ccf[left - 1] > half:
+        left -= 1
+    while right < ccf.size - 1 and ccf[right + 1] > half:
+        right += 1
+    if left == 0 or right == ccf.size - 1:
+        return float("nan")
+    frac_left = (ccf[left] - half) / (ccf[left] - ccf[left - 1])
+    frac_right = (ccf[right] - half) / (ccf[right] - ccf[right + 1])
+    return float((right - left + frac_left + frac_right) * step_kms)
 
 
 def to_rest_frame(wave, v_kms: float) -> np.ndarray:

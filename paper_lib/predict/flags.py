@@ -8,6 +8,8 @@ all is well). The thresholds live here, once; the scores behind them in
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..instrument import C_KMS
@@ -24,12 +26,27 @@ EDGE_FRACTION = 0.02  # a label this close (× its range) to the training range'
 VACUUM_SHIFT_KMS = round(C_KMS * (5200.0 / float(vacuum_to_air(5200.0)) - 1.0), 1)  # 83.5 km/s:
 # c·(n_air − 1) at 5200 Å, the RV that vacuum wavelengths read as air give
 VACUUM_WINDOW_KMS = 3.0
+# a given RV this far from a clear CCF peak is wrong: ≈ 1 resolution element (c/R = 2.6 km/s)
+RV_MISMATCH_KMS = 3.0
+# CCF significance below which a spectrum shows no stellar lines: pure noise gives 2.5–3.6,
+# the template at SNR 5 35, the HARPS Sun 27, Gl 581 (M dwarf) 15 (benchmarks/ccf_checks.py)
+NO_LINES_SIGNIFICANCE = 5.0
+WIDTH_MARGIN = 0.1  # a CCF peak wider than (1 + this) × that at the grid's largest v sin i
 
 FLAGS = {
     "rv_unreliable": "the radial velocity's CCF peak is weak or not unique (significance < 8 or "
                      "another peak ≥ 0.8 of it): labels may be wrong; pass the RV (--rv)",
     "vacuum_suspected": f"RV ≈ +{VACUUM_SHIFT_KMS:g} km/s, what vacuum wavelengths read as air "
                         "give: if the file is in vacuum, pass --vacuum",
+    "rv_mismatch": f"the given radial velocity (--rv) lies more than {RV_MISMATCH_KMS:g} km/s "
+                   "from the spectrum's own clear CCF peak (rv_ccf_kms): labels are wrong if the "
+                   "RV is; check its frame and sign, or leave --rv out to measure it",
+    "no_stellar_lines": f"the spectrum's CCF against a solar template has no peak or one below "
+                        f"significance {NO_LINES_SIGNIFICANCE:g} (pure noise, a flat or "
+                        "featureless spectrum): the labels mean nothing",
+    "vsini_beyond_grid": "the CCF peak is wider than a star rotating at the grid's largest "
+                         "v sin i gives: the star rotates faster than the networks were "
+                         "trained on, every label is unreliable",
     "large_gap": f"more than {100 * LARGE_GAP:.0f} % of the pixels had no data and were filled",
     "bad_pixels": f"more than {100 * BAD_PIXELS:.0f} % of the pixels were bad (NaN, inf, ≤ 0 or "
                   "cosmic-ray spikes) and were repaired from their neighbours: labels may have moved",
@@ -37,8 +54,15 @@ FLAGS = {
     "grid_edge": "a label lies at or beyond the edge of the training range (grid_edge:<label>)",
     "out_of_distribution": "the spectrum is unlike the synthetic training spectra (ood_score > 1): "
                            "the labels are not to be trusted",
-    "refine_failed": "--refine could not fit the grid around the answer (it lies in a hole or "
-                     "a held label is outside the grid there): the network's answer is given",
+    "refine_failed": "--refine could not fit the grid around the answer (it lies in a hole, "
+                     "a held label is outside the grid there, the fit ended at a bound of its "
+                     "box, or a fit σ is not finite and smaller than half that box): the "
+                     "network's answer is given",
+    "sigma_sys_missing": "no usable systematic model for these weights "
+                         "(models/<profile>/systematics.json: none, no entry for the model, made "
+                         "for other weights or non-finite): sigma_sys is NaN and <label>_sigma "
+                         "is the statistical part only, too small on real stars; python -m "
+                         "paper_lib systematics --profile <profile> makes it",
     "ood_uncalibrated": "no out-of-distribution calibration for this DAE "
                         "(models/<profile>/ood_calibration.json): ood_score not computed",
     "sigma_uncalibrated": "no σ calibration against SNR for these weights "
@@ -84,6 +108,7 @@ def quality_flags(row: dict, model_input, predictor) -> list[str]:
         flags.append("rv_unreliable")
     if velocity is not None and abs(velocity.v_kms - VACUUM_SHIFT_KMS) < VACUUM_WINDOW_KMS:
         flags.append("vacuum_suspected")
+    flags += ccf_flags(model_input)
     if row["gap_fraction"] > LARGE_GAP:
         flags.append("large_gap")
     if row["bad_pixel_fraction"] > BAD_PIXELS:
@@ -92,6 +117,8 @@ def quality_flags(row: dict, model_input, predictor) -> list[str]:
         flags.append("low_snr")
     flags += [f"grid_edge:{name}" for name in
               edge_labels([row[name] for name in LABEL_NAMES], predictor.bounds)]
+    if not np.isfinite(row["teff_sigma_sys"]):
+        flags.append("sigma_sys_missing")
     if predictor.sigma_calibration is None:
         flags.append("sigma_uncalibrated")
     if predictor.calibration is None:
@@ -105,3 +132,33 @@ def flag_kind(flag: str) -> str:
     """``grid_edge:teff`` → ``grid_edge`` (the key of :data:`FLAGS`)."""
     return flag.split(":", 1)[0]
 
+
+
+def ccf_flags(model_input) -> list[str]:
+    """``no_stellar_lines``, ``vsini_beyond_grid`` and ``rv_mismatch`` from the spectrum's own
+    CCF peak (:attr:`paper_lib.observed.model_input.ModelInput.ccf`)."""
+    ccf = model_input.ccf
+    broad = ccf is not None and ccf.width_kms > max_ccf_width_kms()
+    flags = ["vsini_beyond_grid"] if broad else []
+    if ccf is None or (ccf.significance < NO_LINES_SIGNIFICANCE and not broad):
+        return flags + ["no_stellar_lines"]
+    given = model_input.meta.get("rv_source") == "given"
+    if given and ccf.reliable and abs(ccf.v_kms - model_input.rv_kms) > RV_MISMATCH_KMS:
+        flags.append("rv_mismatch")
+    return flags
+
+
+@functools.lru_cache(maxsize=1)
+def max_ccf_width_kms() -> float:
+    """The widest CCF peak [km/s] of a star inside the grid: the shipped RV template rotated to
+    the grid's largest v sin i (Gray's profile), correlated against itself, × (1 +
+    WIDTH_MARGIN): ≈ 52 km/s (47.6 km/s at 30 km/s; 12 km/s at the Sun's 2 km/s)."""
+    from ..observed.template import TEMPLATE_STEP_KMS, load_template, load_template_highpass
+    from ..observed.velocity import measure_velocity
+    from ..synthetic.broadening import rotation_kernel
+
+    wave, flux = load_template()
+    kernel = np.asarray(rotation_kernel(VSINI_RANGE[1], TEMPLATE_STEP_KMS)).ravel()
+    rotated = np.convolve(flux, kernel / kernel.sum(), mode="same")
+    peak = measure_velocity(wave, rotated, wave, flux, template_highpass=load_template_highpass())
+    return float(peak.width_kms * (1.0 + WIDTH_MARGIN))

@@ -17,11 +17,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..labels import LABEL_NAMES, LABEL_UNIT
+from ..labels import LABEL_MAX, LABEL_MIN, LABEL_NAMES, LABEL_UNIT
 
 FIXABLE = ("teff", "logg", "mh", "vsini")
-_PATTERN = re.compile(r"^\s*([a-z_]+)\s*=\s*([-+]?[0-9.eE+-]+?)\s*(?:(?:±|\+-|\+/-)\s*"
+_PATTERN = re.compile(r"^\s*([^=]+?)\s*=\s*([-+]?[0-9.eE+-]+?)\s*(?:(?:±|\+-|\+/-)\s*"
                       r"([0-9.eE+-]+))?\s*$")
+# other spellings of the labels (compared in lower case without spaces): as papers write them
+ALIASES = {"t_eff": "teff", "log_g": "logg", "[m/h]": "mh", "m/h": "mh", "[fe/h]": "mh",
+           "feh": "mh", "v_sin_i": "vsini", "vsin(i)": "vsini"}
+MINUS_SIGNS = "\u2212\u2013\u2012"  # Unicode minus, en dash, figure dash: read as "-"
+MAX_SIGMA_RANGES = 10.0  # a σ above this × the label's Table-1 range carries no information
 DEFAULT_SIGMA = {"teff": 50.0, "logg": 0.05, "mh": 0.05, "vsini": 0.5}  # when none is given
 
 
@@ -40,13 +45,15 @@ class KnownLabel:
 def parse_known(text: str, *, option: str = "--fix") -> KnownLabel:
     """``"logg=4.44±0.05"`` (also ``+-`` or ``+/-``; without σ the default of
     :data:`DEFAULT_SIGMA`) → :class:`KnownLabel`; ValueError naming what is wrong."""
-    match = _PATTERN.match(str(text).replace(" ", ""))
+    plain = str(text).replace(" ", "").translate({ord(c): "-" for c in MINUS_SIGNS})
+    match = _PATTERN.match(plain)
     if match is None:
         raise ValueError(f"{option} {text!r}: expected LABEL=VALUE±SIGMA, e.g. logg=4.44±0.05 "
-                         f"(labels: {', '.join(FIXABLE)})")
+                         f"(labels: {', '.join(FIXABLE)}; σ after ±, +- or +/-)")
     name, value, sigma = match.groups()
+    name = ALIASES.get(name.lower(), name.lower())
     if name not in FIXABLE:
-        raise ValueError(f"{option} {text!r}: unknown label {name!r}; use one of "
+        raise ValueError(f"{option} {text!r}: unknown label {match.group(1)!r}; use one of "
                          f"{', '.join(FIXABLE)}")
     try:
         value = float(value)
@@ -55,6 +62,12 @@ def parse_known(text: str, *, option: str = "--fix") -> KnownLabel:
         raise ValueError(f"{option} {text!r}: value and σ must be numbers") from None
     if not (np.isfinite(value) and np.isfinite(sigma) and sigma > 0):
         raise ValueError(f"{option} {text!r}: the value must be finite and σ positive")
+    i = LABEL_NAMES.index(name)
+    widest = MAX_SIGMA_RANGES * (LABEL_MAX[i] - LABEL_MIN[i])
+    if sigma > widest:
+        raise ValueError(f"{option} {text!r}: σ = {sigma:g} {LABEL_UNIT[name]} is larger than "
+                         f"{widest:g} ({MAX_SIGMA_RANGES:g} × the label's range) and says "
+                         f"nothing: leave {name} out instead")
     return KnownLabel(name, value, sigma)
 
 
@@ -66,7 +79,10 @@ def known_labels(fix, bounds=None, *, option: str = "--fix") -> list[KnownLabel]
     if isinstance(fix, (str, KnownLabel)):
         fix = [fix]
     if isinstance(fix, dict):
-        fix = [f"{k}={v[0]}±{v[1]}" if np.ndim(v) else f"{k}={v}" for k, v in fix.items()]
+        fix = [_from_pair(k, v, option) for k, v in fix.items()]
+    if not isinstance(fix, (list, tuple)):
+        raise ValueError(f"{option}: give 'LABEL=VALUE±SIGMA' strings (a list of them) or a "
+                         f"{{label: (value, σ)}} dict, not {type(fix).__name__} {fix!r}")
     known = [f if isinstance(f, KnownLabel) else parse_known(f, option=option) for f in fix]
     names = [k.name for k in known]
     if len(set(names)) != len(names):
@@ -79,6 +95,15 @@ def known_labels(fix, bounds=None, *, option: str = "--fix") -> list[KnownLabel]
                                  f"outside the range the network was trained on "
                                  f"[{lo:g}, {hi:g}]")
     return known
+
+
+def _from_pair(name, value, option: str) -> str:
+    """``{name: value}`` or ``{name: (value, σ)}`` as ``"name=value±σ"``; ValueError else."""
+    if np.ndim(value) == 0:
+        return f"{name}={value}"
+    if np.ndim(value) == 1 and len(value) == 2:
+        return f"{name}={value[0]}±{value[1]}"
+    raise ValueError(f"{option} {{{name!r}: {value!r}}}: give a value or (value, σ)")
 
 
 def condition(mean, cov, known: list[KnownLabel]) -> tuple[np.ndarray, np.ndarray]:

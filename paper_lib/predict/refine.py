@@ -24,18 +24,41 @@ from .known import KnownLabel
 
 DERIVATIVE_STEPS = np.array([20.0, 0.02, 0.01, 0.2])  # K, dex, dex, km/s
 FIT_REACH_CELLS = 3  # grid cells the fit may move from the start, each way
+BOUND_TOLERANCE = 1e-3  # a label this close (× the fit's range) to a bound ended "at" it
+MAX_SIGMA_OF_BOX = 0.5  # a fit σ above this × the fit's range of its label says nothing
 
 
 @dataclass
 class Refined:
     """Result of :func:`refine`: labels (4,), the fit's covariance (4, 4), the RMS of the
-    residual over the fitted pixels, the number of image renders, and whether it converged."""
+    residual over the fitted pixels, the number of image renders, whether it converged, and
+    the fit's label bounds (4,) each (:func:`fit_bounds`)."""
 
     labels: np.ndarray
     cov: np.ndarray
     rms: float
     renders: int
     converged: bool
+    lower: np.ndarray | None = None
+    upper: np.ndarray | None = None
+    held: tuple = ()  # indices of the labels held at known values
+
+    def problem(self) -> str | None:
+        """Why the fit is not to be trusted, or None: a free label ended at a bound of the fit
+        (v sin i at 0 is allowed: slow rotators are common), or a σ that is not finite or
+        not smaller than MAX_SIGMA_OF_BOX × the fit's range of its label (free labels only)."""
+        sigma = np.sqrt(np.clip(np.diag(self.cov), 0.0, None))
+        width = self.upper - self.lower
+        for i, name in enumerate(LABEL_NAMES):
+            if i in self.held:
+                continue
+            if not (np.isfinite(self.cov[i, i]) and sigma[i] < MAX_SIGMA_OF_BOX * width[i]):
+                return f"σ({name}) = {sigma[i]:.3g} is not finite and small"
+            at_low = name != "vsini" and self.labels[i] <= self.lower[i] + BOUND_TOLERANCE * width[i]
+            at_high = self.labels[i] >= self.upper[i] - BOUND_TOLERANCE * width[i]
+            if at_low or at_high:
+                return f"{name} = {self.labels[i]:.4g} ended at a bound of the fit"
+        return None
 
 
 class Renderer:
@@ -134,7 +157,8 @@ def refine(image, mask, start, render: Renderer, known: list[KnownLabel] = (), *
                            method="trf", max_nfev=max_renders // 5)
     jac(result.x)
     return Refined(full(result.x), _covariance(last["all"], free, held, result.fun),
-                   float(np.sqrt(np.mean(result.fun ** 2))), render.renders, bool(result.success))
+                   float(np.sqrt(np.mean(result.fun ** 2))), render.renders, bool(result.success),
+                   lower, upper, tuple(sorted(held)))
 
 
 def _covariance(jacobian, free, held: dict, residual) -> np.ndarray:
@@ -154,3 +178,51 @@ def _covariance(jacobian, free, held: dict, residual) -> np.ndarray:
         cov[np.ix_(index, free)] = (sensitivity @ known_cov).T
         cov[np.ix_(index, index)] = known_cov
     return cov
+
+
+REBUILD = "build the grid with python -m paper_lib synth --profile <profile>"
+
+
+def check_grid_file(path) -> None:
+    """ValueError unless the grid file ``path`` records the physics id of this code (the grid
+    the networks were trained on carries it: FITS header PHYSICS, or its manifest) and air
+    wavelengths (its WAVE extension's BUNIT)."""
+    from ..synthetic.turbospectrum import physics_id
+
+    found, medium = grid_record(path)
+    if found != physics_id():
+        raise ValueError(f"grid {path} records physics id {found!r}, the networks' is "
+                         f"{physics_id()!r}: refining on other physics would mix two models of "
+                         f"the star; {REBUILD}")
+    if "vacuum" in medium.lower():
+        raise ValueError(f"grid {path} has vacuum wavelengths ({medium!r}); the networks' are "
+                         f"in air: {REBUILD}")
+
+
+def check_grid_wavelengths(grid) -> None:
+    """ValueError unless ``grid``'s wavelengths are this code's synthesis wavelengths (the same
+    coverage and sampling, no shift)."""
+    from ..synthetic.runner import WAVE_RANGE, grid_wavelengths
+
+    wave = np.asarray(grid.wavelength, dtype=np.float64)
+    expected = grid_wavelengths()
+    if wave.shape != expected.shape or not np.allclose(wave, expected, rtol=0, atol=1e-6):
+        raise ValueError(f"grid {getattr(grid, 'source', '')} covers {wave[0]:.2f}–"
+                         f"{wave[-1]:.2f} Å in {wave.size} points, not the networks' "
+                         f"{WAVE_RANGE[0]:g}–{WAVE_RANGE[1]:g} Å in {expected.size} (other "
+                         f"coverage, sampling or a shift): {REBUILD}")
+
+
+def grid_record(path) -> tuple[str | None, str]:
+    """(physics id, wavelength medium) of a grid file: the FITS header PHYSICS (else its
+    manifest's physics_id; None if neither) and the WAVE extension's BUNIT."""
+    from astropy.io import fits
+
+    from ..synthetic.build import read_manifest
+
+    with fits.open(path) as hdul:
+        found = hdul[0].header.get("PHYSICS")
+        medium = str(hdul["WAVE"].header.get("BUNIT", ""))
+    if found is None:
+        found = (read_manifest(path) or {}).get("physics_id")
+    return found, medium

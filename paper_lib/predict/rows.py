@@ -14,13 +14,13 @@ from ..labels import LABEL_NAMES
 from .images import BATCH_SIZE, predict
 from .inputs import (PREDICT_OPTIONS, error_text, expand_inputs, input_name, per_input,
                      prepared_chunks)
-from .predictor import DEFAULT_MODEL, DEFAULT_PROFILE, Predictor
+from .predictor import DEFAULT_MODEL, Predictor
 from .uncertainty import systematic_covariance
 
 SIGMA_SUFFIXES = ("", "_sigma", "_sigma_stat", "_sigma_sys")  # a label's value and its three σ
 CALIBRATION_SUFFIXES = ("_raw", "_sigma_cal")  # the uncalibrated value, the calibration's σ
-QUALITY_COLUMNS = ("rv_kms", "rv_source", "rv_significance", "snr", "gap_fraction",
-                   "bad_pixel_fraction", "ood_score")  # after the labels, in this order
+QUALITY_COLUMNS = ("rv_kms", "rv_source", "rv_significance", "rv_ccf_kms", "ccf_width_kms",
+                   "snr", "gap_fraction", "bad_pixel_fraction", "ood_score")  # after the labels
 
 
 def correlation_columns(predictor: Predictor) -> list[str]:
@@ -59,7 +59,7 @@ def label_rows(predictor: Predictor, inputs: list, batch_size: int, known=(),
         images = np.stack([inp.image for inp in chunk])
         masks = np.stack([inp.mask for inp in chunk])
         mean, _, cov = predict(predictor.model, torch.as_tensor(images), batch_size=batch_size)
-        cov_sys = systematic_covariance(predictor.systematics, mean)
+        cov_sys, have_sys = systematic_covariance(predictor.systematics, mean)
         excess, snr = (residual_excess(predictor.dae, images, masks, batch_size=batch_size)
                        if predictor.dae is not None
                        else (np.full(len(chunk), np.nan), estimate_snr(images, masks)))
@@ -77,7 +77,7 @@ def label_rows(predictor: Predictor, inputs: list, batch_size: int, known=(),
             for i, name in enumerate(LABEL_NAMES):
                 row[name], row[f"{name}_sigma"] = float(answer.mean[i]), float(sigma[i])
                 row[f"{name}_sigma_stat"] = float(answer.sigma_stat[i])
-                row[f"{name}_sigma_sys"] = float(answer.sigma_sys[i])
+                row[f"{name}_sigma_sys"] = float(answer.sigma_sys[i]) if have_sys[k] else np.nan
                 row[f"{name}_raw"] = float(raw.mean[i])
                 row[f"{name}_sigma_cal"] = (float(answer.sigma_cal[i])
                                             if answer.sigma_cal is not None else float("nan"))
@@ -88,6 +88,8 @@ def label_rows(predictor: Predictor, inputs: list, batch_size: int, known=(),
                 row[column] = float(corr[LABEL_NAMES.index(a), LABEL_NAMES.index(b)])
             row.update(rv_kms=inp.rv_kms, rv_source=inp.meta.get("rv_source"),
                        rv_significance=inp.velocity.significance if inp.velocity else None,
+                       rv_ccf_kms=inp.ccf.v_kms if inp.ccf else np.nan,
+                       ccf_width_kms=inp.ccf.width_kms if inp.ccf else np.nan,
                        snr=float(snr[k]), gap_fraction=inp.gap_fraction,
                        bad_pixel_fraction=inp.bad_pixel_fraction, ood_score=float(score[k]))
             row["flags"] = quality_flags(row, inp, predictor) + (["refine_failed"] if problem else [])
@@ -110,6 +112,9 @@ def answer_of(inp, mean, cov_stat, cov_sys, known, renderer):
         refined = refine(inp.image, inp.mask, answer.mean, renderer, known)
     except OutsideGridError as error:
         return answer, method, str(error)
+    problem = refined.problem()
+    if problem:  # the fit says nothing: the network's answer stands
+        return answer, method, problem
     return refined_answer(refined, cov_sys, known), "refined", None
 
 
@@ -135,7 +140,7 @@ def calibrated(predictor: Predictor, raw, method: str, mean, cov_stat, cov_sys, 
 
 
 def predict_rows(inputs, model=DEFAULT_MODEL, *, rv=None, wave_path=None, blaze_path=None,
-                 profile=DEFAULT_PROFILE, models_dir=None, vacuum: bool | None = None,
+                 profile=None, models_dir=None, vacuum: bool | None = None,
                  batch_size: int = BATCH_SIZE, workers: int = 2, progress: bool | None = None,
                  options: dict | None = None, fix=None, refine: bool = False,
                  grid=None, calibrate: bool = True) -> list[dict]:
@@ -143,7 +148,8 @@ def predict_rows(inputs, model=DEFAULT_MODEL, *, rv=None, wave_path=None, blaze_
     failed input has NaN labels and its ``error``, so one bad file never costs the others
     their results.
 
-    ``model``: a variant name of ``profile``, or a :class:`Predictor`. ``rv`` [km/s]: None
+    ``model``: a variant name of ``profile`` (default :data:`DEFAULT_PROFILE`, or with
+    ``models_dir`` the profile its weights were trained with), or a :class:`Predictor`. ``rv`` [km/s]: None
     (measure it), one value for all, one per input, or {path or file name: value};
     ``wave_path``, ``blaze_path``: the wave and blaze frames of e2ds inputs whose header does
     not give them (same forms). ``vacuum``: True if the wavelengths are in vacuum, None to
@@ -164,7 +170,8 @@ def predict_rows(inputs, model=DEFAULT_MODEL, *, rv=None, wave_path=None, blaze_
 
     predictor = model if isinstance(model, Predictor) else Predictor.load(model, profile, models_dir)
     known = known_labels(fix, predictor.bounds, option=(options or PREDICT_OPTIONS).get("fix", "fix"))
-    renderer = refinement_renderer(grid, profile) if refine else None
+    renderer = refinement_renderer(grid, predictor.profile) if refine else None
+    check_inputs(inputs, rv)
     items = expand_inputs(inputs)
     if not items:
         raise ValueError("no spectra given")
@@ -190,6 +197,27 @@ def predict_rows(inputs, model=DEFAULT_MODEL, *, rv=None, wave_path=None, blaze_
     return rows
 
 
+def check_inputs(inputs, rv) -> None:
+    """ValueError in the caller's terms for ``inputs`` that are not files, folders, globs or
+    Spectrum objects (e.g. an array of flux), and for a radial velocity that is not finite."""
+    from pathlib import Path
+
+    from ..observed.spectrum import Spectrum
+
+    items = [inputs] if isinstance(inputs, (str, Path, Spectrum)) else inputs
+    if isinstance(inputs, np.ndarray) or not isinstance(items, (list, tuple)) or not all(
+            isinstance(i, (str, Path, Spectrum)) for i in items):
+        raise ValueError(f"inputs: give file paths, folders, glob patterns or Spectrum objects "
+                         f"(a list of them), not {type(inputs).__name__}; flux in memory goes "
+                         f"in a paper_lib.observed.spectrum.Spectrum with its wavelengths")
+    values = rv.values() if isinstance(rv, dict) else np.ravel(np.asarray(rv, dtype=object))
+    for value in values:
+        if value is not None and not (isinstance(value, (int, float, np.number))
+                                      and abs(float(value)) < 3e5):
+            raise ValueError(f"rv={value!r}: give finite radial velocities in km/s (or None "
+                             "to measure them)")
+
+
 def predict_table(inputs, model=DEFAULT_MODEL, *, rv=None, **options):
     """:func:`predict_rows` as a pandas DataFrame (one row per input, always the same columns;
     ``error`` is None for the files that worked, ``flags`` a list of flag names, empty when all
@@ -201,11 +229,12 @@ def predict_table(inputs, model=DEFAULT_MODEL, *, rv=None, **options):
 
 def refinement_renderer(grid, profile):
     """The :class:`~.refine.Renderer` of ``grid`` (a Grid or a grid file) or of the profile's
-    cached grid; ValueError saying how to build it when there is none."""
+    cached grid; ValueError saying how to build it when there is none, or when the grid is
+    not the networks' (physics id, air wavelengths, coverage: :mod:`~.refine`)."""
     from ..profiles import get_profile
     from ..synthetic.build import default_grid_file
     from ..synthetic.grid import Grid
-    from .refine import Renderer
+    from .refine import Renderer, check_grid_file, check_grid_wavelengths
 
     if grid is None:
         profile = get_profile(profile)
@@ -215,4 +244,8 @@ def refinement_renderer(grid, profile):
                              f"({path}): build it with python -m paper_lib synth --profile "
                              f"{profile.name} (1-2.5 h on 2 cores), or give a grid file")
         grid = path
-    return Renderer(grid if isinstance(grid, Grid) else Grid.from_fits(grid))
+    if not isinstance(grid, Grid):
+        check_grid_file(grid)  # before reading its spectra
+        grid = Grid.from_fits(grid)
+    check_grid_wavelengths(grid)
+    return Renderer(grid)

@@ -11,6 +11,11 @@
   not know on a star it was not fitted on;
 * **total** (``<label>_sigma``): all added as covariances, what every consumer should use.
 
+Without a usable systematic model (``systematics.json`` absent, without an entry for the
+model, made for other weights or holding non-finite numbers) ``<label>_sigma_sys`` is NaN, the
+total holds the statistical part only (too small on real stars: the Sun ±18 K instead of
+±87 K) and the row is flagged ``sigma_sys_missing``; never a silent 0.
+
 Known labels (``--fix``) condition the total Gaussian (:func:`paper_lib.predict.known.condition`);
 the posterior variance is then divided between the two parts in the proportion they had
 before. ``--refine`` replaces the statistical part by the least-squares fit's covariance and
@@ -42,12 +47,16 @@ class Answer:
         return np.sqrt(np.clip(np.diag(self.cov), 0.0, None))
 
 
-def systematic_covariance(systematics, mean) -> np.ndarray:
-    """(N, 4, 4) systematic covariance at the answers ``mean`` (N, 4); zeros without a model."""
+def systematic_covariance(systematics, mean) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 4, 4) systematic covariance at the answers ``mean`` (N, 4), and (N,) whether it is
+    known: zeros and False without a model or where its covariance is not finite (the answer
+    then holds the statistical part only and is flagged ``sigma_sys_missing``)."""
     mean = np.atleast_2d(mean)
     if systematics is None:
-        return np.zeros((len(mean), mean.shape[1], mean.shape[1]))
-    return systematics.covariance(mean)
+        return np.zeros((len(mean), mean.shape[1], mean.shape[1])), np.zeros(len(mean), bool)
+    cov = systematics.covariance(mean)
+    known = np.all(np.isfinite(cov), axis=(1, 2))
+    return np.where(known[:, None, None], cov, 0.0), known
 
 
 def combine(mean, cov_stat, cov_sys, known: list[KnownLabel] = (), sigma_cal=None) -> Answer:
