@@ -17,7 +17,8 @@ from .spectrum import Spectrum, file_error
 from .tables import find_table, read_table, table_frame
 
 E2DS_ROWS = {69: "HARPS-N", 72: "HARPS"}  # number of orders of each instrument's frames
-TEXT_SUFFIXES = (".txt", ".dat", ".asc", ".csv", ".tsv")
+TEXT_SUFFIXES = (".txt", ".dat", ".asc", ".csv", ".tsv",
+                 ".txt.gz", ".dat.gz", ".asc.gz", ".csv.gz", ".tsv.gz")  # gzip: numpy reads it
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz")
 
 
