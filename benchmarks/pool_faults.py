@@ -9,8 +9,9 @@ Modes (each run is a fresh process, started in its own session and watched from 
   within 60 s of the kill; runs with ≥ files − 1 rows predicted and every other row's error
   written (the lost files reported).
 * ``interrupt``: the same batch, SIGINT to the process group (a terminal's Ctrl-C) at a random
-  moment from start to an undisturbed run's end. Counts: runs that exited within 5 s with exit
-  code 130 (or 0 when the batch was done first), and runs that left no process behind.
+  moment from start to an undisturbed run's end. Counts: runs that exited within 5 s, runs
+  that left no process behind, and runs that exited with code 130 (0 when the batch was done
+  first) and no traceback (a Ctrl-C while Python still imports shows Python's own).
 * ``synthetic``: two workers returning 2 MB results (DESIGN.md, "Real stars and pools"), one
   killed at a random moment: runs that ended within 60 s with every result. ``--executor
   futures`` runs the same with ``concurrent.futures.ProcessPoolExecutor`` for comparison.
@@ -41,8 +42,9 @@ KILL_BOUND_S = 60.0  # s: a run must end this soon after one of its workers was 
 INTERRUPT_BOUND_S = 5.0  # s: a run must exit this soon after Ctrl-C
 SYNTHETIC_JOBS = 60  # 2 MB results each
 # a background job starts with SIGINT ignored; the child restores Python's handler (a terminal)
-PREDICT_CODE = ("import signal, runpy, sys; signal.signal(signal.SIGINT, signal.default_int_handler);"
-                " sys.argv = ['paper_lib', 'predict'] + sys.argv[1:]; "
+PREDICT_CODE = ("import signal, runpy, sys; "
+                "signal.signal(signal.SIGINT, signal.default_int_handler); "
+                "sys.argv = ['paper_lib', 'predict'] + sys.argv[1:]; "
                 "runpy.run_module('paper_lib', run_name='__main__')")
 SYNTHETIC_CODE = f"""
 import sys, time
@@ -88,6 +90,22 @@ def alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def process_state(pid: int) -> str:
+    """What a process that has not ended is doing: each thread's state and kernel wait, CPU
+    ticks, and its children's."""
+    def stat(path: Path) -> str:
+        try:
+            fields = (path / "stat").read_text().rsplit(")", 1)[1].split()
+            ticks = int(fields[11]) + int(fields[12])
+            return f"{fields[0]} cpu {ticks} {(path / 'wchan').read_text()}"
+        except OSError:
+            return "gone"
+
+    threads = [stat(task) for task in sorted(Path(f"/proc/{pid}/task").glob("*"))]
+    kids = [f"{c}: {stat(Path(f'/proc/{c}'))}" for c in sorted(children(pid))]
+    return f"threads {threads}; children {kids}"
 
 
 class Run:
@@ -161,11 +179,13 @@ def kill_trial(folder: Path, out: Path, n_files: int, window_s: float, rng) -> d
     killed_at = time.monotonic()
     ended = run.watch(KILL_BOUND_S)
     seconds = time.monotonic() - killed_at
-    run.end()
+    state = "" if ended else process_state(run.proc.pid)
+    _, err = run.end()
     rows, good, failed = rows_of(out)
     out.unlink(missing_ok=True)
     return {"missed": False, "ended": ended, "seconds": seconds, "rows": rows, "good": good,
-            "complete": rows == n_files and good >= n_files - 1}
+            "complete": rows == n_files and good >= n_files - 1,
+            "state": state, "stderr": "" if ended else err[-800:]}
 
 
 def interrupt_trial(folder: Path, out: Path, window_s: float, rng) -> dict:
@@ -181,9 +201,9 @@ def interrupt_trial(folder: Path, out: Path, window_s: float, rng) -> dict:
     left = sorted(w for w in run.workers | children(run.proc.pid) if alive(w))
     _, err = run.end()
     out.unlink(missing_ok=True)
-    clean = "Traceback" not in err
-    return {"ended": ended and code in (0, 130) and clean, "seconds": seconds, "code": code,
-            "left": left, "stderr": err[-600:] if not clean or code not in (0, 130) else ""}
+    clean = "Traceback" not in err and code in (0, 130)
+    return {"ended": ended, "seconds": seconds, "code": code, "nothing_left": not left,
+            "clean": clean, "left": left, "stderr": "" if clean else err[-600:]}
 
 
 def synthetic_run(executor: str) -> Run:
@@ -205,6 +225,12 @@ def synthetic_trial(executor: str, window_s: float, rng) -> dict:
     out, _ = run.end()
     return {"missed": False, "ended": ended,
             "complete": ended and out.strip() == str(SYNTHETIC_JOBS)}
+
+
+def logged(trial: dict) -> dict:
+    """``trial``, also written as one line to stderr (a long run's progress)."""
+    print(f"  trial: {trial}", file=sys.stderr, flush=True)
+    return trial
 
 
 def report(name: str, trials: list[dict], keys: dict) -> None:
@@ -238,22 +264,25 @@ def main(argv=None) -> None:
                   f"{start:.1f} s, work {working:.1f} s, the run ends {rest:.1f} s later",
                   flush=True)
         if "kill" in modes:
-            trials = [kill_trial(folder, out, args.files, working, rng) for _ in range(args.runs)]
+            trials = [logged(kill_trial(folder, out, args.files, working, rng))
+                      for _ in range(args.runs)]
             slowest = max((t["seconds"] for t in trials if not t.get("missed")), default=0)
             report(f"kill -9 of a worker ({args.runs} runs)", trials,
                    {f"ended within {KILL_BOUND_S:g} s": "ended",
                     f"≥{args.files - 1} rows predicted, the rest reported": "complete"})
             print(f"  slowest end after the kill: {slowest:.1f} s", flush=True)
         if "interrupt" in modes:
-            trials = [interrupt_trial(folder, out, start + working + rest, rng)
+            trials = [logged(interrupt_trial(folder, out, start + working + rest, rng))
                       for _ in range(args.runs)]
             report(f"Ctrl-C ({args.runs} runs)", trials,
-                   {f"exited within {INTERRUPT_BOUND_S:g} s (code 130 or 0, no traceback)": "ended"})
-            print(f"  left no process behind: {sum(not t['left'] for t in trials)}/{len(trials)}; "
-                  f"slowest exit: {max(t['seconds'] for t in trials):.2f} s", flush=True)
+                   {f"exited within {INTERRUPT_BOUND_S:g} s": "ended",
+                    "left no process behind": "nothing_left",
+                    "exit code 130 (0: done first) without a traceback": "clean"})
+            print(f"  slowest exit: {max(t['seconds'] for t in trials):.2f} s", flush=True)
     if "synthetic" in modes:
         _, window, _ = undisturbed(synthetic_run(args.executor))
-        trials = [synthetic_trial(args.executor, window, rng) for _ in range(args.runs)]
+        trials = [logged(synthetic_trial(args.executor, window, rng))
+                  for _ in range(args.runs)]
         report(f"synthetic, {args.executor}, 2 MB results ({args.runs} runs)", trials,
                {f"ended within {KILL_BOUND_S:g} s": "ended", "every result": "complete"})
 

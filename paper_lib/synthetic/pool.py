@@ -17,10 +17,11 @@ joins that thread forever (measured: 8 hangs in 15 runs; DESIGN.md, "Real stars 
 * one daemon dispatcher thread in the parent sends tasks and collects results; it waits on the
   pipes, the sentinels and a wake-up pipe, so :meth:`ProcessPool.kill` ends it at once, and
   nothing joins it (or anything else) without a time limit;
-* every worker leads its own process group (:func:`_worker_main`), so that its Turbospectrum
-  children (``csh`` → ``babsma_lu``/``bsyn_lu``) are killed with it, and a terminal's Ctrl-C
-  reaches only the parent, which decides; a watchdog thread in each worker kills its group
-  within :data:`PARENT_POLL_S` once the parent is gone, however the parent died.
+* every worker leads its own process group (:mod:`~paper_lib.synthetic.pool_worker`), so
+  that its Turbospectrum children (``csh`` → ``babsma_lu``/``bsyn_lu``) are killed with it,
+  and a terminal's Ctrl-C reaches only the parent, which decides; a watchdog thread in each
+  worker kills its group within ``pool_worker.PARENT_POLL_S`` once the parent is gone,
+  however the parent died.
 
 :func:`run_pool` (the grid builds) delivers results in completion order; ``predict`` reads them
 in job order (:meth:`ProcessPool.in_order`). Ctrl-C (SIGINT to the process or its group):
@@ -39,9 +40,11 @@ import threading
 import time
 import traceback
 from collections import deque
-from multiprocessing.connection import wait
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
 
-PARENT_POLL_S = 0.5  # s: how often a worker checks that its parent still lives
+from .pool_worker import worker_main
+
 TASK_TRIES = 2  # a job whose worker died is sent again until it was sent this often
 RESTARTS_PER_WORKER = 2  # replacement workers started, at most, per worker of the pool
 DISPATCHER_JOIN_S = 2.0  # s: at most this long for the dispatcher thread on close or kill
@@ -58,62 +61,6 @@ class RemoteTraceback(Exception):
 
     def __str__(self):
         return self.args[0]
-
-
-# the worker side ---------------------------------------------------------------------------
-
-def _watch_parent(parent_pid: int) -> None:
-    """Worker thread: kill this worker's process group (itself and Turbospectrum) once the
-    parent has gone (the worker is then re-parented, so ``getppid`` changes)."""
-    while os.getppid() == parent_pid:
-        time.sleep(PARENT_POLL_S)
-    os.killpg(os.getpgid(0), signal.SIGKILL)
-
-
-def _worker_main(task, tasks, results, parent_pid: int, torch_threads, inherited) -> None:
-    """A worker: own process group, Ctrl-C ignored (the parent decides), parent watchdog, the
-    other workers' pipe ends that fork copied closed; then ``task(*args)`` for each
-    ``(job, args)`` read from ``tasks``, answered on ``results`` as (job, ok, value), until
-    ``None`` or EOF. ``torch_threads``: torch's threads (1 in forked workers)."""
-    os.setpgid(0, 0)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # see sigint_held
-    for connection in inherited:
-        connection.close()
-    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True,
-                     name="paper_lib-parent-watch").start()
-    if torch_threads is not None:
-        import torch
-
-        torch.set_num_threads(torch_threads)
-    while True:
-        try:
-            message = tasks.recv()
-        except EOFError:
-            return
-        if message is None:
-            return
-        job, args = message
-        try:
-            results.send(_outcome(task, job, args))
-        except Exception as error:  # a result that cannot be pickled (nothing was written)
-            results.send((job, False, (RuntimeError(
-                f"the result could not be sent back: {type(error).__name__}: {error}"), "")))
-
-
-def _outcome(task, job: int, args: tuple) -> tuple:
-    """(job, True, result) or (job, False, (error, its traceback as text)), picklable."""
-    import pickle
-
-    try:
-        return job, True, task(*args)
-    except Exception as raised:
-        error, text = raised, "".join(traceback.format_exception(raised))
-    try:
-        pickle.dumps(error)
-    except Exception:
-        error = RuntimeError(f"{type(error).__name__}: {error}")
-    return job, False, (error, text)
 
 
 # the parent side ---------------------------------------------------------------------------
@@ -138,11 +85,14 @@ def default_workers(workers: int | None) -> int:
     return workers or os.cpu_count() or 1
 
 
+@dataclass(eq=False)
 class _Worker:
     """One worker process and the parent's ends of its two pipes; ``job``: the job it holds."""
 
-    def __init__(self, process, tasks, results):
-        self.process, self.tasks, self.results, self.job = process, tasks, results, None
+    process: multiprocessing.process.BaseProcess
+    tasks: Connection
+    results: Connection
+    job: int | None = None
 
     def close(self) -> None:
         self.tasks.close()
@@ -189,7 +139,7 @@ class ProcessPool:
         if self._context.get_start_method() != "fork":
             inherited = []  # a spawned worker inherits nothing
         process = self._context.Process(
-            target=_worker_main, daemon=True, name="paper_lib-pool-worker",
+            target=worker_main, daemon=True, name="paper_lib-pool-worker",
             args=(self._task, tasks_read, results_write, os.getpid(), self._torch_threads,
                   inherited))
         with self._lock:
@@ -332,7 +282,7 @@ class ProcessPool:
         self._wake()
 
     def _wake(self) -> None:
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError):  # closed: nothing left to wake
             os.write(self._wake_write, b"x")
 
     def kill(self) -> None:
@@ -357,7 +307,7 @@ class ProcessPool:
         if self._dispatcher.is_alive():
             return self.kill()
         for worker in self._workers:
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError):  # already gone: killed below
                 worker.tasks.send(None)
         deadline = time.monotonic() + WORKER_EXIT_S
         for worker in self._workers:
@@ -376,10 +326,7 @@ class ProcessPool:
         return self
 
     def __exit__(self, kind, error, trace):
-        if kind is None:
-            self.close()
-        else:
-            self.kill()
+        self.close() if kind is None else self.kill()
 
 
 def _kill_group(pid: int) -> None:
