@@ -100,7 +100,8 @@ def test_a_job_that_kills_each_worker_fails_alone():
     assert [value for ok, value in outcomes if ok] == [i for i in range(12) if i != 3]
     ok, error = outcomes[3]
     assert not ok and isinstance(error, WorkerLost) and "exit code 9" in str(error)
-    with hard_timeout(HANG_S), pytest.raises(WorkerLost, match="each of the 2 times"):
+    with hard_timeout(HANG_S), pytest.raises(WorkerLost, match=r"_dies_at_three\(3,\): .*"
+                                                                 "each of the 2 times"):
         run_pool(_dies_at_three, [(i,) for i in range(12)], 2, lambda _: None)
 
 

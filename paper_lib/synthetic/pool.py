@@ -346,13 +346,15 @@ def run_pool(task, jobs, workers: int, on_done) -> None:
     no further job is started, running ones finish (their results go to ``on_done``), then
     the first error is raised.
     """
-    failure = None
+    failure, jobs = None, list(jobs)
     with ProcessPool(task, jobs, workers) as pool:
-        for _, ok, value in pool.in_completion_order():
+        for job, ok, value in pool.in_completion_order():
             if ok:
                 on_done(value)
             elif failure is None:
                 failure = value
+                if isinstance(value, WorkerLost):  # name the job: the node of a grid build
+                    failure = WorkerLost(f"{task.__name__}{tuple(jobs[job])}: {value}")
                 pool.drain()
     if failure is not None:
         raise failure
