@@ -1,11 +1,12 @@
 """What `predict` is given → prepared network inputs: files, folders, globs and in-memory
-spectra expanded, read and brought onto the training pixels in threads, one error per bad file."""
+spectra expanded, read and brought onto the training pixels in worker processes
+(:class:`~paper_lib.synthetic.pool.ProcessPool`, threads for small batches), one error per bad
+file; a worker that dies costs at most its own file (prepared again, or that row's error)."""
 
 from __future__ import annotations
 
 import glob
 import re
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -100,61 +101,69 @@ def prepare_one(item, extra, vacuum):
         return RuntimeError(f"{input_name(item)}: {type(error).__name__}: {error}")
 
 
-def _preparation_pool(workers: int, n_items: int):
+def _uses_processes(workers: int, n_items: int) -> bool:
     """Processes for ``workers`` ≥ 2 and at least PROCESS_MIN_ITEMS inputs where the OS can
     fork (Linux): the preparation is Python and numpy on small arrays, which threads cannot
     run in parallel (the GIL); else threads (no start-up cost, and macOS or Windows)."""
-    import multiprocessing
     import sys
 
-    if workers >= 2 and n_items >= PROCESS_MIN_ITEMS and sys.platform.startswith("linux"):
-        from ..synthetic.pool import worker_pool
-
-        return worker_pool(workers, multiprocessing.get_context("fork"), torch_threads=1)
-    return ThreadPoolExecutor(max_workers=max(1, workers))
+    return workers >= 2 and n_items >= PROCESS_MIN_ITEMS and sys.platform.startswith("linux")
 
 
-def _results(futures, items, per_item, vacuum) -> list:
-    """The results of ``futures`` in order; inputs whose worker process died (the pool is
-    then broken) are prepared again here, so that one lost worker costs no file."""
-    from concurrent.futures.process import BrokenProcessPool
+def lost_file_error(item, error: Exception) -> Exception:
+    """The row error of an input whose preparing processes died (killed, out of memory)."""
+    return RuntimeError(f"{input_name(item)}: not predicted: {error}")
 
-    out = []
-    for future, item, extra in zip(futures, items, per_item):
-        try:
-            out.append(future.result())
-        except BrokenProcessPool:
-            out.append(prepare_one(item, extra, vacuum))
-    return out
+
+def _prepared_in_processes(jobs: list, items: list, workers: int, bar):
+    """Prepared inputs in order, from forked worker processes (:class:`~paper_lib.synthetic.
+    pool.ProcessPool`: a worker that dies costs at most its own file, prepared again by
+    another or reported as that input's error)."""
+    import multiprocessing
+
+    from ..synthetic.pool import ProcessPool
+
+    with ProcessPool(prepare_one, jobs, workers, context=multiprocessing.get_context("fork"),
+                     torch_threads=1, on_result=lambda _: bar.update()) as pool:
+        for item, (ok, value) in zip(items, pool.in_order()):
+            yield value if ok else lost_file_error(item, value)
+
+
+def _prepared_in_threads(jobs: list, workers: int, bar):
+    """Prepared inputs in order, from threads (small batches; no start-up cost)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    
+    pool = ThreadPoolExecutor(max_workers=max(1, workers))
+    finished = False
+    try:
+        futures = [pool.submit(prepare_one, *job) for job in jobs]
+        for future in futures:
+            future.add_done_callback(lambda _: bar.update())
+        for future in futures:
+            yield future.result()
+        finished = True
+    finally:
+        pool.shutdown(wait=finished, cancel_futures=True)
 
 
 def prepared_chunks(items, per_item: list, vacuum, workers: int, progress: bool, size: int):
     """Yield lists of ``size`` prepared inputs (a ModelInput or the exception), in order, while
-    ``workers`` processes (threads for small batches; :func:`_preparation_pool`) go on
+    ``workers`` processes (threads for small batches; :func:`_uses_processes`) go on
     preparing the next ones (reading and resampling overlap the networks).
     ``per_item``: one (rv, wave_path, blaze_path) per item. Ctrl-C or a consumer that stops
     early stops the workers at once."""
+    from itertools import islice
+
     from tqdm.auto import tqdm
 
-    from ..synthetic.pool import sigint_held
-
-    pool = _preparation_pool(workers, len(items))
-    finished = False
-    try:
-        with tqdm(total=len(items), desc="predict", unit="file", disable=not progress) as bar:
-            with sigint_held():  # the workers start here
-                futures = [pool.submit(prepare_one, item, extra, vacuum)
-                           for item, extra in zip(items, per_item)]
-            for future in futures:
-                future.add_done_callback(lambda _: bar.update())
-            for start in range(0, len(futures), size):
-                part = slice(start, start + size)
-                yield _results(futures[part], items[part], per_item[part], vacuum)
-        finished = True
-    finally:
-        if finished or isinstance(pool, ThreadPoolExecutor):
-            pool.shutdown(wait=finished, cancel_futures=True)
-        else:  # interrupted: worker processes are stopped now, not after the queue
-            from ..synthetic.pool import stop_pool
-
-            stop_pool(pool)
+    jobs = [(item, extra, vacuum) for item, extra in zip(items, per_item)]
+    with tqdm(total=len(items), desc="predict", unit="file", disable=not progress) as bar:
+        prepared = (_prepared_in_processes(jobs, items, workers, bar)
+                    if _uses_processes(workers, len(items)) else
+                    _prepared_in_threads(jobs, workers, bar))
+        try:
+            while chunk := list(islice(prepared, size)):
+                yield chunk
+        finally:
+            prepared.close()  # interrupted or stopped early: the workers end now
