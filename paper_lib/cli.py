@@ -213,40 +213,6 @@ def _report(args) -> int:
     return 0
 
 
-def _benchmark_calibrate(args) -> int:
-    from .evaluation.benchmark_report import star_table_markdown, variant_table_markdown
-    from .evaluation.benchmark_stars import benchmark_set, calibrate_on_benchmarks
-    from .predict import DEFAULT_MODEL
-
-    spectra = benchmark_set(args.folder)
-    results = {}
-    for variant in args.variant or [DEFAULT_MODEL]:
-        results[variant] = calibrate_on_benchmarks(
-            variant, profile=args.profile, models_dir=args.models_dir, spectra=spectra,
-            write=not args.dry_run)
-        print(f"{variant}, per star (raw → calibrated with the star left out):\n"
-              f"{star_table_markdown(results[variant]['raw'], results[variant]['loso'])}\n")
-    print(f"Over the counted stars:\n{variant_table_markdown(results)}")
-    if not args.dry_run:
-        print(f"stored in {args.models_dir or 'models/' + args.profile}/label_calibration.json")
-    return 0
-
-
-def _add_benchmark_parser(sub) -> None:
-    calibrate = sub.add_parser("benchmark-calibrate", help="(re)make models/<profile>/"
-                               "label_calibration.json: the labels calibrated against the "
-                               "benchmark stars, judged leaving one star out")
-    calibrate.add_argument("--profile", default="cpu")
-    calibrate.add_argument("--models-dir", default=None, help="default models/<profile>/")
-    calibrate.add_argument("--variant", action="append", default=[],
-                           help="a variant to calibrate (repeatable; default predict's default)")
-    calibrate.add_argument("--folder", default=None, help="a benchmark folder: spectra and "
-                           "references.csv (default: the shared data's benchmarks/, plus the Sun)")
-    calibrate.add_argument("--dry-run", action="store_true",
-                           help="measure and print, store nothing")
-    calibrate.set_defaults(func=_benchmark_calibrate)
-
-
 def _add_synth(sub) -> None:
     synth = sub.add_parser("synth", help="build the synthetic grid of a profile (resumable)")
     synth.add_argument("--profile", default="smoke", help="smoke, cpu or paper")
@@ -340,11 +306,13 @@ def _add_calibrations(sub) -> None:
 
 
 def _add_upkeep(sub) -> None:
+    from .commands import add_benchmark_parser
+
     template = sub.add_parser("rv-template", help="remake the shipped radial-velocity template "
                               "(paper_lib/data/rv_template.npz) from a profile's grid")
     template.add_argument("--profile", default="smoke", help="a grid with the solar-like node")
     template.set_defaults(func=_rv_template)
-    _add_benchmark_parser(sub)
+    add_benchmark_parser(sub)
     report = sub.add_parser("report", help="rewrite the results blocks of README.md and "
                             "docs/results.md from results/<profile>/")
     report.add_argument("--profile", default="cpu")

@@ -1,0 +1,40 @@
+"""Subcommands of ``python -m paper_lib`` beyond the core ones of :mod:`paper_lib.cli`: the
+models made from real stars and from the grid (``benchmark-calibrate``), each a parser and its
+function, so that ``cli.py`` stays one screen per subcommand group."""
+
+from __future__ import annotations
+
+
+def _benchmark_calibrate(args) -> int:
+    from .evaluation.benchmark_report import star_table_markdown, variant_table_markdown
+    from .evaluation.benchmark_stars import benchmark_set, calibrate_on_benchmarks
+    from .predict import DEFAULT_MODEL
+
+    spectra = benchmark_set(args.folder)
+    results = {}
+    for variant in args.variant or [DEFAULT_MODEL]:
+        results[variant] = calibrate_on_benchmarks(
+            variant, profile=args.profile, models_dir=args.models_dir, spectra=spectra,
+            write=not args.dry_run)
+        print(f"{variant}, per star (raw → calibrated with the star left out):\n"
+              f"{star_table_markdown(results[variant]['raw'], results[variant]['loso'])}\n")
+    print(f"Over the counted stars:\n{variant_table_markdown(results)}")
+    if not args.dry_run:
+        print(f"stored in {args.models_dir or 'models/' + args.profile}/label_calibration.json")
+    return 0
+
+
+def add_benchmark_parser(sub) -> None:
+    """``benchmark-calibrate``: the label calibration against the benchmark stars."""
+    calibrate = sub.add_parser("benchmark-calibrate", help="(re)make models/<profile>/"
+                               "label_calibration.json: the labels calibrated against the "
+                               "benchmark stars, judged leaving one star out")
+    calibrate.add_argument("--profile", default="cpu")
+    calibrate.add_argument("--models-dir", default=None, help="default models/<profile>/")
+    calibrate.add_argument("--variant", action="append", default=[],
+                           help="a variant to calibrate (repeatable; default predict's default)")
+    calibrate.add_argument("--folder", default=None, help="a benchmark folder: spectra and "
+                           "references.csv (default: the shared data's benchmarks/, plus the Sun)")
+    calibrate.add_argument("--dry-run", action="store_true",
+                           help="measure and print, store nothing")
+    calibrate.set_defaults(func=_benchmark_calibrate)
