@@ -98,10 +98,10 @@ def test_update_pages_rewrites_every_page_or_none(smoke_results):
 
 def test_commits_text_names_each_commit_with_its_notebooks(monkeypatch):
     commits = {"01": "a" * 40, "02": "a" * 40, "03": "a" * 40, "04": "a" * 40,
-               "05": "b" * 40, "06": "b" * 40, "07": "c" * 40}
+               "05": "b" * 40, "06": "b" * 40, "07": "c" * 40, "09": "c" * 40}
     monkeypatch.setattr(report, "_load", lambda profile, name: {
         "provenance": {"commit": commits[name[:2]]}})
     assert report.commits_text(get_profile("cpu")) == (
-        f"commits `{'a' * 10}` (01–04), `{'b' * 10}` (05–06), `{'c' * 10}` (07)")
+        f"commits `{'a' * 10}` (01–04), `{'b' * 10}` (05–06), `{'c' * 10}` (07–09)")
     commits.update(dict.fromkeys(commits, "d" * 40))
     assert report.commits_text(get_profile("cpu")) == f"commit `{'d' * 10}`"
