@@ -28,14 +28,16 @@ FIT_REACH_CELLS = 3  # grid cells the fit may move from the start, each way
 
 @dataclass
 class Refined:
-    """Result of :func:`refine`: labels (4,), the fit's covariance (4, 4), the RMS of the
-    residual over the fitted pixels, the number of image renders, and whether it converged."""
+    """Result of a least-squares fit (:func:`refine`, :func:`~.fit.fit_batch`): labels (4,), the
+    fit's covariance (4, 4), the RMS of the residual over the fitted pixels, the number of
+    image renders, whether it converged, and the free labels it left at a bound of its box."""
 
     labels: np.ndarray
     cov: np.ndarray
     rms: float
     renders: int
     converged: bool
+    at_bound: tuple = ()
 
 
 class Renderer:
@@ -54,6 +56,27 @@ class Renderer:
         labels = np.atleast_2d(np.asarray(labels, dtype=np.float64))
         self.renders += len(labels)
         return normalise_orders(self.generator.render_labels(labels).numpy())
+
+
+class GridRefiner:
+    """``predict --refine --grid``: :func:`refine` on the grid, star by star (method "refined")."""
+
+    method = "refined"
+
+    def __init__(self, grid):
+        self.render = Renderer(grid)
+
+    def fit(self, images, masks, starts, known=()) -> list:
+        """(Refined or None, problem or None) of each image (n, 8, 4096) from ``starts`` (n, 4)."""
+        from ..synthetic.grid import OutsideGridError
+
+        out = []
+        for image, mask, start in zip(images, masks, starts):
+            try:
+                out.append((refine(image, mask, start, self.render, known), None))
+            except OutsideGridError as error:
+                out.append((None, str(error)))
+        return out
 
 
 def fit_bounds(grid, start, reach: int = FIT_REACH_CELLS) -> tuple[np.ndarray, np.ndarray]:
@@ -133,11 +156,11 @@ def refine(image, mask, start, render: Renderer, known: list[KnownLabel] = (), *
                                                      upper[free] / DERIVATIVE_STEPS[free]),
                            method="trf", max_nfev=max_renders // 5)
     jac(result.x)
-    return Refined(full(result.x), _covariance(last["all"], free, held, result.fun),
+    return Refined(full(result.x), fit_covariance(last["all"], free, held, result.fun),
                    float(np.sqrt(np.mean(result.fun ** 2))), render.renders, bool(result.success))
 
 
-def _covariance(jacobian, free, held: dict, residual) -> np.ndarray:
+def fit_covariance(jacobian, free, held: dict, residual) -> np.ndarray:
     """(4, 4) covariance of the refined labels: free labels from the Jacobian (pixels, 4)
     scaled by the residual variance, held labels their σ², propagated into the free ones."""
     variance = float(np.mean(residual ** 2))
