@@ -1,4 +1,4 @@
-"""Command line: ``python -m paper_lib synth|run|predict|report ...`` (see ``--help``).
+"""Command line: ``python -m paper_lib synth|run|predict|emulator|report ...`` (see ``--help``).
 
 This is one of the two edges where a profile name is resolved (:func:`get_profile`; the other
 is a notebook's ``profile`` parameter, :func:`paper_lib.notebook.start`).
@@ -218,10 +218,12 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--fix", action="append", default=None, metavar="LABEL=VALUE±SIGMA",
                          help="a label known from elsewhere, e.g. logg=4.44±0.05 (also +-); "
                               "repeatable; teff, logg, mh or vsini")
-    predict.add_argument("--refine", action="store_true",
-                         help="fit the synthetic grid around the answer (needs the profile's "
-                              "grid, python -m paper_lib synth, or --grid; ~5 s a star)")
-    predict.add_argument("--grid", default=None, help="grid FITS for --refine")
+    predict.add_argument("--refine", action=argparse.BooleanOptionalAction, default=None,
+                         help="fit every star by least squares from the network's answer, on the "
+                              "shipped emulator (models/<profile>/emulator.pt), or on --grid; "
+                              "--no-refine: the network's answer (default: "
+                              "paper_lib.predict.FIT_BY_DEFAULT, off)")
+    predict.add_argument("--grid", default=None, help="grid FITS for --refine (~5 s a star)")
     predict.set_defaults(func=_predict)
     systematics = sub.add_parser("systematics", help="(re)make models/<profile>/systematics.json: "
                                  "answer shifts under other published physics")
@@ -251,7 +253,27 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="rewrite README.md's results block from results/<profile>/")
     report.add_argument("--profile", default="cpu")
     report.set_defaults(func=_report)
+    add_emulator_parser(sub)
     return parser
+
+
+def _emulator(args) -> int:
+    from .training.emulator import train_profile_emulator
+
+    train_profile_emulator(get_profile(args.profile), steps=args.steps, models_dir=args.models_dir)
+    return 0
+
+
+def add_emulator_parser(sub) -> None:
+    """``emulator``: (re)train a profile's spectrum emulator, what ``predict --refine`` fits."""
+    from .training.emulator import STEPS
+
+    emulator = sub.add_parser("emulator", help="(re)make models/<profile>/emulator.pt: the spectrum "
+                              "emulator predict --refine fits (needs the profile's grid; resumable)")
+    emulator.add_argument("--profile", default="cpu")
+    emulator.add_argument("--models-dir", default=None, help="default models/<profile>/")
+    emulator.add_argument("--steps", type=int, default=STEPS, help=f"optimiser steps (default {STEPS})")
+    emulator.set_defaults(func=_emulator)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -124,3 +124,49 @@ def test_a_held_label_outside_the_box_is_a_clear_error(render):
     with pytest.raises(OutsideGridError, match="outside the emulator's label box"):
         fit_batch(np.ones((1, 8, 4096)), np.ones((1, 8, 4096), bool), [[5800, 4.4, 0, 2]], render,
                   [KnownLabel("mh", 1.5, 0.1)])
+
+
+# ------------------------------------------------------------------ through predict
+
+@pytest.fixture(scope="module")
+def models_with_emulator(tmp_path_factory, trained):
+    """The committed cpu default network beside the tiny emulator (padded with continuum)."""
+    import shutil
+
+    from paper_lib import paths
+    from paper_lib.models.emulator import save_emulator
+    from paper_lib.predict import DEFAULT_MODEL
+
+    folder = tmp_path_factory.mktemp("models")
+    for name in (f"{DEFAULT_MODEL}.pt", "dae.pt", "ood_calibration.json"):
+        shutil.copy(paths.models / "cpu" / name, folder / name)
+    save_emulator(folder / "emulator.pt", trained[0], {"pad_with_continuum": True})
+    return folder
+
+
+def test_refine_without_a_grid_fits_the_emulator_and_keeps_both_answers(models_with_emulator):
+    from paper_lib.predict import FIT_BY_DEFAULT, predict_rows
+
+    from .conftest import shared_or_skip
+
+    sun = shared_or_skip("sun/Sun_HARPS_Ganymede_s1d.fits")
+    fitted, plain, default = (predict_rows([sun], profile="cpu", models_dir=models_with_emulator,
+                                           refine=refine)[0] for refine in (True, False, None))
+    assert fitted["method"] == "fit" and "refine_failed" not in fitted["flags"]
+    assert plain["method"] == "network" and default["method"] == ("fit" if FIT_BY_DEFAULT else "network")
+    for name in LABEL_NAMES:
+        assert fitted[name] == fitted[f"{name}_fit"]
+        assert fitted[f"{name}_network"] == pytest.approx(plain[name])
+        assert plain[name] == plain[f"{name}_network"] and np.isnan(plain[f"{name}_fit"])
+    assert fitted["teff"] != plain["teff"] and 0 < fitted["fit_rms"] < 0.2
+    assert set(plain) == set(fitted)  # every row has every column
+
+
+def test_the_command_line_switches_the_fit_on_and_off():
+    from paper_lib.cli import build_parser
+
+    parse = build_parser().parse_args
+    assert parse(["predict", "x.fits"]).refine is None  # FIT_BY_DEFAULT decides
+    assert parse(["predict", "x.fits", "--refine"]).refine is True
+    assert parse(["predict", "x.fits", "--no-refine"]).refine is False
+    assert parse(["emulator", "--profile", "cpu"]).func.__name__ == "_emulator"

@@ -118,9 +118,11 @@ class EmulatorFitter:
 
     @classmethod
     def load(cls, path) -> "EmulatorFitter":
+        """The fitter of an emulator file (:func:`~paper_lib.models.emulator.save_emulator`)."""
         from ..models.emulator import load_emulator
 
-        return cls(*load_emulator(path))
+        emulator, record = load_emulator(path)
+        return cls(emulator, record, pad_with_continuum=bool(record.get("pad_with_continuum")))
 
     def fit(self, images, masks, starts, known=()) -> list:
         """(Refined or None, problem or None) of each image (n, 8, 4096) from ``starts`` (n, 4)."""

@@ -38,7 +38,13 @@ FLAGS = {
     "out_of_distribution": "the spectrum is unlike the synthetic training spectra (ood_score > 1): "
                            "the labels are not to be trusted",
     "refine_failed": "--refine could not fit the grid around the answer (it lies in a hole or "
-                     "a held label is outside the grid there): the network's answer is given",
+                     "a held label is outside the grid there), or a held label is outside the "
+                     "emulator's label box: the network's answer is given",
+    "fit_at_bound": "the least-squares fit ended with a free label at a bound of its box (the "
+                    "grid's label box for the emulator; v sin i only at its top): that label is "
+                    "the box's edge, not a minimum",
+    "fit_not_converged": "the least-squares fit did not settle within its iterations: the fit's "
+                         "answer is where it stopped",
     "ood_uncalibrated": "no out-of-distribution calibration for this DAE "
                         "(models/<profile>/ood_calibration.json): ood_score not computed",
     "sigma_uncalibrated": "no σ calibration against SNR for these weights "

@@ -12,7 +12,7 @@ import json
 
 from ..labels import LABEL_NAMES, LABEL_UNITS
 from .flags import FLAGS, flag_kind
-from .rows import QUALITY_COLUMNS, SIGMA_SUFFIXES
+from .rows import ANSWER_SUFFIXES, QUALITY_COLUMNS, SIGMA_SUFFIXES
 
 EXTRA_COLUMNS = QUALITY_COLUMNS  # RV, SNR, gap, bad pixels, OOD score: the row's own order
 
@@ -30,7 +30,9 @@ def to_json(rows: list[dict]) -> str:
         for name, unit in zip(LABEL_NAMES, LABEL_UNITS):
             item[name] = {"value": _number(r[name]), "sigma": _number(r[f"{name}_sigma"]),
                           "sigma_stat": _number(r[f"{name}_sigma_stat"]),
-                          "sigma_sys": _number(r[f"{name}_sigma_sys"]), "unit": unit}
+                          "sigma_sys": _number(r[f"{name}_sigma_sys"]), "unit": unit,
+                          "network": _number(r[f"{name}_network"]), "fit": _number(r[f"{name}_fit"])}
+        item["fit_rms"] = _number(r["fit_rms"])
         corr = {k[5:]: _number(v, 4) for k, v in r.items() if k.startswith("corr_")}
         if corr:
             item["correlation"] = corr
@@ -46,7 +48,8 @@ def to_csv(rows: list[dict]) -> str:
     if not rows:
         return ""
     columns = ["file", "kind", "model", "method", "fixed",
-               *[f"{n}{s}" for n in LABEL_NAMES for s in SIGMA_SUFFIXES],
+               *[f"{n}{s}" for n in LABEL_NAMES for s in SIGMA_SUFFIXES + ANSWER_SUFFIXES],
+               "fit_rms",
                *sorted(k for k in rows[0] if k.startswith("corr_")), *EXTRA_COLUMNS, "flags"]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -64,14 +67,17 @@ def to_table(rows: list[dict]) -> str:
         significance = (f", CCF significance {r['rv_significance']:.0f}"
                         if r["rv_significance"] is not None else " (given)")
         how = {"network": "", "network+fix": f"; conditioned on {r['fixed']}",
-               "refined": "; refined on the grid" + (f" with {r['fixed']}" if r["fixed"] else "")}
+               "refined": "; refined on the grid" + (f" with {r['fixed']}" if r["fixed"] else ""),
+               "fit": "; fitted on the emulator" + (f" with {r['fixed']}" if r["fixed"] else "")}
         lines.append(f"{r['file']}  ({r['model']}{how[r['method']]}; "
                      f"rv {r['rv_kms']:+.2f} km/s{significance}; "
                      f"SNR ≈ {r['snr']:.0f}; {100 * r['gap_fraction']:.1f} % filled; "
                      f"OOD score {r['ood_score']:.2f})")
         for name, unit in zip(LABEL_NAMES, LABEL_UNITS):
             lines.append(f"  {name:6s} {r[name]:10.3f} ± {r[f'{name}_sigma']:8.3f} {unit:4s}"
-                         f"  (stat {r[f'{name}_sigma_stat']:.3f}, sys {r[f'{name}_sigma_sys']:.3f})")
+                         f"  (stat {r[f'{name}_sigma_stat']:.3f}, sys {r[f'{name}_sigma_sys']:.3f}"
+                         + (f"; network {r[f'{name}_network']:.3f})" if r["method"] in ("refined", "fit")
+                            else ")"))
         corr = [f"{k[5:].replace('_', '-')} {v:+.2f}" for k, v in r.items() if k.startswith("corr_")]
         if corr:
             lines.append("  correlations: " + "  ".join(corr))
