@@ -170,3 +170,20 @@ def test_the_command_line_switches_the_fit_on_and_off():
     assert parse(["predict", "x.fits", "--refine"]).refine is True
     assert parse(["predict", "x.fits", "--no-refine"]).refine is False
     assert parse(["emulator", "--profile", "cpu"]).func.__name__ == "_emulator"
+
+
+def test_the_emulator_fit_agrees_with_the_grid_fit_on_an_interpolated_star(block, trained):
+    """The same noisy star, made by the grid's own interpolation, fitted on the grid and on the
+    tiny emulator of that grid."""
+    from paper_lib.predict.fit import EmulatorFitter
+    from paper_lib.predict.refine import GridRefiner
+
+    grid_fit = GridRefiner(block, pad_with_continuum=True)
+    truth = np.array([[5870.0, 4.38, -0.07, 4.0]])
+    image = grid_fit.render(truth) + np.random.default_rng(5).normal(0.0, 0.005, (1, 8, 4096))
+    masks, start = np.ones(image.shape, bool), truth + [-120.0, -0.2, -0.1, 1.0]
+    (on_grid, _), = grid_fit.fit(image, masks, start)
+    fitter = EmulatorFitter(trained[0], pad_with_continuum=True)
+    (on_emulator, problem), = fitter.fit(image, masks, start)
+    assert problem is None and on_emulator.converged and on_grid.converged
+    assert np.all(np.abs(on_emulator.labels - on_grid.labels) < [15.0, 0.03, 0.02, 0.3])

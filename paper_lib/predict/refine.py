@@ -41,13 +41,15 @@ class Refined:
 
 
 class Renderer:
-    """Noise-free normalised images of the grid at labels (n, 4), with a render count."""
+    """Noise-free normalised images of the grid at labels (n, 4), with a render count;
+    ``pad_with_continuum`` for grids narrower than the orders (the reference grid)."""
 
-    def __init__(self, grid):
+    def __init__(self, grid, *, pad_with_continuum: bool = False):
         from ..echelle.generator import SpectrumGenerator
 
         self.grid = grid
-        self.generator = SpectrumGenerator(grid, snr=1.0, seed=0)
+        self.generator = SpectrumGenerator(grid, snr=1.0, seed=0,
+                                           pad_with_continuum=pad_with_continuum)
         self.renders = 0
 
     def __call__(self, labels) -> np.ndarray:
@@ -63,8 +65,8 @@ class GridRefiner:
 
     method = "refined"
 
-    def __init__(self, grid):
-        self.render = Renderer(grid)
+    def __init__(self, grid, **options):
+        self.render = Renderer(grid, **options)
 
     def fit(self, images, masks, starts, known=()) -> list:
         """(Refined or None, problem or None) of each image (n, 8, 4096) from ``starts`` (n, 4)."""

@@ -133,7 +133,7 @@ def fit_flags(fitted, problem) -> list[str]:
 def predict_rows(inputs, model=DEFAULT_MODEL, *, rv=None, wave_path=None, blaze_path=None,
                  profile=DEFAULT_PROFILE, models_dir=None, vacuum: bool | None = None,
                  batch_size: int = BATCH_SIZE, workers: int = 2, progress: bool | None = None,
-                 options: dict | None = None, fix=None, refine: bool | None = None,
+                 options: dict | None = None, fix=None, refine=None,
                  grid=None) -> list[dict]:
     """One dict per input, in order (see :mod:`paper_lib.predict`), all with the same keys; a
     failed input has NaN labels and its ``error``, so one bad file never costs the others
@@ -152,8 +152,9 @@ def predict_rows(inputs, model=DEFAULT_MODEL, *, rv=None, wave_path=None, blaze_
     which condition the answer. ``refine``: fit every star by least squares from the network's
     answer (None: :data:`~.fit.FIT_BY_DEFAULT`): on the profile's shipped emulator
     (``models_dir``/emulator.pt, :mod:`~.fit`), or, given ``grid`` (a Grid or grid file), on
-    the grid (:mod:`~.refine`). The label columns then hold the fit's answer; ``method`` says
-    which, and ``<label>_network``, ``<label>_fit`` keep both.
+    the grid (:mod:`~.refine`); or a fitter already loaded (:func:`refinement_renderer`), to
+    reuse across calls. The label columns then hold the fit's answer; ``method`` says which,
+    and ``<label>_network``, ``<label>_fit`` keep both.
     """
     from .known import known_labels
 
@@ -162,7 +163,8 @@ def predict_rows(inputs, model=DEFAULT_MODEL, *, rv=None, wave_path=None, blaze_
     from .fit import FIT_BY_DEFAULT
 
     refine = FIT_BY_DEFAULT if refine is None else refine
-    renderer = refinement_renderer(grid, profile, models_dir) if refine else None
+    renderer = (refine if hasattr(refine, "fit")
+                else refinement_renderer(grid, profile, models_dir) if refine else None)
     items = expand_inputs(inputs)
     if not items:
         raise ValueError("no spectra given")
