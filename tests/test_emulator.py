@@ -160,6 +160,12 @@ def test_refine_without_a_grid_fits_the_emulator_and_keeps_both_answers(models_w
         assert plain[name] == plain[f"{name}_network"] and np.isnan(plain[f"{name}_fit"])
     assert fitted["teff"] != plain["teff"] and 0 < fitted["fit_rms"] < 0.2
     assert set(plain) == set(fitted)  # every row has every column
+    from paper_lib.predict.formatting import render
+
+    header, line = render([fitted], "csv").splitlines()
+    assert "teff_network" in header and "fit_rms" in header and ",fit," in line
+    assert "fitted on the emulator" in render([fitted], "table")
+    assert '"network"' in render([fitted], "json") and '"fit_rms"' in render([plain], "json")
 
 
 def test_the_command_line_switches_the_fit_on_and_off():

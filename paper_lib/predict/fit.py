@@ -25,7 +25,7 @@ from .refine import DERIVATIVE_STEPS, Refined, fit_covariance
 
 FIT_BY_DEFAULT = False  # predict fits every star (the emulator) unless told --no-refine
 MAX_ITERATIONS = 30  # Levenberg–Marquardt steps per star at most
-SETTLED = np.array([0.5, 5e-4, 5e-4, 0.01])  # K, dex, dex, km/s: a smaller step ends the fit
+SETTLED = np.array([1.0, 1e-3, 1e-3, 0.02])  # K, dex, dex, km/s: a smaller step ends the fit
 BOUND_TOLERANCE = 1e-6  # × the label box: a label this close to a bound is at it
 START_DAMPING = 1e-3  # Levenberg–Marquardt λ (× the diagonal of JᵀJ) at the first step
 
@@ -162,7 +162,7 @@ def fit_batch(images, masks, starts, render: EmulatorRenderer, known: list[Known
     for i, k in held.items():
         x[:, i] = k.value
     unit = DERIVATIVE_STEPS[free]
-    residual, jacobian = _linearised(render, x, free, data)
+    residual, jacobian = _linearised(render, x, data)  # all four labels: the covariance needs them
     cost = np.einsum("np,np->n", residual ** 2, weight)
     damping = np.full(len(x), START_DAMPING)
     done = np.zeros(len(x), dtype=bool)
@@ -170,12 +170,12 @@ def fit_batch(images, masks, starts, render: EmulatorRenderer, known: list[Known
         todo = np.flatnonzero(~done)
         if not len(todo):
             break
-        step = _bounded_steps(jacobian[todo] * unit, residual[todo], weight[todo], damping[todo],
-                              x[todo][:, free], lower[free], upper[free])
+        step = _bounded_steps(jacobian[todo][..., free] * unit, residual[todo], weight[todo],
+                              damping[todo], x[todo][:, free], lower[free], upper[free])
         trial = x[todo].copy()
         trial[:, free] = np.clip(trial[:, free] + step * unit, lower[free], upper[free])
         moved = np.abs(trial - x[todo])
-        trial_residual, trial_jacobian = _linearised(render, trial, free, data[todo])
+        trial_residual, trial_jacobian = _linearised(render, trial, data[todo])
         trial_cost = np.einsum("np,np->n", trial_residual ** 2, weight[todo])
         better = trial_cost < cost[todo]
         kept = todo[better]
@@ -183,15 +183,14 @@ def fit_batch(images, masks, starts, render: EmulatorRenderer, known: list[Known
         cost[kept] = trial_cost[better]
         damping[todo] = np.where(better, damping[todo] / 3.0, damping[todo] * 8.0)
         done[todo] = np.all(moved[:, free] <= SETTLED[free], axis=1)
+    return [_refined(render, x[s], residual[s], jacobian[s], weight[s] > 0, free, held,
+                     bool(done[s])) for s in range(len(x))]
+
+
+def _linearised(render, x, data) -> tuple[np.ndarray, np.ndarray]:
+    """Residuals data − model (n, pixels) and model derivatives (n, pixels, 4) at ``x``."""
     image, jacobian = render.linearise(x, range(len(LABEL_NAMES)))
-    return [_refined(render, x[s], data[s] - image[s].reshape(-1), jacobian[s], weight[s] > 0,
-                     free, held, bool(done[s])) for s in range(len(x))]
-
-
-def _linearised(render, x, free, data) -> tuple[np.ndarray, np.ndarray]:
-    """Residuals data − model (n, pixels) and model derivatives (n, pixels, free) at ``x``."""
-    image, jacobian = render.linearise(x, free)
-    return data - image.reshape(len(x), -1), jacobian.reshape(len(x), -1, len(free))
+    return data - image.reshape(len(x), -1), jacobian.reshape(len(x), -1, len(LABEL_NAMES))
 
 
 def _bounded_steps(jacobian, residual, weight, damping, x, lower, upper) -> np.ndarray:
@@ -217,11 +216,10 @@ def _damped_steps(jacobian, residual, weight, damping, pinned) -> np.ndarray:
 
 def _refined(render, x, residual, jacobian, used, free, held, converged) -> Refined:
     """One star's :class:`Refined` at its final labels ``x``: covariance from the ``jacobian``
-    (8, 4096, 4) of all four labels over the ``used`` pixels, scaled by the variance of the
+    (pixels, 4) of all four labels over the ``used`` pixels, scaled by the variance of the
     ``residual`` (pixels,) there."""
     residual = residual[used]
-    cov = fit_covariance(-jacobian.reshape(-1, len(LABEL_NAMES))[used], np.array(free), held,
-                         residual)
+    cov = fit_covariance(-jacobian[used], np.array(free), held, residual)
     span = (render.upper - render.lower) * BOUND_TOLERANCE
     at_bound = tuple(LABEL_NAMES[i] for i in free
                      if x[i] <= render.lower[i] + span[i] and LABEL_NAMES[i] != "vsini"

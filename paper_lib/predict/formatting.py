@@ -48,8 +48,8 @@ def to_csv(rows: list[dict]) -> str:
     if not rows:
         return ""
     columns = ["file", "kind", "model", "method", "fixed",
-               *[f"{n}{s}" for n in LABEL_NAMES for s in SIGMA_SUFFIXES + ANSWER_SUFFIXES],
-               "fit_rms",
+               *[f"{n}{s}" for n in LABEL_NAMES for s in SIGMA_SUFFIXES],
+               *[f"{n}{s}" for s in ANSWER_SUFFIXES for n in LABEL_NAMES], "fit_rms",
                *sorted(k for k in rows[0] if k.startswith("corr_")), *EXTRA_COLUMNS, "flags"]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
