@@ -193,3 +193,20 @@ def test_the_emulator_fit_agrees_with_the_grid_fit_on_an_interpolated_star(block
     (on_emulator, problem), = fitter.fit(image, masks, start)
     assert problem is None and on_emulator.converged and on_grid.converged
     assert np.all(np.abs(on_emulator.labels - on_grid.labels) < [15.0, 0.03, 0.02, 0.3])
+
+
+def test_the_training_entry_point_writes_the_emulator_and_its_record(block, private_cache, tmp_path):
+    import json
+
+    from paper_lib.models.emulator import load_emulator
+    from paper_lib.profiles import get_profile
+    from paper_lib.training.emulator import train_profile_emulator
+
+    settings = {k: v for k, v in TINY.items() if k != "steps"}
+    path = train_profile_emulator(get_profile("smoke"), steps=200, models_dir=tmp_path, grid=block,
+                                  log=lambda line: None, **settings)
+    record = json.loads((tmp_path / "emulator.history.json").read_text())
+    assert path == tmp_path / "emulator.pt" and load_emulator(path)[1] == record
+    assert record["pad_with_continuum"] and record["errors"]["n_held"] == 1
+    assert {"commit", "dirty", "grid_physics", "arch"} <= set(record)
+    assert not (private_cache / "emulator_smoke.ckpt").exists()  # removed once finished

@@ -79,13 +79,15 @@ class SpectrumEmulator(nn.Module):
 
 
 def save_emulator(path, emulator: SpectrumEmulator, record: dict) -> None:
-    """Write ``emulator`` (basis in float16: half the size, image error +1e-6 RMS) with its
-    training ``record`` to ``path`` (atomically)."""
+    """Write ``emulator`` (basis in float16: half the size) with its training ``record`` (a
+    JSON-compatible dict) to ``path`` (atomically)."""
     import io
+    import json
 
     from ..fileio import atomic_write_bytes
 
     state = {k: (v.half() if k == "basis" else v) for k, v in emulator.state_dict().items()}
+    record = json.loads(json.dumps(record, default=str))  # plain types: loads with weights_only
     buffer = io.BytesIO()
     torch.save({"arch": emulator.arch, "state": state, "record": record}, buffer)
     atomic_write_bytes(path, buffer.getvalue())

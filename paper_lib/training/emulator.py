@@ -167,27 +167,33 @@ def emulator_errors(emulator, grid, held, *, n_cells: int = N_CELLS, seed: int =
     return out
 
 
-def train_profile_emulator(profile, *, steps: int = STEPS, models_dir=None, log=print) -> Path:
-    """Train the emulator on ``profile``'s grid, measure it, write ``emulator.pt`` and
-    ``emulator.history.json`` to ``models_dir`` (default ``models/<profile>/``); checkpoints go
-    to the cache (``emulator_<profile>.ckpt``), so an interrupted run resumes."""
+def train_profile_emulator(profile, *, steps: int = STEPS, models_dir=None, grid=None,
+                           log=print, **settings) -> Path:
+    """Train the emulator on ``profile``'s grid (or ``grid``), measure it, write ``emulator.pt``
+    and ``emulator.history.json`` to ``models_dir`` (default ``models/<profile>/``);
+    checkpoints go to the cache (``emulator_<profile>.ckpt``), so an interrupted run resumes.
+    ``settings``: :func:`train_emulator`'s (n_components, hidden, held_fraction, seed)."""
     from .. import paths
     from ..fileio import atomic_write_json
     from ..models.emulator import save_emulator
     from ..provenance import provenance
     from ..synthetic.grid import load_grid
+    from ..synthetic.runner import WAVE_RANGE
     from .checkpoints import history_path
 
     started = time.time()
-    grid = load_grid(profile)
+    grid = grid or load_grid(profile)
     log(f"grid {grid.source}: {len(grid.labels)} nodes × {len(grid.wavelength)} wavelengths")
     checkpoint = paths.cache_dir() / f"emulator_{profile.name}.ckpt"
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    emulator, held = train_emulator(grid, steps=steps, checkpoint=checkpoint, log=log)
-    errors = emulator_errors(emulator, grid, held)
+    emulator, held = train_emulator(grid, steps=steps, checkpoint=checkpoint, log=log, **settings)
+    covers = grid.wavelength[0] <= WAVE_RANGE[0] and grid.wavelength[-1] >= WAVE_RANGE[1]
+    errors = emulator_errors(emulator, grid, held, pad_with_continuum=not covers)
     log(f"errors (8×4096 image RMS): {errors}")
-    record = {"grid": Path(grid.source).name, "grid_physics": grid_physics(grid.source),
-              "errors": errors, "arch": emulator.arch, **provenance(profile, started=started)}
+    record = {"grid": grid.source and Path(grid.source).name,
+              "grid_physics": grid.source and grid_physics(grid.source),
+              "pad_with_continuum": not covers, "errors": errors, "arch": emulator.arch,
+              **provenance(profile, started=started)}
     out = Path(models_dir or paths.models / profile.name) / "emulator.pt"
     save_emulator(out, emulator, record)
     atomic_write_json(history_path(out), record)
