@@ -260,7 +260,13 @@ def build_parser() -> argparse.ArgumentParser:
 def _emulator(args) -> int:
     from .training.emulator import train_profile_emulator
 
-    train_profile_emulator(get_profile(args.profile), steps=args.steps, models_dir=args.models_dir)
+    from .synthetic.grid import Grid
+
+    if args.grid and not args.models_dir:
+        raise ValueError("emulator --grid: give --models-dir too (models/<profile>/ holds the "
+                         "emulator of the profile's own grid)")
+    train_profile_emulator(get_profile(args.profile), steps=args.steps, models_dir=args.models_dir,
+                           grid=Grid.from_fits(args.grid) if args.grid else None)
     return 0
 
 
@@ -273,6 +279,8 @@ def add_emulator_parser(sub) -> None:
     emulator.add_argument("--profile", default="cpu")
     emulator.add_argument("--models-dir", default=None, help="default models/<profile>/")
     emulator.add_argument("--steps", type=int, default=STEPS, help=f"optimiser steps (default {STEPS})")
+    emulator.add_argument("--grid", default=None, help="another grid FITS (e.g. the reference grid; "
+                          "padded with continuum if narrower than the orders); needs --models-dir")
     emulator.set_defaults(func=_emulator)
 
 
