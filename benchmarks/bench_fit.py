@@ -98,14 +98,14 @@ def main(argv=None) -> None:
         renders = (fitter.render.renders - renders) / len(rows)
         failed = sum(r["error"] is not None for r in rows)
         methods = sorted({r["method"] for r in rows if r["error"] is None})
+        rate = len(rows) / batch
+        print(f"model {DEFAULT_PROFILE}/{DEFAULT_MODEL}; emulator {args.emulator or models / 'emulator.pt'}; "
+              f"torch {torch.__version__}, {args.threads} torch threads, {args.workers} preparing processes")
+        print(f"start-up (weights, DAE, calibration, emulator): {startup:.2f} s")
+        print(f"batch: {len(rows)} real s1d files ({failed} failed; method {', '.join(methods)}) in "
+              f"{batch:.2f} s → {rate:.1f} files/s after start-up; the fit {1000 * spent['fit'] / len(rows):.0f} "
+              f"ms a file, {renders:.0f} images rendered a file", flush=True)
         wall = one_file_wall(files[0], models)
-    rate = len(rows) / batch
-    print(f"model {DEFAULT_PROFILE}/{DEFAULT_MODEL}; emulator {args.emulator or models / 'emulator.pt'}; "
-          f"torch {torch.__version__}, {args.threads} torch threads, {args.workers} preparing processes")
-    print(f"start-up (weights, DAE, calibration, emulator): {startup:.2f} s")
-    print(f"batch: {len(rows)} real s1d files ({failed} failed; method {', '.join(methods)}) in "
-          f"{batch:.2f} s → {rate:.1f} files/s after start-up; the fit {1000 * spent['fit'] / len(rows):.0f} "
-          f"ms a file, {renders:.0f} images rendered a file")
     print(f"one file, fresh process, imports included: {wall:.2f} s "
           f"(python -m paper_lib predict {S1D_FILES[0].split('/')[-1]} --refine)")
     print(f"ratio: {rate / GOAL_FILES_PER_S:.2f} (files/s over the goal of {GOAL_FILES_PER_S:g})")

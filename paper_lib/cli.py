@@ -78,7 +78,7 @@ def _predict(args) -> int:
                             blaze_path=args.blaze, options=CLI_OPTIONS,
                             vacuum=True if args.vacuum else None, workers=args.workers,
                             fix=args.fix, refine=args.refine, grid=args.grid,
-                            profile=args.profile or DEFAULT_PROFILE)
+                            profile=args.profile or DEFAULT_PROFILE, models_dir=args.models_dir)
     except KeyboardInterrupt:
         print("\npredict interrupted: nothing written", file=sys.stderr)
         return 130
