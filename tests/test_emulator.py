@@ -210,3 +210,21 @@ def test_the_training_entry_point_writes_the_emulator_and_its_record(block, priv
     assert record["pad_with_continuum"] and record["errors"]["n_held"] == 1
     assert {"commit", "dirty", "grid_physics", "arch"} <= set(record)
     assert not (private_cache / "emulator_smoke.ckpt").exists()  # removed once finished
+
+
+def test_the_command_line_fits_the_emulator_beside_the_weights(models_with_emulator):
+    import json
+    import subprocess
+    import sys
+
+    from paper_lib import paths
+
+    from .conftest import shared_or_skip
+
+    sun = shared_or_skip("sun/Sun_HARPS_Ganymede_s1d.fits")
+    done = subprocess.run([sys.executable, "-m", "paper_lib", "predict", str(sun), "--refine",
+                           "--models-dir", str(models_with_emulator), "--format", "json"],
+                          capture_output=True, text=True, cwd=paths.root, timeout=600)
+    assert done.returncode == 0, done.stderr
+    (row,) = json.loads(done.stdout)
+    assert row["method"] == "fit" and row["teff"]["value"] == row["teff"]["fit"]
