@@ -1,4 +1,4 @@
-"""Command line: ``python -m paper_lib synth|run|predict|report ...`` (see ``--help``).
+"""Command line: ``python -m paper_lib synth|run|predict|emulator|report ...`` (see ``--help``).
 
 This is one of the two edges where a profile name is resolved (:func:`get_profile`; the other
 is a notebook's ``profile`` parameter, :func:`paper_lib.notebook.start`).
@@ -79,7 +79,7 @@ def _predict(args) -> int:
                             blaze_path=args.blaze, options=CLI_OPTIONS,
                             vacuum=True if args.vacuum else None, workers=args.workers,
                             fix=args.fix, refine=args.refine, grid=args.grid,
-                            calibrate=not args.no_calibration)
+                            calibrate=not args.no_calibration, models_dir=args.models_dir)
     except KeyboardInterrupt:
         print("\npredict interrupted: nothing written", file=sys.stderr)
         return 130
@@ -268,10 +268,12 @@ def _add_predict(sub) -> None:
                          help="a label known from elsewhere, e.g. logg=4.44±0.05 (also +-); "
                               "repeatable; teff, logg, mh or vsini (also Teff, log g, [Fe/H]; "
                               "a − minus is read as -)")
-    predict.add_argument("--refine", action="store_true",
-                         help="fit the synthetic grid around the answer (needs the profile's "
-                              "grid, python -m paper_lib synth, or --grid; ~5 s a star)")
-    predict.add_argument("--grid", default=None, help="grid FITS for --refine")
+    predict.add_argument("--refine", action=argparse.BooleanOptionalAction, default=None,
+                         help="fit every star by least squares from the network's answer, on the "
+                              "shipped emulator (models/<profile>/emulator.pt), or on --grid; "
+                              "--no-refine: the network's answer (default: "
+                              "paper_lib.predict.FIT_BY_DEFAULT, off)")
+    predict.add_argument("--grid", default=None, help="grid FITS for --refine (~5 s a star)")
     predict.add_argument("--no-calibration", action="store_true",
                          help="report the raw answer, without the label calibration against "
                               "the benchmark stars (label_calibration.json beside the weights)")
@@ -306,13 +308,14 @@ def _add_calibrations(sub) -> None:
 
 
 def _add_upkeep(sub) -> None:
-    from .commands import add_benchmark_parser
+    from .commands import add_benchmark_parser, add_emulator_parser
 
     template = sub.add_parser("rv-template", help="remake the shipped radial-velocity template "
                               "(paper_lib/data/rv_template.npz) from a profile's grid")
     template.add_argument("--profile", default="smoke", help="a grid with the solar-like node")
     template.set_defaults(func=_rv_template)
     add_benchmark_parser(sub)
+    add_emulator_parser(sub)
     report = sub.add_parser("report", help="rewrite the results blocks of README.md and "
                             "docs/results.md from results/<profile>/")
     report.add_argument("--profile", default="cpu")

@@ -1,5 +1,5 @@
 """Subcommands of ``python -m paper_lib`` beyond the core ones of :mod:`paper_lib.cli`: the
-models made from real stars and from the grid (``benchmark-calibrate``), each a parser and its
+models made from real stars and from the grid (``benchmark-calibrate``, ``emulator``), each a parser and its
 function, so that ``cli.py`` stays one screen per subcommand group."""
 
 from __future__ import annotations
@@ -38,3 +38,30 @@ def add_benchmark_parser(sub) -> None:
     calibrate.add_argument("--dry-run", action="store_true",
                            help="measure and print, store nothing")
     calibrate.set_defaults(func=_benchmark_calibrate)
+
+
+def _emulator(args) -> int:
+    from .profiles import get_profile
+    from .synthetic.grid import Grid
+    from .training.emulator import train_profile_emulator
+
+    if args.grid and not args.models_dir:
+        raise ValueError("emulator --grid: give --models-dir too (models/<profile>/ holds the "
+                         "emulator of the profile's own grid)")
+    train_profile_emulator(get_profile(args.profile), steps=args.steps, models_dir=args.models_dir,
+                           grid=Grid.from_fits(args.grid) if args.grid else None)
+    return 0
+
+
+def add_emulator_parser(sub) -> None:
+    """``emulator``: (re)train a profile's spectrum emulator, what ``predict --refine`` fits."""
+    from .training.emulator import STEPS
+
+    emulator = sub.add_parser("emulator", help="(re)make models/<profile>/emulator.pt: the spectrum "
+                              "emulator predict --refine fits (needs the profile's grid; resumable)")
+    emulator.add_argument("--profile", default="cpu")
+    emulator.add_argument("--models-dir", default=None, help="default models/<profile>/")
+    emulator.add_argument("--steps", type=int, default=STEPS, help=f"optimiser steps (default {STEPS})")
+    emulator.add_argument("--grid", default=None, help="another grid FITS (e.g. the reference grid; "
+                          "padded with continuum if narrower than the orders); needs --models-dir")
+    emulator.set_defaults(func=_emulator)

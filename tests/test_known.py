@@ -193,8 +193,8 @@ def test_a_bad_fix_from_the_command_line_names_the_option():
         assert done.returncode == 2 and "--fix" in done.stderr and words in done.stderr
 
 
-def test_refining_without_a_grid_says_how_to_build_one(private_cache):
+def test_refining_without_a_grid_or_an_emulator_says_how_to_make_one(private_cache, tmp_path):
     from paper_lib.predict.rows import refinement_renderer
 
-    with pytest.raises(ValueError, match="python -m paper_lib synth --profile cpu"):
-        refinement_renderer(None, "cpu")
+    with pytest.raises(ValueError, match="python -m paper_lib emulator --profile cpu"):
+        refinement_renderer(None, "cpu", models_dir=tmp_path)

@@ -223,17 +223,18 @@ class SpectrumGenerator:
                self._n_fft, self.R)
         per_grid = _NODE_TRANSFORMS.setdefault(self.grid, {})
         if key not in per_grid:
-            per_grid[key] = self._compute_node_transforms()
+            per_grid[key] = self.spectrum_transforms(self.grid.flux)
         return per_grid[key]
 
-    def _compute_node_transforms(self) -> torch.Tensor:
-        n_nodes, n_freq = self.grid.flux.shape[0], len(self._frequency)
+    def spectrum_transforms(self, flux) -> torch.Tensor:
+        """Fourier transforms (n, 2·n_freq) of spectra (n, n_wave) on the grid's wavelengths,
+        as :meth:`node_transforms` makes them (what :meth:`render_transforms` takes)."""
+        n_nodes, n_freq = flux.shape[0], len(self._frequency)
         out = torch.empty((n_nodes, n_freq, 2), dtype=torch.float32)
         instrument = (torch.ones(n_freq, dtype=torch.float64) if self.R is None
                       else instrument_transfer(self._frequency, self.R))
         for start in range(0, n_nodes, 256):
-            block = torch.as_tensor(np.asarray(self.grid.flux[start:start + 256],
-                                               dtype=np.float32))
+            block = torch.as_tensor(np.asarray(flux[start:start + 256], dtype=np.float32))
             padded = pad_with_edges(self._on_log_grid(block), self._fft_pad)
             transform = torch.fft.rfft(padded.double(), n=self._n_fft)[:, :n_freq]
             transform = transform * instrument
@@ -309,12 +310,16 @@ class SpectrumGenerator:
         spectra = (mixing @ nodes).view(n, -1, 2)
         if shift_kms is not None:
             spectra = shift_spectra(spectra, self._frequency, shift_kms)
-        image = self._render(spectra,
-                             torch.from_numpy(vsini.astype(np.float32)),
-                             torch.from_numpy(self.vmacro(physical).astype(np.float32)),
-                             self._frequency32,
-                             self._transfer_table, *self._taps, self._n_fft)
-        return image.view(n, *self.order_wave.shape)
+        return self.render_transforms(spectra, torch.from_numpy(vsini.astype(np.float32)),
+                                      torch.from_numpy(self.vmacro(physical).astype(np.float32)))
+
+    def render_transforms(self, spectra, vsini, vmacro) -> torch.Tensor:
+        """Images (n, 8, 4096) of Fourier transforms (n, n_freq, 2) (:meth:`spectrum_transforms`)
+        rotated by ``vsini`` (n,) and broadened by ζ ``vmacro`` (n,) [km/s], float32 tensors;
+        differentiable (autograd, forward mode too) unless ``compile``."""
+        image = self._render(spectra, vsini, vmacro, self._frequency32, self._transfer_table,
+                             *self._taps, self._n_fft)
+        return image.view(len(spectra), *self.order_wave.shape)
 
     def observe(self, image: torch.Tensor, rng: np.random.Generator, draw: Draw | None = None):
         """Slant, add noise and normalise noise-free images (n, 8, 4096).

@@ -8,6 +8,9 @@
   ``flags`` and, for a file that could not be used, its ``error``. Needs only the repository:
   the weights in ``models/<profile>/``, the radial-velocity template in ``paper_lib/data/``.
 * :func:`predict_rows` – the same as a list of dicts (what the command line writes);
+* ``refine=True`` (``--refine``) fits every star by least squares from the network's answer:
+  on the shipped spectrum emulator (:mod:`~paper_lib.predict.fit`), or on a grid given as
+  ``grid`` (:mod:`~paper_lib.predict.refine`); :data:`FIT_BY_DEFAULT` (off) is the default;
 * :func:`predict` – a trained regressor on échelle images (N, 8, 4096) → mean, σ and
   covariance of (Teff [K], log g [dex], [M/H] [dex], v sin i [km/s]).
 
@@ -25,12 +28,14 @@ from __future__ import annotations
 import sys
 import types
 
+from .fit import FIT_BY_DEFAULT
 from .images import BATCH_SIZE, predict
 from .inputs import expand_inputs
 from .predictor import DEFAULT_MODEL, DEFAULT_PROFILE, Predictor
 from .rows import predict_rows, predict_table
 
-__all__ = ["BATCH_SIZE", "DEFAULT_MODEL", "DEFAULT_PROFILE", "Predictor", "expand_inputs",
+__all__ = ["BATCH_SIZE", "DEFAULT_MODEL", "DEFAULT_PROFILE", "FIT_BY_DEFAULT", "Predictor",
+           "expand_inputs",
            "predict", "predict_rows", "predict_table"]
 
 

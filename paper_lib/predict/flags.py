@@ -56,8 +56,13 @@ FLAGS = {
                            "the labels are not to be trusted",
     "refine_failed": "--refine could not fit the grid around the answer (it lies in a hole, "
                      "a held label is outside the grid there, the fit ended at a bound of its "
-                     "box, or a fit σ is not finite and smaller than half that box): the "
-                     "network's answer is given",
+                     "box, or a fit σ is not finite and smaller than half that box), or a held "
+                     "label is outside the emulator's label box: the network's answer is given",
+    "fit_at_bound": "the least-squares fit ended with a free label at a bound of its box (the "
+                    "grid's label box for the emulator; v sin i only at its top): that label is "
+                    "the box's edge, not a minimum",
+    "fit_not_converged": "the least-squares fit did not settle within its iterations: the fit's "
+                         "answer is where it stopped",
     "sigma_sys_missing": "no usable systematic model for these weights "
                          "(models/<profile>/systematics.json: none, no entry for the model, made "
                          "for other weights or non-finite): sigma_sys is NaN and <label>_sigma "

@@ -12,7 +12,7 @@ import json
 
 from ..labels import LABEL_NAMES, LABEL_UNITS
 from .flags import FLAGS, flag_kind
-from .rows import CALIBRATION_SUFFIXES, QUALITY_COLUMNS, SIGMA_SUFFIXES
+from .rows import ANSWER_SUFFIXES, CALIBRATION_SUFFIXES, QUALITY_COLUMNS, SIGMA_SUFFIXES
 
 EXTRA_COLUMNS = QUALITY_COLUMNS  # RV, SNR, gap, bad pixels, OOD score: the row's own order
 
@@ -30,10 +30,12 @@ def to_json(rows: list[dict]) -> str:
         for name, unit in zip(LABEL_NAMES, LABEL_UNITS):
             item[name] = {"value": _number(r[name]), "sigma": _number(r[f"{name}_sigma"]),
                           "sigma_stat": _number(r[f"{name}_sigma_stat"]),
-                          "sigma_sys": _number(r[f"{name}_sigma_sys"]), "unit": unit}
+                          "sigma_sys": _number(r[f"{name}_sigma_sys"]), "unit": unit,
+                          "network": _number(r[f"{name}_network"]), "fit": _number(r[f"{name}_fit"])}
             if r["method"].endswith("+calibrated"):
                 item[name].update(raw=_number(r[f"{name}_raw"]),
                                   sigma_cal=_number(r[f"{name}_sigma_cal"]))
+        item["fit_rms"] = _number(r["fit_rms"])
         corr = {k[5:]: _number(v, 4) for k, v in r.items() if k.startswith("corr_")}
         if corr:
             item["correlation"] = corr
@@ -50,6 +52,7 @@ def to_csv(rows: list[dict]) -> str:
         return ""
     columns = ["file", "kind", "model", "method", "fixed",
                *[f"{n}{s}" for n in LABEL_NAMES for s in SIGMA_SUFFIXES],
+               *[f"{n}{s}" for s in ANSWER_SUFFIXES for n in LABEL_NAMES], "fit_rms",
                *[f"{n}{s}" for n in LABEL_NAMES for s in CALIBRATION_SUFFIXES],
                *sorted(k for k in rows[0] if k.startswith("corr_")), *EXTRA_COLUMNS, "flags"]
     buffer = io.StringIO()
@@ -76,7 +79,8 @@ def to_table(rows: list[dict]) -> str:
                    if r["method"].endswith("+calibrated") and name != "vsini" else "")
             lines.append(f"  {name:6s} {r[name]:10.3f} ± {r[f'{name}_sigma']:8.3f} {unit:4s}"
                          f"  (stat {r[f'{name}_sigma_stat']:.3f}, sys {r[f'{name}_sigma_sys']:.3f}"
-                         f"{cal})")
+                         f"{cal}" + (f"; network {r[f'{name}_network']:.3f})"
+                                     if r["method"].split("+")[0] in ("refined", "fit") else ")"))
         corr = [f"{k[5:].replace('_', '-')} {v:+.2f}" for k, v in r.items() if k.startswith("corr_")]
         if corr:
             lines.append("  correlations: " + "  ".join(corr))
@@ -94,6 +98,8 @@ def _how(row: dict) -> str:
     parts = [f"conditioned on {row['fixed']}" if "+fix" in method else "",
              "refined on the grid" + (f" with {row['fixed']}" if row["fixed"] else "")
              if method.startswith("refined") else "",
+             "fitted on the emulator" + (f" with {row['fixed']}" if row["fixed"] else "")
+             if method.startswith("fit") else "",
              "calibrated on the benchmark stars" if method.endswith("+calibrated") else ""]
     return "".join(f"; {p}" for p in parts if p)
 

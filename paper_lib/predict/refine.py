@@ -30,15 +30,17 @@ MAX_SIGMA_OF_BOX = 0.5  # a fit σ above this × the fit's range of its label sa
 
 @dataclass
 class Refined:
-    """Result of :func:`refine`: labels (4,), the fit's covariance (4, 4), the RMS of the
-    residual over the fitted pixels, the number of image renders, whether it converged, and
-    the fit's label bounds (4,) each (:func:`fit_bounds`)."""
+    """Result of a least-squares fit (:func:`refine`, :func:`~.fit.fit_batch`): labels (4,), the
+    fit's covariance (4, 4), the RMS of the residual over the fitted pixels, the number of
+    image renders, whether it converged, the free labels it left at a bound of its box, and
+    (grid fits) the fit's label bounds (4,) each (:func:`fit_bounds`) and the held labels."""
 
     labels: np.ndarray
     cov: np.ndarray
     rms: float
     renders: int
     converged: bool
+    at_bound: tuple = ()
     lower: np.ndarray | None = None
     upper: np.ndarray | None = None
     held: tuple = ()  # indices of the labels held at known values
@@ -46,7 +48,10 @@ class Refined:
     def problem(self) -> str | None:
         """Why the fit is not to be trusted, or None: a free label ended at a bound of the fit
         (v sin i at 0 is allowed: slow rotators are common), or a σ that is not finite or
-        not smaller than MAX_SIGMA_OF_BOX × the fit's range of its label (free labels only)."""
+        not smaller than MAX_SIGMA_OF_BOX × the fit's range of its label (free labels only).
+        Fits without stored bounds (the emulator's: ``at_bound``) have none of this check."""
+        if self.lower is None or self.upper is None:
+            return None
         sigma = np.sqrt(np.clip(np.diag(self.cov), 0.0, None))
         width = self.upper - self.lower
         for i, name in enumerate(LABEL_NAMES):
@@ -62,13 +67,15 @@ class Refined:
 
 
 class Renderer:
-    """Noise-free normalised images of the grid at labels (n, 4), with a render count."""
+    """Noise-free normalised images of the grid at labels (n, 4), with a render count;
+    ``pad_with_continuum`` for grids narrower than the orders (the reference grid)."""
 
-    def __init__(self, grid):
+    def __init__(self, grid, *, pad_with_continuum: bool = False):
         from ..echelle.generator import SpectrumGenerator
 
         self.grid = grid
-        self.generator = SpectrumGenerator(grid, snr=1.0, seed=0)
+        self.generator = SpectrumGenerator(grid, snr=1.0, seed=0,
+                                           pad_with_continuum=pad_with_continuum)
         self.renders = 0
 
     def __call__(self, labels) -> np.ndarray:
@@ -77,6 +84,30 @@ class Renderer:
         labels = np.atleast_2d(np.asarray(labels, dtype=np.float64))
         self.renders += len(labels)
         return normalise_orders(self.generator.render_labels(labels).numpy())
+
+
+class GridRefiner:
+    """``predict --refine --grid``: :func:`refine` on the grid, star by star (method "refined")."""
+
+    method = "refined"
+
+    def __init__(self, grid, **options):
+        self.render = Renderer(grid, **options)
+
+    def fit(self, images, masks, starts, known=()) -> list:
+        """(Refined or None, problem or None) of each image (n, 8, 4096) from ``starts`` (n, 4)."""
+        from ..synthetic.grid import OutsideGridError
+
+        out = []
+        for image, mask, start in zip(images, masks, starts):
+            try:
+                refined = refine(image, mask, start, self.render, known)
+            except OutsideGridError as error:
+                out.append((None, str(error)))
+                continue
+            problem = refined.problem()  # the fit says nothing: the network's answer stands
+            out.append((None, problem) if problem else (refined, None))
+        return out
 
 
 def fit_bounds(grid, start, reach: int = FIT_REACH_CELLS) -> tuple[np.ndarray, np.ndarray]:
@@ -156,12 +187,12 @@ def refine(image, mask, start, render: Renderer, known: list[KnownLabel] = (), *
                                                      upper[free] / DERIVATIVE_STEPS[free]),
                            method="trf", max_nfev=max_renders // 5)
     jac(result.x)
-    return Refined(full(result.x), _covariance(last["all"], free, held, result.fun),
+    return Refined(full(result.x), fit_covariance(last["all"], free, held, result.fun),
                    float(np.sqrt(np.mean(result.fun ** 2))), render.renders, bool(result.success),
-                   lower, upper, tuple(sorted(held)))
+                   lower=lower, upper=upper, held=tuple(sorted(held)))
 
 
-def _covariance(jacobian, free, held: dict, residual) -> np.ndarray:
+def fit_covariance(jacobian, free, held: dict, residual) -> np.ndarray:
     """(4, 4) covariance of the refined labels: free labels from the Jacobian (pixels, 4)
     scaled by the residual variance, held labels their σ², propagated into the free ones."""
     variance = float(np.mean(residual ** 2))

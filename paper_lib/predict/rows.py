@@ -19,6 +19,7 @@ from .uncertainty import systematic_covariance
 
 SIGMA_SUFFIXES = ("", "_sigma", "_sigma_stat", "_sigma_sys")  # a label's value and its three σ
 CALIBRATION_SUFFIXES = ("_raw", "_sigma_cal")  # the uncalibrated value, the calibration's σ
+ANSWER_SUFFIXES = ("_network", "_fit")  # both answers: the network's (with --fix), the fit's
 QUALITY_COLUMNS = ("rv_kms", "rv_source", "rv_significance", "rv_ccf_kms", "ccf_width_kms",
                    "snr", "gap_fraction", "bad_pixel_fraction", "ood_score")  # after the labels
 
@@ -37,7 +38,10 @@ def empty_row(predictor: Predictor, file: str) -> dict:
     for name in LABEL_NAMES:
         for suffix in SIGMA_SUFFIXES + CALIBRATION_SUFFIXES:
             row[f"{name}{suffix}"] = float("nan")
-    row.update(method=None, fixed=None)
+    for name in LABEL_NAMES:
+        for suffix in ANSWER_SUFFIXES:
+            row[f"{name}{suffix}"] = float("nan")
+    row.update(method=None, fixed=None, fit_rms=float("nan"))
     row.update(dict.fromkeys(correlation_columns(predictor), float("nan")))
     row.update(dict.fromkeys(QUALITY_COLUMNS, float("nan")), rv_source=None, rv_significance=None)
     row.update(model=predictor.name, flags=[], error=None)
@@ -47,11 +51,13 @@ def empty_row(predictor: Predictor, file: str) -> dict:
 def label_rows(predictor: Predictor, inputs: list, batch_size: int, known=(),
                renderer=None, calibrate: bool = True) -> list[dict]:
     """Labels, σ (total, statistical, systematic, calibration), correlations, SNR, OOD score
-    and flags of prepared inputs, batched; conditioned on ``known`` labels, refined if
-    ``renderer``, calibrated against the benchmark stars if ``calibrate`` and the weights have
-    a label calibration for the answer's method (:func:`calibrated`)."""
+    and flags of prepared inputs, batched; conditioned on ``known`` labels, fitted if
+    ``renderer`` (a :class:`~.refine.GridRefiner` or :class:`~.fit.EmulatorFitter`), then
+    calibrated against the benchmark stars if ``calibrate`` and the weights have a label
+    calibration for the answer's method (:func:`calibrated`)."""
     from ..observed.quality import estimate_snr, residual_excess
     from .flags import quality_flags
+    from .uncertainty import combine
 
     rows = []
     for start in range(0, len(inputs), batch_size):
@@ -67,10 +73,14 @@ def label_rows(predictor: Predictor, inputs: list, batch_size: int, known=(),
             cov = predictor.sigma_calibration.apply(cov, snr)
         score = (predictor.calibration.score(excess, snr) if predictor.calibration is not None
                  else np.full(len(chunk), np.nan))
+        networks = [combine(mean[k], cov[k], cov_sys[k], known) for k in range(len(chunk))]
+        fits = (renderer.fit(images, masks, [a.mean for a in networks], known) if renderer
+                else [(None, None)] * len(chunk))
         for k, inp in enumerate(chunk):
             row = empty_row(predictor, input_name(inp))
             row["kind"] = inp.kind
-            raw, method, problem = answer_of(inp, mean[k], cov[k], cov_sys[k], known, renderer)
+            raw, method = answer_of(networks[k], fits[k][0], cov_sys[k], known, renderer)
+            row.update(answer_columns(networks[k], fits[k][0]))
             answer, method = calibrated(predictor, raw, method, mean[k], cov[k], cov_sys[k],
                                         known) if calibrate else (raw, method)
             sigma = answer.sigma
@@ -92,30 +102,39 @@ def label_rows(predictor: Predictor, inputs: list, batch_size: int, known=(),
                        ccf_width_kms=inp.ccf.width_kms if inp.ccf else np.nan,
                        snr=float(snr[k]), gap_fraction=inp.gap_fraction,
                        bad_pixel_fraction=inp.bad_pixel_fraction, ood_score=float(score[k]))
-            row["flags"] = quality_flags(row, inp, predictor) + (["refine_failed"] if problem else [])
+            row["flags"] = quality_flags(row, inp, predictor) + fit_flags(*fits[k])
             rows.append(row)
     return rows
 
 
-def answer_of(inp, mean, cov_stat, cov_sys, known, renderer):
-    """(Answer, method, refinement problem or None) of one prepared input: the network's
-    answer conditioned on ``known`` labels, then refined on the grid if ``renderer``."""
-    from ..synthetic.grid import OutsideGridError
-    from .refine import refine
-    from .uncertainty import combine, refined_answer
+def answer_of(network, fitted, cov_sys, known, renderer):
+    """(Answer, method) of one input: the least-squares fit's answer where there is one
+    (method ``renderer.method``: "refined" on the grid, "fit" on the emulator), else the
+    network's, conditioned on ``known`` labels ("network", "network+fix")."""
+    from .uncertainty import refined_answer
 
-    answer = combine(mean, cov_stat, cov_sys, known)
-    method = "network+fix" if known else "network"
-    if renderer is None:
-        return answer, method, None
-    try:
-        refined = refine(inp.image, inp.mask, answer.mean, renderer, known)
-    except OutsideGridError as error:
-        return answer, method, str(error)
-    problem = refined.problem()
-    if problem:  # the fit says nothing: the network's answer stands
-        return answer, method, problem
-    return refined_answer(refined, cov_sys, known), "refined", None
+    if fitted is None:
+        return network, "network+fix" if known else "network"
+    return refined_answer(fitted, cov_sys, known), renderer.method
+
+
+def answer_columns(network, fitted) -> dict:
+    """``<label>_network``, ``<label>_fit`` (NaN without a fit) and ``fit_rms``."""
+    columns = {f"{name}_network": float(network.mean[i]) for i, name in enumerate(LABEL_NAMES)}
+    if fitted is not None:
+        columns.update({f"{name}_fit": float(fitted.labels[i]) for i, name in enumerate(LABEL_NAMES)})
+        columns["fit_rms"] = float(fitted.rms)
+    return columns
+
+
+def fit_flags(fitted, problem) -> list[str]:
+    """``refine_failed`` (no fit: ``problem``), ``fit_at_bound``, ``fit_not_converged``."""
+    if problem:
+        return ["refine_failed"]
+    if fitted is None:
+        return []
+    return ((["fit_at_bound"] if fitted.at_bound else [])
+            + ([] if fitted.converged else ["fit_not_converged"]))
 
 
 def calibrated(predictor: Predictor, raw, method: str, mean, cov_stat, cov_sys, known):
@@ -142,7 +161,7 @@ def calibrated(predictor: Predictor, raw, method: str, mean, cov_stat, cov_sys, 
 def predict_rows(inputs, model=DEFAULT_MODEL, *, rv=None, wave_path=None, blaze_path=None,
                  profile=None, models_dir=None, vacuum: bool | None = None,
                  batch_size: int = BATCH_SIZE, workers: int = 2, progress: bool | None = None,
-                 options: dict | None = None, fix=None, refine: bool = False,
+                 options: dict | None = None, fix=None, refine=None,
                  grid=None, calibrate: bool = True) -> list[dict]:
     """One dict per input, in order (see :mod:`paper_lib.predict`), all with the same keys; a
     failed input has NaN labels and its ``error``, so one bad file never costs the others
@@ -159,8 +178,12 @@ def predict_rows(inputs, model=DEFAULT_MODEL, *, rv=None, wave_path=None, blaze_
     error messages name the fix (default :data:`~paper_lib.predict.inputs.PREDICT_OPTIONS`,
     these keyword arguments; the command line passes its options). ``fix``: labels known from
     elsewhere (``"logg=4.44±0.05"``, a list of them, or {name: (value, σ)}; :mod:`~.known`),
-    which condition the answer. ``refine``: fit the synthetic grid around the answer
-    (:mod:`~.refine`; ``grid`` a Grid or grid file, default the profile's cached grid).
+    which condition the answer. ``refine``: fit every star by least squares from the network's
+    answer (None: :data:`~.fit.FIT_BY_DEFAULT`): on the profile's shipped emulator
+    (``models_dir``/emulator.pt, :mod:`~.fit`), or, given ``grid`` (a Grid or grid file), on
+    the grid (:mod:`~.refine`); or a fitter already loaded (:func:`refinement_renderer`), to
+    reuse across calls. The label columns then hold the fit's answer; ``method`` says which,
+    and ``<label>_network``, ``<label>_fit`` keep both.
     ``calibrate``: apply the weights' label calibration against the benchmark stars where
     there is one (the label columns then hold the calibrated values, ``<label>_raw`` the
     uncalibrated answer and ``<label>_sigma_cal`` the calibration's σ; ``method`` ends in
@@ -170,7 +193,11 @@ def predict_rows(inputs, model=DEFAULT_MODEL, *, rv=None, wave_path=None, blaze_
 
     predictor = model if isinstance(model, Predictor) else Predictor.load(model, profile, models_dir)
     known = known_labels(fix, predictor.bounds, option=(options or PREDICT_OPTIONS).get("fix", "fix"))
-    renderer = refinement_renderer(grid, predictor.profile) if refine else None
+    from .fit import FIT_BY_DEFAULT
+
+    refine = FIT_BY_DEFAULT if refine is None else refine
+    renderer = (refine if hasattr(refine, "fit")
+                else refinement_renderer(grid, predictor.profile, models_dir) if refine else None)
     check_inputs(inputs, rv)
     items = expand_inputs(inputs)
     if not items:
@@ -227,25 +254,30 @@ def predict_table(inputs, model=DEFAULT_MODEL, *, rv=None, **options):
     return pd.DataFrame(predict_rows(inputs, model, rv=rv, **options))
 
 
-def refinement_renderer(grid, profile):
-    """The :class:`~.refine.Renderer` of ``grid`` (a Grid or a grid file) or of the profile's
-    cached grid; ValueError saying how to build it when there is none, or when the grid is
-    not the networks' (physics id, air wavelengths, coverage: :mod:`~.refine`)."""
-    from ..profiles import get_profile
-    from ..synthetic.build import default_grid_file
-    from ..synthetic.grid import Grid
-    from .refine import Renderer, check_grid_file, check_grid_wavelengths
+def refinement_renderer(grid, profile, models_dir=None):
+    """The fitter of ``predict --refine``: a :class:`~.refine.GridRefiner` of ``grid`` (a Grid or
+    a grid file, checked against the networks: physics id, air wavelengths, coverage), else the
+    :class:`~.fit.EmulatorFitter` of the profile's shipped emulator (``models_dir``, default
+    ``models/<profile>/``); ValueError saying how to make it if none."""
+    from pathlib import Path
 
-    if grid is None:
-        profile = get_profile(profile)
-        path = default_grid_file(profile.grid_nodes)
-        if not path.exists():
-            raise ValueError(f"refining needs the synthetic grid of profile {profile.name!r} "
-                             f"({path}): build it with python -m paper_lib synth --profile "
-                             f"{profile.name} (1-2.5 h on 2 cores), or give a grid file")
-        grid = path
-    if not isinstance(grid, Grid):
-        check_grid_file(grid)  # before reading its spectra
-        grid = Grid.from_fits(grid)
-    check_grid_wavelengths(grid)
-    return Renderer(grid)
+    from .. import paths
+    from ..profiles import get_profile
+    from ..synthetic.grid import Grid
+    from .fit import EmulatorFitter
+    from .refine import GridRefiner, check_grid_file, check_grid_wavelengths
+
+    if grid is not None:
+        if not isinstance(grid, Grid):
+            check_grid_file(grid)  # before reading its spectra
+            grid = Grid.from_fits(grid)
+        check_grid_wavelengths(grid)
+        return GridRefiner(grid)
+    profile = get_profile(profile)
+    path = Path(models_dir or paths.models / profile.name) / "emulator.pt"
+    if not path.exists():
+        raise ValueError(f"fitting needs the spectrum emulator of profile {profile.name!r} "
+                         f"({path}): train it with python -m paper_lib emulator --profile "
+                         f"{profile.name} (needs the grid: python -m paper_lib synth --profile "
+                         f"{profile.name}), or fit a grid file with --grid")
+    return EmulatorFitter.load(path)

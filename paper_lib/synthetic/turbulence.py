@@ -83,9 +83,15 @@ def vmacro_kms(teff, logg):
     logg = _clamp(np.asarray(logg, dtype=float), DOYLE_DOMAIN["logg"])
     if not (np.all(np.isfinite(teff)) and np.all(np.isfinite(logg))):
         raise ValueError("vmacro_kms: Teff and log g must be finite")
-    delta = teff - 5777.0
-    zeta = 3.21 + 2.33e-3 * delta + 2.00e-6 * delta ** 2 - 2.00 * (logg - 4.44)
+    zeta = doyle_zeta(teff, logg)
     return float(zeta) if zeta.ndim == 0 else zeta
+
+
+def doyle_zeta(teff, logg):
+    """Doyle et al. 2014 eq. 8: ζ [km/s] of Teff [K] and log g [dex] already clamped to
+    ``DOYLE_DOMAIN``. Plain arithmetic: numpy arrays and torch tensors (with autograd) alike."""
+    delta = teff - 5777.0
+    return 3.21 + 2.33e-3 * delta + 2.00e-6 * delta ** 2 - 2.00 * (logg - 4.44)
 
 
 # the largest ζ the relation gives (hot corner of its domain, lowest gravity): FFT padding

@@ -1,0 +1,228 @@
+"""Least squares against the shipped spectrum emulator: every star fitted without the grid.
+
+``predict --refine`` without ``--grid`` starts from the network's answer and fits the noise-free
+image of the emulator (:mod:`paper_lib.models.emulator`, ``models/<profile>/emulator.pt``) to the
+real image over the pixels that hold data, with the labels a user knows held at their values:
+Levenberg–Marquardt, batched over the stars of a chunk, the Jacobian from autograd (through
+the emulator, the rotation, macroturbulence and instrument transfer functions,
+the échelle resampling and the continuum normalisation), bounded by the emulator's label box
+(Teff, log g, [M/H]) and the v sin i range. The covariance is the fit's, scaled by the residual
+variance (:func:`~paper_lib.predict.refine.fit_covariance`), plus the systematic part of the
+physics variants (:func:`~paper_lib.predict.uncertainty.refined_answer`), as for the grid.
+
+Flags: ``fit_at_bound`` (a free label ended at a bound of the box: the answer is the box's
+edge, not a minimum), ``fit_not_converged`` (``MAX_ITERATIONS`` steps without settling).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..labels import LABEL_NAMES, VSINI_RANGE
+from .known import KnownLabel
+from .refine import DERIVATIVE_STEPS, Refined, fit_covariance
+
+FIT_BY_DEFAULT = False  # predict fits every star (the emulator) unless told --no-refine
+MAX_ITERATIONS = 30  # Levenberg–Marquardt steps per star at most
+SETTLED = np.array([1.0, 1e-3, 1e-3, 0.02])  # K, dex, dex, km/s: a smaller step ends the fit
+BOUND_TOLERANCE = 1e-6  # × the label box: a label this close to a bound is at it
+START_DAMPING = 1e-3  # Levenberg–Marquardt λ (× the diagonal of JᵀJ) at the first step
+
+
+class EmulatorRenderer:
+    """Noise-free normalised images (n, 8, 4096) of emulated stars at labels (n, 4) [K, dex,
+    dex, km/s], and their Jacobian by forward-mode autograd.
+
+    The emulator's mean spectrum and basis are Fourier-transformed once by the generator's
+    forward model (:meth:`~paper_lib.echelle.generator.SpectrumGenerator.spectrum_transforms`),
+    so an image costs one mix of ``n_components`` transforms, one rotation and one inverse FFT.
+    ``pad_with_continuum``: for emulators of grids narrower than the orders (tests).
+    """
+
+    def __init__(self, emulator, *, pad_with_continuum: bool = False):
+        from ..echelle.generator import SpectrumGenerator
+
+        self.emulator = emulator.eval()
+        spectra = _BasisSpectra(emulator)
+        self.generator = SpectrumGenerator(spectra, snr=1.0, seed=0,
+                                           pad_with_continuum=pad_with_continuum)
+        transforms = self.generator.spectrum_transforms(spectra.flux)
+        self.mean_transform = transforms[0]  # the forward model is affine (continuum padding)
+        self.basis_transforms = transforms[1:] - transforms[0]
+        self.lower = np.append(emulator.label_low.double().numpy(), VSINI_RANGE[0])
+        self.upper = np.append(emulator.label_high.double().numpy(), VSINI_RANGE[1])
+        self.renders = 0
+
+    def images(self, labels: torch.Tensor) -> torch.Tensor:
+        """Normalised images (n, 8, 4096) float32 of labels (n, 4) (a tensor, dual or not)."""
+        from ..echelle.continuum import normalise_orders
+        from ..synthetic.turbulence import DOYLE_DOMAIN, doyle_zeta
+
+        labels = labels.to(torch.float32)
+        coefficients = self.emulator.coefficients(labels[:, :3])
+        spectra = (self.mean_transform + coefficients @ self.basis_transforms).view(len(labels), -1, 2)
+        zeta = doyle_zeta(labels[:, 0].clamp(*DOYLE_DOMAIN["teff"]),
+                          labels[:, 1].clamp(*DOYLE_DOMAIN["logg"]))
+        if not self.generator.macroturbulence:
+            zeta = torch.zeros_like(zeta)
+        self.renders += len(labels)
+        return normalise_orders(self.generator.render_transforms(spectra, labels[:, 3], zeta))
+
+    def __call__(self, labels) -> np.ndarray:
+        """Images (n, 8, 4096) of physical labels (n, 4) or (4,), as numpy float64."""
+        with torch.no_grad():
+            labels = torch.as_tensor(np.atleast_2d(labels), dtype=torch.float32)
+            return self.images(labels).double().numpy()
+
+    def linearise(self, labels, columns) -> tuple[np.ndarray, np.ndarray]:
+        """Images (n, 8, 4096) at ``labels`` (n, 4) and their derivatives (n, 8, 4096,
+        len(columns)) with respect to the labels ``columns`` (indices), per unit of each label;
+        float64 numpy. Reverse-mode autograd, twice: g = Jᵀu for a dummy u, then one backward
+        pass of each column's g per column of J (Jacobian–vector products without forward
+        mode, whose decompositions make it ~3× slower here)."""
+        x = torch.as_tensor(np.asarray(labels, dtype=np.float32)).requires_grad_(True)
+        with torch.enable_grad():
+            image = self.images(x)
+            dummy = torch.zeros_like(image, requires_grad=True)
+            (pulled,) = torch.autograd.grad(image, x, dummy, create_graph=True)
+            derivatives = [torch.autograd.grad(pulled[:, column].sum(), dummy, retain_graph=True)[0]
+                           for column in columns]
+        jacobian = (torch.stack(derivatives, -1) if derivatives
+                    else torch.zeros((*image.shape, 0)))
+        return image.detach().double().numpy(), jacobian.double().numpy()
+
+
+class _BasisSpectra:
+    """The emulator's mean spectrum and mean + each basis row, on its wavelengths: what the
+    generator transforms (it reads ``wavelength`` and ``flux`` like a grid's)."""
+
+    def __init__(self, emulator):
+        self.wavelength = emulator.wavelength.numpy()
+        mean = emulator.mean.float()
+        self.flux = torch.cat([mean[None], mean + emulator.basis.float()]).numpy()
+
+
+class EmulatorFitter:
+    """``predict --refine`` without ``--grid``: :func:`fit_batch` on the emulator (method "fit")."""
+
+    method = "fit"
+
+    def __init__(self, emulator, record: dict | None = None, **options):
+        self.render = EmulatorRenderer(emulator, **options)
+        self.record = record or {}
+
+    @classmethod
+    def load(cls, path) -> "EmulatorFitter":
+        """The fitter of an emulator file (:func:`~paper_lib.models.emulator.save_emulator`)."""
+        from ..models.emulator import load_emulator
+
+        emulator, record = load_emulator(path)
+        return cls(emulator, record, pad_with_continuum=bool(record.get("pad_with_continuum")))
+
+    def fit(self, images, masks, starts, known=()) -> list:
+        """(Refined or None, problem or None) of each image (n, 8, 4096) from ``starts`` (n, 4)."""
+        from ..synthetic.grid import OutsideGridError
+
+        try:
+            return [(fitted, None) for fitted in fit_batch(images, masks, starts, self.render, known)]
+        except OutsideGridError as error:
+            return [(None, str(error))] * len(images)
+
+
+def held_labels(known, lower, upper) -> dict:
+    """{label index: KnownLabel} of ``known``; OutsideGridError for one outside the box."""
+    from ..synthetic.grid import OutsideGridError
+
+    held = {}
+    for k in known:
+        i = LABEL_NAMES.index(k.name)
+        if not lower[i] <= k.value <= upper[i]:
+            raise OutsideGridError(f"{k}: outside the emulator's label box ({k.name} "
+                                   f"{lower[i]:g} to {upper[i]:g})")
+        held[i] = k
+    return held
+
+
+def fit_batch(images, masks, starts, render: EmulatorRenderer, known: list[KnownLabel] = (), *,
+              max_iterations: int = MAX_ITERATIONS) -> list[Refined]:
+    """Least-squares labels of normalised ``images`` (n, 8, 4096) over ``masks`` (True = data),
+    from ``starts`` (n, 4) physical, the ``known`` labels held: a :class:`Refined` per image.
+
+    Levenberg–Marquardt in units of :data:`~.refine.DERIVATIVE_STEPS`, every star with its own
+    damping; a step is clipped to the label box, kept if it lowers the star's χ², and the star
+    is done once a step moves no label by more than :data:`SETTLED`.
+    """
+    lower, upper = render.lower, render.upper
+    held = held_labels(known, lower, upper)
+    free = [i for i in range(len(LABEL_NAMES)) if i not in held]
+    weight = np.asarray(masks, dtype=np.float64).reshape(len(images), -1)
+    data = np.asarray(images, dtype=np.float64).reshape(len(images), -1)
+    x = np.clip(np.array(starts, dtype=np.float64), lower, upper)
+    for i, k in held.items():
+        x[:, i] = k.value
+    unit = DERIVATIVE_STEPS[free]
+    residual, jacobian = _linearised(render, x, data)  # all four labels: the covariance needs them
+    cost = np.einsum("np,np->n", residual ** 2, weight)
+    damping = np.full(len(x), START_DAMPING)
+    done = np.zeros(len(x), dtype=bool)
+    for _ in range(max_iterations):
+        todo = np.flatnonzero(~done)
+        if not len(todo):
+            break
+        step = _bounded_steps(jacobian[todo][..., free] * unit, residual[todo], weight[todo],
+                              damping[todo], x[todo][:, free], lower[free], upper[free])
+        trial = x[todo].copy()
+        trial[:, free] = np.clip(trial[:, free] + step * unit, lower[free], upper[free])
+        moved = np.abs(trial - x[todo])
+        trial_residual, trial_jacobian = _linearised(render, trial, data[todo])
+        trial_cost = np.einsum("np,np->n", trial_residual ** 2, weight[todo])
+        better = trial_cost < cost[todo]
+        kept = todo[better]
+        x[kept], residual[kept], jacobian[kept] = trial[better], trial_residual[better], trial_jacobian[better]
+        cost[kept] = trial_cost[better]
+        damping[todo] = np.where(better, damping[todo] / 3.0, damping[todo] * 8.0)
+        done[todo] = np.all(moved[:, free] <= SETTLED[free], axis=1)
+    return [_refined(render, x[s], residual[s], jacobian[s], weight[s] > 0, free, held,
+                     bool(done[s])) for s in range(len(x))]
+
+
+def _linearised(render, x, data) -> tuple[np.ndarray, np.ndarray]:
+    """Residuals data − model (n, pixels) and model derivatives (n, pixels, 4) at ``x``."""
+    image, jacobian = render.linearise(x, range(len(LABEL_NAMES)))
+    return data - image.reshape(len(x), -1), jacobian.reshape(len(x), -1, len(LABEL_NAMES))
+
+
+def _bounded_steps(jacobian, residual, weight, damping, x, lower, upper) -> np.ndarray:
+    """:func:`_damped_steps`, then again without the labels at a bound that the first steps
+    push beyond it (they stay where they are: the others move as if those were held)."""
+    step = _damped_steps(jacobian, residual, weight, damping, np.zeros(x.shape, dtype=bool))
+    pinned = ((x <= lower) & (step < 0)) | ((x >= upper) & (step > 0))
+    if pinned.any():
+        step = _damped_steps(jacobian * ~pinned[:, None, :], residual, weight, damping, pinned)
+    return np.where(pinned, 0.0, step)
+
+
+def _damped_steps(jacobian, residual, weight, damping, pinned) -> np.ndarray:
+    """Levenberg–Marquardt steps (n, free): (JᵀWJ + λ·diag JᵀWJ)⁻¹ JᵀW r per star, with the
+    ``pinned`` labels' (n, free) columns of J zero (their diagonal set to 1 to keep it regular)."""
+    normal = np.einsum("npi,np,npj->nij", jacobian, weight, jacobian)
+    gradient = np.einsum("npi,np,np->ni", jacobian, weight, residual)
+    diagonal = np.einsum("nii->ni", normal) * (1.0 + damping[:, None]) + pinned
+    eye = np.eye(normal.shape[1], dtype=bool)
+    damped = np.where(eye, diagonal[:, :, None] * eye, normal)
+    return np.linalg.solve(damped, gradient[..., None])[..., 0]
+
+
+def _refined(render, x, residual, jacobian, used, free, held, converged) -> Refined:
+    """One star's :class:`Refined` at its final labels ``x``: covariance from the ``jacobian``
+    (pixels, 4) of all four labels over the ``used`` pixels, scaled by the variance of the
+    ``residual`` (pixels,) there."""
+    residual = residual[used]
+    cov = fit_covariance(-jacobian[used], np.array(free), held, residual)
+    span = (render.upper - render.lower) * BOUND_TOLERANCE
+    at_bound = tuple(LABEL_NAMES[i] for i in free
+                     if x[i] <= render.lower[i] + span[i] and LABEL_NAMES[i] != "vsini"
+                     or x[i] >= render.upper[i] - span[i])
+    return Refined(x, cov, float(np.sqrt(np.mean(residual ** 2))), render.renders, converged,
+                   at_bound)

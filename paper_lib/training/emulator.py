@@ -1,0 +1,209 @@
+"""Training the spectrum emulator (:mod:`paper_lib.models.emulator`) on a synthetic grid.
+
+1. a few interior nodes are held out (``held_fraction``, seeded), never seen in training;
+2. the basis: the leading principal components of the other nodes' spectra (eigenvectors of
+   their Gram matrix, float64);
+3. the MLP: labels → the training nodes' basis coefficients, full-batch Adam with a one-cycle
+   learning rate, a checkpoint every ``CHECKPOINT_EVERY`` steps (a rerun resumes from it);
+4. the errors, in the networks' input space (8 × 4096 normalised images at v sin i = 0 with the
+   macroturbulence of the labels): the held-out nodes against their true spectra, and cell
+   centres against the grid's trilinear interpolation.
+
+``python -m paper_lib emulator --profile cpu`` (:func:`train_profile_emulator`) writes
+``models/<profile>/emulator.pt`` and its record ``emulator.history.json``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+N_COMPONENTS = 128  # basis rows: held-out nodes' projection error 3.7e-4 RMS (reference grid)
+HIDDEN = (256, 256, 256)
+STEPS = 20000
+PEAK_LR = 3e-3
+HELD_FRACTION = 0.05
+CHECKPOINT_EVERY = 1000
+N_CELLS = 200  # cell centres compared with the grid's interpolation
+RENDER_CHUNK = 32
+
+
+def held_out_nodes(grid, fraction: float, seed: int) -> np.ndarray:
+    """Rows of ``grid.flux`` to hold out: a seeded ``fraction`` of the interior nodes (not on
+    an edge of any axis, all six axis neighbours present), at least one."""
+    present = grid.row_of >= 0
+    interior = np.zeros_like(present)
+    interior[1:-1, 1:-1, 1:-1] = present[1:-1, 1:-1, 1:-1]
+    for d in range(3):
+        interior &= np.roll(present, 1, d) & np.roll(present, -1, d)
+    rows = np.sort(grid.row_of[interior])
+    count = max(1, int(round(fraction * len(grid.labels))))
+    if len(rows) < count:
+        raise ValueError(f"the grid has {len(rows)} interior nodes, fewer than the {count} to "
+                         f"hold out; give a smaller held_fraction")
+    return np.sort(np.random.default_rng(seed).choice(rows, count, replace=False))
+
+
+def principal_basis(flux: np.ndarray, n_components: int):
+    """(mean (n_wave,), basis (n_components, n_wave) orthonormal, coefficients (n, n_components))
+    of spectra ``flux`` (n, n_wave), float32 tensors."""
+    x = torch.as_tensor(flux, dtype=torch.float64)
+    mean = x.mean(0)
+    centred = x - mean
+    values, vectors = torch.linalg.eigh(centred @ centred.T)
+    keep = torch.argsort(values, descending=True)[:n_components]
+    basis = vectors[:, keep].T @ centred
+    basis /= basis.norm(dim=1, keepdim=True)
+    return mean.float(), basis.float(), (centred @ basis.T).float()
+
+
+def train_emulator(grid, *, n_components: int = N_COMPONENTS, hidden=HIDDEN, steps: int = STEPS,
+                   held_fraction: float = HELD_FRACTION, seed: int = 0, checkpoint=None,
+                   log=print):
+    """(SpectrumEmulator, held-out rows) trained on ``grid`` (see the module docstring);
+    resumes from ``checkpoint`` (a path) if it holds a run of the same settings."""
+    from ..labels import GRID_LABELS, LABEL_RANGES
+    from ..models.emulator import SpectrumEmulator
+
+    held = held_out_nodes(grid, held_fraction, seed)
+    train = np.setdiff1d(np.arange(len(grid.labels)), held)
+    n_components = min(n_components, len(train) - 1)
+    mean, basis, targets = principal_basis(grid.flux[train], n_components)
+    torch.manual_seed(seed)
+    emulator = SpectrumEmulator(n_wave=len(grid.wavelength), n_components=n_components,
+                                hidden=hidden, label_low=[LABEL_RANGES[n][0] for n in GRID_LABELS],
+                                label_high=[LABEL_RANGES[n][1] for n in GRID_LABELS])
+    emulator.set_basis(grid.wavelength, mean, basis, targets.std(0).clamp_min(1e-6))
+    optimizer = torch.optim.Adam(emulator.net.parameters(), lr=PEAK_LR / 25)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, PEAK_LR, total_steps=steps)
+    settings = {"n_components": n_components, "hidden": list(hidden), "steps": steps,
+                "held": held.tolist(), "seed": seed}
+    start = _resume(checkpoint, settings, emulator, optimizer, schedule, log)
+    labels = torch.as_tensor(grid.labels[train], dtype=torch.float32)
+    started = time.time()
+    for step in range(start, steps):
+        loss = ((emulator.coefficients(labels) - targets) ** 2).sum(1).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        if (step + 1) % CHECKPOINT_EVERY == 0 or step + 1 == steps:
+            rms = float(loss.detach().sqrt()) / np.sqrt(len(grid.wavelength))
+            log(f"step {step + 1}/{steps}: training nodes' flux RMS {rms:.2e} "
+                f"({time.time() - started:.0f} s)")
+            if checkpoint is not None:
+                _save_checkpoint(checkpoint, settings, step + 1, emulator, optimizer, schedule)
+    return emulator.eval(), held
+
+
+def _resume(checkpoint, settings, emulator, optimizer, schedule, log) -> int:
+    """The step to start from: that of ``checkpoint`` if it exists with the same settings."""
+    if checkpoint is None or not Path(checkpoint).exists():
+        return 0
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    if state["settings"] != settings:
+        log(f"{checkpoint}: other settings, starting afresh")
+        return 0
+    emulator.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["schedule"])
+    log(f"resumed from {checkpoint} at step {state['step']}")
+    return int(state["step"])
+
+
+def _save_checkpoint(path, settings, step, emulator, optimizer, schedule) -> None:
+    import io
+
+    from ..fileio import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    torch.save({"settings": settings, "step": step, "model": emulator.state_dict(),
+                "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict()}, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def normalised_images(generator, flux, labels) -> np.ndarray:
+    """Images (n, 8, 4096) of spectra ``flux`` (n, n_wave) at v sin i = 0 with the
+    macroturbulence of ``labels`` (n, 3), continuum-normalised like every network input."""
+    from ..echelle.continuum import normalise_orders
+
+    labels = np.asarray(labels, dtype=np.float64)
+    out = []
+    for s in range(0, len(labels), RENDER_CHUNK):
+        part = slice(s, s + RENDER_CHUNK)
+        vmacro = torch.as_tensor(generator.vmacro(labels[part]))
+        image = generator.render(flux[part], np.zeros(len(labels[part])), vmacro)
+        out.append(normalise_orders(image.numpy()))
+    return np.concatenate(out)
+
+
+def emulator_errors(emulator, grid, held, *, n_cells: int = N_CELLS, seed: int = 0,
+                    pad_with_continuum: bool = False) -> dict:
+    """RMS errors of ``emulator`` in the networks' input space: ``held_rms`` over the held-out
+    nodes ``held`` (rows) against their spectra, ``held_worst`` the worst node's RMS, and
+    ``cells_rms`` / ``cells_worst`` over ``n_cells`` random complete cells' centres against
+    the grid's trilinear interpolation."""
+    from ..echelle.generator import SpectrumGenerator
+
+    generator = SpectrumGenerator(grid, snr=1.0, seed=0, pad_with_continuum=pad_with_continuum)
+    cells = np.argwhere(grid.valid_cells())
+    cells = cells[np.random.default_rng(seed).permutation(len(cells))[:n_cells]]
+    centres = np.column_stack([grid.axes[d][cells[:, d]] + 0.5 * np.diff(grid.axes[d])[0]
+                               for d in range(3)])
+    out = {"n_held": int(len(held)), "n_cells": int(len(centres))}
+    for name, labels, truth in (("held", grid.labels[held], grid.flux[held]),
+                                ("cells", centres, grid.interpolate(centres))):
+        with torch.no_grad():
+            emulated = emulator(torch.as_tensor(labels, dtype=torch.float32)).numpy()
+        error = (normalised_images(generator, emulated, labels)
+                 - normalised_images(generator, truth, labels))
+        per_star = np.sqrt(np.mean(error ** 2, axis=(1, 2)))
+        out[f"{name}_rms"] = float(np.sqrt(np.mean(error ** 2)))
+        out[f"{name}_worst"] = float(per_star.max())
+        out[f"{name}_worst_labels"] = [float(v) for v in labels[np.argmax(per_star)]]
+    return out
+
+
+def train_profile_emulator(profile, *, steps: int = STEPS, models_dir=None, grid=None,
+                           log=print, **settings) -> Path:
+    """Train the emulator on ``profile``'s grid (or ``grid``), measure it, write ``emulator.pt``
+    and ``emulator.history.json`` to ``models_dir`` (default ``models/<profile>/``);
+    checkpoints go to the cache (``emulator_<profile>.ckpt``), so an interrupted run resumes.
+    ``settings``: :func:`train_emulator`'s (n_components, hidden, held_fraction, seed)."""
+    from .. import paths
+    from ..fileio import atomic_write_json
+    from ..models.emulator import save_emulator
+    from ..provenance import provenance
+    from ..synthetic.grid import load_grid
+    from ..synthetic.runner import WAVE_RANGE
+    from .checkpoints import history_path
+
+    started = time.time()
+    grid = grid or load_grid(profile)
+    log(f"grid {grid.source}: {len(grid.labels)} nodes × {len(grid.wavelength)} wavelengths")
+    checkpoint = paths.cache_dir() / f"emulator_{profile.name}.ckpt"
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    emulator, held = train_emulator(grid, steps=steps, checkpoint=checkpoint, log=log, **settings)
+    covers = grid.wavelength[0] <= WAVE_RANGE[0] and grid.wavelength[-1] >= WAVE_RANGE[1]
+    errors = emulator_errors(emulator, grid, held, pad_with_continuum=not covers)
+    log(f"errors (8×4096 image RMS): {errors}")
+    record = {"grid": grid.source and Path(grid.source).name,
+              "grid_physics": grid.source and grid_physics(grid.source),
+              "pad_with_continuum": not covers, "errors": errors, "arch": emulator.arch,
+              **provenance(profile, started=started)}
+    out = Path(models_dir or paths.models / profile.name) / "emulator.pt"
+    save_emulator(out, emulator, record)
+    atomic_write_json(history_path(out), record)
+    checkpoint.unlink(missing_ok=True)
+    log(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) in {time.time() - started:.0f} s")
+    return out
+
+
+def grid_physics(grid_file) -> str | None:
+    """The PHYSICS id in a grid file's header (None if it has none)."""
+    from astropy.io import fits
+
+    return fits.getheader(grid_file).get("PHYSICS")
