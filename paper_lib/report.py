@@ -93,8 +93,8 @@ def benchmark_block(results: dict, *, short: bool) -> list[str]:
         lines.append(_row([star.split(" (")[0] + ("" if counted else " (not counted)"),
                            ", ".join(_fmt(ref[k], k) for k in labels),
                            delta(per_star["raw"]), delta(per_star["calibrated_loso"])]))
-    lines += ["", _row(["variant", "raw median |Δ| Teff, log g, [M/H]", "raw within 2σ",
-                        "calibrated (LOSO) median |Δ|", "calibrated within 2σ"]),
+    lines += ["", _row(["variant", r"raw median \|Δ\| Teff, log g, [M/H]", "raw within 2σ",
+                        r"calibrated (LOSO) median \|Δ\|", "calibrated within 2σ"]),
               _row(["---"] * 5)]
     for variant, summary in results["variants"].items():
         if short and variant != default:
