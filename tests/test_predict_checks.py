@@ -191,7 +191,8 @@ def test_a_fit_at_a_bound_or_with_a_huge_sigma_fails():
     cov = np.diag([30.0, 0.05, 0.05, 1.0]) ** 2
 
     def fit(labels, cov=cov, held=()):
-        return Refined(np.array(labels), cov, 0.01, 10, True, lower, upper, held).problem()
+        return Refined(np.array(labels), cov, 0.01, 10, True, lower=lower, upper=upper,
+                       held=held).problem()
 
     assert fit([5750.0, 4.3, -0.2, 0.0]) is None  # v sin i 0: a slow rotator
     assert "ended at a bound" in fit([6000.0, 4.3, -0.2, 2.0])
