@@ -42,3 +42,29 @@ def atomic_write_json(path, obj) -> None:
 def file_sha256(path) -> str:
     """Hex SHA-256 of a file's bytes (what the calibrations beside the weights are tied to)."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def read_variant_records(path, what: str, remake: str) -> dict:
+    """{variant: record} of a JSON file of per-variant records beside the weights ({} without
+    the file); ValueError naming the file, ``what`` it should hold and the command that
+    ``remake``-s it if it cannot be read or is not such a mapping."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    try:
+        records = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path}: unreadable {what} ({error}); remake it with {remake}") from None
+    if not isinstance(records, dict):
+        raise ValueError(f"{path}: a {what} file maps variant names to records; remake it with "
+                         f"{remake}")
+    return records
+
+
+def write_variant_record(path, record: dict) -> Path:
+    """Add (or replace) ``record`` under its ``variant`` in the JSON file ``path`` (atomic)."""
+    path = Path(path)
+    records = read_variant_records(path, "record", "the command that made it")
+    records[record["variant"]] = record
+    atomic_write_json(path, dict(sorted(records.items())))
+    return path

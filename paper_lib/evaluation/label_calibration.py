@@ -29,13 +29,12 @@ they are calibrators from then on.
 from __future__ import annotations
 
 import datetime as _dt
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..fileio import atomic_write_json
+from ..fileio import read_variant_records, write_variant_record
 from ..labels import LABEL_NAMES
 
 LABEL_CALIBRATION_FILE = "label_calibration.json"
@@ -227,27 +226,14 @@ def calibration_record(fits: dict, *, variant: str, method: str, weights_path, s
 
 def write_label_calibration(models_dir, record: dict) -> Path:
     """Store ``record`` under its variant in ``models_dir``/label_calibration.json (atomic)."""
-    path = Path(models_dir) / LABEL_CALIBRATION_FILE
-    records = read_label_calibrations(models_dir) if path.exists() else {}
-    records[record["variant"]] = record
-    atomic_write_json(path, dict(sorted(records.items())))
-    return path
+    return write_variant_record(Path(models_dir) / LABEL_CALIBRATION_FILE, record)
 
 
 def read_label_calibrations(models_dir) -> dict:
     """{variant: record} of ``models_dir``/label_calibration.json ({} if absent); a file that is
     not such JSON raises ValueError naming it and how to remake it."""
-    path = Path(models_dir) / LABEL_CALIBRATION_FILE
-    if not path.exists():
-        return {}
-    try:
-        records = json.loads(path.read_text())
-        if not isinstance(records, dict):
-            raise ValueError("not a JSON object")
-    except ValueError as error:
-        raise ValueError(f"{path} is not a label calibration ({error}); remake it with "
-                         "python -m paper_lib benchmark-calibrate, or delete it") from None
-    return records
+    return read_variant_records(Path(models_dir) / LABEL_CALIBRATION_FILE, "label calibration",
+                                "python -m paper_lib benchmark-calibrate, or delete it")
 
 
 def load_label_calibration(models_dir, variant: str, weights_path) -> LabelCalibration | None:

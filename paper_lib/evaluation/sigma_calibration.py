@@ -29,12 +29,11 @@ Synthetic spectra only: no observed star enters.
 from __future__ import annotations
 
 import datetime as _dt
-import json
 from pathlib import Path
 
 import numpy as np
 
-from ..fileio import atomic_write_json
+from ..fileio import read_variant_records, write_variant_record
 from ..labels import LABEL_NAMES
 from ..provenance import git_commit
 from .metrics import coverage, fit_sigma_scale
@@ -140,27 +139,14 @@ def _percent(cover: dict) -> dict:
 
 def write_sigma_calibration(models_dir, record: dict) -> Path:
     """Add (or replace) ``record``'s variant in ``models_dir/sigma_calibration.json``."""
-    records = read_sigma_calibrations(models_dir)
-    records[record["variant"]] = record
-    path = Path(models_dir) / SIGMA_CALIBRATION_FILE
-    atomic_write_json(path, records)
-    return path
+    return write_variant_record(Path(models_dir) / SIGMA_CALIBRATION_FILE, record)
 
 
 def read_sigma_calibrations(models_dir) -> dict:
     """{variant: record} of ``models_dir/sigma_calibration.json`` ({} without the file);
     ValueError naming the command that remakes it if the file is unreadable."""
-    path = Path(models_dir) / SIGMA_CALIBRATION_FILE
-    if not path.exists():
-        return {}
-    try:
-        records = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise ValueError(f"{path}: unreadable σ calibration ({error}); remake it with "
-                         "python -m paper_lib sigma-calibrate --profile <profile>") from None
-    if not isinstance(records, dict):
-        raise ValueError(f"{path}: a σ calibration file maps variant names to records")
-    return records
+    return read_variant_records(Path(models_dir) / SIGMA_CALIBRATION_FILE, "σ calibration",
+                                "python -m paper_lib sigma-calibrate --profile <profile>")
 
 
 def load_sigma_calibration(models_dir, variant: str, weights_path) -> SigmaCalibration | None:
