@@ -194,8 +194,16 @@ def kill_trial(folder: Path, out: Path, n_files: int, window_s: float, rng) -> d
 def interrupt_trial(folder: Path, out: Path, window_s: float, rng) -> dict:
     """One predict run with Ctrl-C (SIGINT to its process group) at a random moment."""
     run = predict_run(folder, out)
-    run.watch(rng.uniform(0, window_s))  # from start-up (model loading) to the batch's end
-    os.killpg(run.proc.pid, signal.SIGINT)
+    if run.watch(rng.uniform(0, window_s)):  # from start-up (model loading) to the batch's end
+        run.end()  # it finished before the Ctrl-C: nothing to measure
+        out.unlink(missing_ok=True)
+        return {"missed": True}
+    try:
+        os.killpg(run.proc.pid, signal.SIGINT)
+    except ProcessLookupError:  # it ended between the check and the signal
+        run.end()
+        out.unlink(missing_ok=True)
+        return {"missed": True}
     sent = time.monotonic()
     ended = run.watch(INTERRUPT_BOUND_S)
     seconds = time.monotonic() - sent
