@@ -205,8 +205,14 @@ def test_ctrl_c_at_random_moments_exits_within_5_s(tmp_path):
     shared_or_skip("sun/Sun_HARPS_Ganymede_s1d.fits")
     module, rng = faults(), random.Random(29)
     folder = module.sun_folder(tmp_path / "batch", 60)
-    trials = [module.interrupt_trial(folder, tmp_path / "out.csv", 8.0, rng) for _ in range(3)]
-    assert all(t["ended"] and t["nothing_left"] for t in trials), trials
+    hits = []  # trials whose Ctrl-C came before the batch ended (a fast machine ends it early)
+    for _ in range(10):
+        trial = module.interrupt_trial(folder, tmp_path / "out.csv", 3.0, rng)
+        hits += [] if trial.get("missed") else [trial]
+        if len(hits) == 3:
+            break
+    assert hits, "no Ctrl-C landed before the batch ended"
+    assert all(t["ended"] and t["nothing_left"] for t in hits), hits
 
 
 def test_ctrl_c_stops_predict_and_its_workers(tmp_path):
