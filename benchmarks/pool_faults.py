@@ -167,16 +167,25 @@ def rows_of(out: Path) -> tuple[int, int, int]:
     return len(rows), len(rows) - failed, failed
 
 
-def kill_trial(folder: Path, out: Path, n_files: int, window_s: float, rng) -> dict:
-    """One predict run with a random worker ``kill -9``-ed at a random moment."""
-    run = predict_run(folder, out)
-    run.watch(120, until=lambda r: len(r.workers) >= 2)
+def kill_a_worker(run, start_s: float, window_s: float, rng) -> bool:
+    """Wait (at most ``start_s``) for ``run``'s two workers, then a random moment within
+    ``window_s`` [s], and ``kill -9`` one of its live children; False (the run ended) if the
+    fault came too late to land."""
+    run.watch(start_s, until=lambda r: len(r.workers) >= 2)
     run.watch(rng.uniform(0, window_s))
     victims = sorted(w for w in children(run.proc.pid) if alive(w))
     if run.proc.poll() is not None or not victims:
         run.end()
-        return {"missed": True}
+        return False
     os.kill(rng.choice(victims), signal.SIGKILL)
+    return True
+
+
+def kill_trial(folder: Path, out: Path, n_files: int, window_s: float, rng) -> dict:
+    """One predict run with a random worker ``kill -9``-ed at a random moment."""
+    run = predict_run(folder, out)
+    if not kill_a_worker(run, 120, window_s, rng):
+        return {"missed": True}
     killed_at = time.monotonic()
     ended = run.watch(KILL_BOUND_S)
     state = "" if ended else process_state(run.proc.pid)
@@ -225,13 +234,8 @@ def synthetic_trial(executor: str, window_s: float, rng) -> dict:
     """2 workers returning 2 MB results, one killed at a random moment within ``window_s``
     [s] of their start."""
     run = synthetic_run(executor)
-    run.watch(60, until=lambda r: len(r.workers) >= 2)
-    run.watch(rng.uniform(0, window_s))
-    victims = sorted(w for w in children(run.proc.pid) if alive(w))
-    if run.proc.poll() is not None or not victims:
-        run.end()
+    if not kill_a_worker(run, 60, window_s, rng):
         return {"missed": True}
-    os.kill(rng.choice(victims), signal.SIGKILL)
     ended = run.watch(KILL_BOUND_S)
     out, _ = run.end()
     return {"missed": False, "ended": ended,

@@ -208,11 +208,11 @@ def calibrate_on_benchmarks(variant: str, *, profile: str = "cpu", models_dir=No
     loso = loso_calibrated(raw)
     summary_loso = summary(loso)
     method = str(used["method"].iloc[0]) if len(used) else "network"
+    read = {Path(f).name for f in used["file"]}  # the counted files predict could read
     record = calibration_record(
         fits, variant=variant, method=method, weights_path=folder / f"{variant}.pt",
         stars=[{"star": s.star, "file": s.path.name, "reference": s.reference,
-                "source": s.source} for s in spectra if s.counted and s.path.name in
-               set(Path(f).name for f in used["file"])],
+                "source": s.source} for s in spectra if s.counted and s.path.name in read],
         loso=summary_loso["median_abs_delta"])
     if write:
         write_label_calibration(folder, record)
