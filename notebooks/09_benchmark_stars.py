@@ -98,6 +98,60 @@ for label, fit in chosen["record"]["labels"].items():
           f"{fit['slope']:+.3f}, σ_cal {fit['sigma_cal']:.3f}; LOSO RMS of the candidates: "
           + ", ".join(f"{k} {v:.3f}" for k, v in fit["loso_rms_of_candidates"].items()))
 
+# %% [markdown]
+# ## Every star fitted: least squares on the spectrum emulator, beside the network
+# `predict --refine` fits each spectrum by least squares against the shipped spectrum emulator
+# (`models/<profile>/emulator.pt`, The Payne's way), starting from the network's answer. The
+# same benchmark table for the fit's answers, raw and calibrated leaving one star out (that
+# calibration is stored as `<variant>+fit` and applied by `predict --refine`). `predict` fits
+# by default only if the fit, calibrated, reads the stars at least as well as the calibrated
+# network on every label (`fit_beats_network`); `paper_lib.predict.fit.FIT_BY_DEFAULT` follows
+# this measurement (a test checks it against this notebook's `cpu` results).
+
+# %%
+from paper_lib.evaluation.benchmark_stars import fit_beats_network
+from paper_lib.predict.fit import FIT_BY_DEFAULT
+
+has_emulator = (nb.models / "emulator.pt").exists()
+fitted = (calibrate_on_benchmarks(default, profile=P.name, models_dir=nb.models, spectra=spectra,
+                                  refine=True) if has_emulator else None)
+if fitted is None:
+    print(f"no spectrum emulator for profile {P.name!r} ({nb.models / 'emulator.pt'}): "
+          f"python -m paper_lib emulator --profile {P.name} makes it")
+else:
+    print(report.variant_table_markdown({default: chosen, f"{default} + fit": fitted}))
+    fit_wins = fit_beats_network(fitted["summary_loso"], chosen["summary_loso"])
+    print(f"\nthe fit {'beats' if fit_wins else 'does not beat'} the network (calibrated, "
+          f"LOSO); predict fits by default: {FIT_BY_DEFAULT}")
+    print(report.star_table_markdown(fitted["raw"], fitted["loso"]))
+
+# %% [markdown]
+# ## Where log g is lost
+# For each star: the network's raw answer; the fit on the emulator; the least-squares fit of
+# the grid itself (all labels free, from the network's answer and from the emulator fit's, the
+# lower residual kept); and the log g that the pixels want with Teff and [M/H] held at the
+# reference, over the whole window and over the pressure-broadened wings of Mg b alone
+# (`paper_lib.evaluation.logg_diagnosis`). Nothing is fitted to the stars here. Needs the
+# profile's grid.
+
+# %%
+from paper_lib.evaluation.logg_diagnosis import diagnose, diagnosis_markdown
+from paper_lib.synthetic.grid import load_grid
+
+try:
+    grid = load_grid(P)
+except FileNotFoundError as missing:
+    grid = None
+    print(f"no grid for profile {P.name!r}: {missing}")
+diagnosis = diagnose(spectra, grid, default, P.name) if grid is not None else []
+if diagnosis:
+    diagnosis_table = diagnosis_markdown(diagnosis)
+    print(diagnosis_table)
+    (tables / "logg_diagnosis.md").write_text(diagnosis_table + "\n")
+    for row in diagnosis:
+        for note in row["notes"]:
+            print(f"note: {row['file']}: {note}")
+
 # %%
 nb.write_results({
     "default_model": default,
@@ -110,4 +164,11 @@ nb.write_results({
             [f"delta_{k}" for k in ("teff", "logg", "mh")]].mean().to_dict(orient="index"),
         "calibrated_loso": chosen["loso"].groupby("star", sort=False)[
             [f"delta_{k}" for k in ("teff", "logg", "mh")]].mean().to_dict(orient="index")},
+    "fit": None if fitted is None else {
+        "raw": fitted["summary_raw"], "calibrated_loso": fitted["summary_loso"],
+        "calibration": fitted["record"]["labels"],
+        "beats_network": fit_beats_network(fitted["summary_loso"], chosen["summary_loso"]),
+        "fit_by_default": FIT_BY_DEFAULT},
+    "diagnosis": [{k: v for k, v in row.items() if k.startswith(("star", "file", "counted",
+                   "delta_", "notes", "emulator_fit_flags"))} for row in diagnosis],
 })

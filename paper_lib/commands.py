@@ -15,7 +15,7 @@ def _benchmark_calibrate(args) -> int:
     for variant in args.variant or [DEFAULT_MODEL]:
         results[variant] = calibrate_on_benchmarks(
             variant, profile=args.profile, models_dir=args.models_dir, spectra=spectra,
-            write=not args.dry_run)
+            write=not args.dry_run, refine=args.refine)
         print(f"{variant}, per star (raw → calibrated with the star left out):\n"
               f"{star_table_markdown(results[variant]['raw'], results[variant]['loso'])}\n")
     print(f"Over the counted stars:\n{variant_table_markdown(results)}")
@@ -35,6 +35,9 @@ def add_benchmark_parser(sub) -> None:
                            help="a variant to calibrate (repeatable; default predict's default)")
     calibrate.add_argument("--folder", default=None, help="a benchmark folder: spectra and "
                            "references.csv (default: the shared data's benchmarks/, plus the Sun)")
+    calibrate.add_argument("--refine", action="store_true", help="calibrate the least-squares "
+                           "fit's answers on the profile's emulator (predict --refine), stored "
+                           "as <variant>+fit, instead of the network's")
     calibrate.add_argument("--dry-run", action="store_true",
                            help="measure and print, store nothing")
     calibrate.set_defaults(func=_benchmark_calibrate)

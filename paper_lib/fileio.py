@@ -61,10 +61,11 @@ def read_variant_records(path, what: str, remake: str) -> dict:
     return records
 
 
-def write_variant_record(path, record: dict) -> Path:
-    """Add (or replace) ``record`` under its ``variant`` in the JSON file ``path`` (atomic)."""
+def write_variant_record(path, record: dict, key: str | None = None) -> Path:
+    """Add (or replace) ``record`` under ``key`` (default its ``variant``) in the JSON file
+    ``path`` (atomic)."""
     path = Path(path)
     records = read_variant_records(path, "record", "the command that made it")
-    records[record["variant"]] = record
+    records[key or record["variant"]] = record
     atomic_write_json(path, dict(sorted(records.items())))
     return path

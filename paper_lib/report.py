@@ -33,6 +33,10 @@ def _fmt(value, label) -> str:
     return "–" if value is None else f"{value:.{LABEL_DECIMALS[label]}f}"
 
 
+def _signed(value, label) -> str:
+    return "–" if value is None else f"{value:+.{LABEL_DECIMALS[label]}f}"
+
+
 def table2_block(results: dict) -> list[str]:
     from .evaluation.tables import PAPER_TABLE2
 
@@ -104,6 +108,43 @@ def benchmark_block(results: dict, *, short: bool) -> list[str]:
                            f"{100 * raw['within_2sigma']:.0f} %",
                            ", ".join(_fmt(cal["median_abs_delta"][k], k) for k in labels),
                            f"{100 * cal['within_2sigma']:.0f} %"]))
+    fit = results.get("fit")
+    if fit:
+        raw, cal = fit["raw"], fit["calibrated_loso"]
+        lines.append(_row([f"{default} + least-squares fit on the emulator (`--refine`)",
+                           ", ".join(_fmt(raw["median_abs_delta"][k], k) for k in labels),
+                           f"{100 * raw['within_2sigma']:.0f} %",
+                           ", ".join(_fmt(cal["median_abs_delta"][k], k) for k in labels),
+                           f"{100 * cal['within_2sigma']:.0f} %"]))
+        lines += ["", f"The fit, calibrated, {'reads' if fit['beats_network'] else 'does not read'}"
+                  f" the stars at least as well as the calibrated network on every label: "
+                  f"`predict` {'fits' if fit['fit_by_default'] else 'gives the network answer'}"
+                  f" by default."]
+    if results.get("diagnosis"):
+        lines += ["", "Where log g is lost (raw answers; nothing fitted to the stars): Δ of the "
+                  "network, of the fit on the emulator and of the grid's own least-squares fit, "
+                  "and the Δlog g the pixels want with Teff and [M/H] held at the reference:", ""]
+        lines += diagnosis_block(results["diagnosis"])
+    return lines
+
+
+def diagnosis_block(rows: list[dict]) -> list[str]:
+    """The log g diagnosis of notebook 09 as table rows (Δ Teff, log g, [M/H] per answer)."""
+    def triple(row, name):
+        d = row.get(f"delta_{name}")
+        return "–" if not d else ", ".join(_signed(d[k], k) for k in ("teff", "logg", "mh"))
+
+    def logg(row, name):
+        d = row.get(f"delta_{name}")
+        return "–" if not d else _signed(d["logg"], "logg")
+
+    lines = [_row(["star", "network", "emulator fit", "grid least squares",
+                   "Δlog g wanted: whole window", "Mg b wings"]), _row(["---"] * 6)]
+    for row in rows:
+        star = row["star"].split(" (")[0] + ("" if row["counted"] else " (not counted)")
+        lines.append(_row([star, triple(row, "network"), triple(row, "emulator_fit"),
+                           triple(row, "least_squares"), logg(row, "held_whole"),
+                           logg(row, "held_mgb_wings")]))
     return lines
 
 

@@ -105,6 +105,41 @@ def test_calibration_applies_to_its_weights_only_and_rejects_nan(tmp_path):
         lc.read_label_calibrations(tmp_path)
 
 
+def test_a_linear_term_is_held_at_the_calibrators_range_and_flagged_beyond_it(tmp_path):
+    answers, refs, stars, sigma = constructed_stars(n_stars=10, slope_in_teff=-0.3)
+    fits = lc.fit_all_labels(answers, refs, stars, sigma)
+    fit = fits["logg"][0]
+    assert fit.term == "teff" and fit.term_range == (answers["teff"].min(), answers["teff"].max())
+    hottest = {k: np.array([v.max()]) for k, v in answers.items()}
+    beyond = dict(hottest, teff=np.array([9500.0]))  # Vega: 3000 K past the calibrators
+    assert fit.correction(beyond) == pytest.approx(fit.correction(hottest))
+    weights = tmp_path / "net.pt"
+    weights.write_bytes(b"weights")
+    record = lc.calibration_record(fits, variant="net", method="network", weights_path=weights,
+                                   stars=[], loso={}, answers=answers)
+    calibration = lc.LabelCalibration(json.loads(json.dumps(record)))  # as stored
+    inside = [np.median(answers[k]) for k in lc.CALIBRATED_LABELS] + [5.0]
+    assert calibration.extrapolated(inside) == []
+    assert calibration.extrapolated([9500.0, *inside[1:]]) == ["teff"]
+    assert calibration.apply([9500.0, *inside[1:]])[0][0, 1] == pytest.approx(
+        calibration.apply([answers["teff"].max(), *inside[1:]])[0][0, 1])
+
+
+def test_the_fits_calibration_is_stored_apart_and_tied_to_the_emulator(tmp_path):
+    weights, emulator = tmp_path / "net.pt", tmp_path / "emulator.pt"
+    weights.write_bytes(b"weights")
+    emulator.write_bytes(b"emulator")
+    fits = lc.fit_all_labels(*constructed_stars())
+    for method in ("network", "fit"):
+        lc.write_label_calibration(tmp_path, lc.calibration_record(
+            fits, variant="net", method=method, weights_path=weights, stars=[], loso={},
+            emulator_path=emulator if method == "fit" else None))
+    assert set(lc.read_label_calibrations(tmp_path)) == {"net", "net+fit"}
+    assert set(lc.load_label_calibrations(tmp_path, "net", weights, emulator)) == {"network", "fit"}
+    emulator.write_bytes(b"another emulator")
+    assert set(lc.load_label_calibrations(tmp_path, "net", weights, emulator)) == {"network"}
+
+
 def test_references_csv_is_read_and_its_problems_are_named(tmp_path):
     (tmp_path / "a.fits").write_bytes(b"")
     csv_head = "file,star,instrument,resolving_power,teff,teff_err,logg,logg_err,feh,reference\n"
@@ -230,3 +265,25 @@ def test_held_label_fit_finds_the_log_g_of_a_synthetic_star(smoke_grid):
     assert whole.labels[1] == pytest.approx(4.3, abs=0.02)
     assert wings.labels[1] == pytest.approx(4.3, abs=0.05)
     assert whole.labels[0] == 5800.0 and whole.labels[2] == -0.2  # held where they were told
+
+
+def test_the_grid_fit_keeps_the_start_with_the_lower_residual(smoke_grid):
+    from types import SimpleNamespace
+
+    from paper_lib.evaluation.logg_diagnosis import _best_grid_fit
+    from paper_lib.predict.refine import Renderer, refine
+    from paper_lib.synthetic.grid import OutsideGridError
+
+    render = Renderer(smoke_grid)
+    truth = np.array([5800.0, 4.3, -0.2, 3.0])
+    rng = np.random.default_rng(0)
+    inp = SimpleNamespace(image=render(truth[None])[0] + rng.normal(0, 0.01, (8, 4096)),
+                          mask=np.ones((8, 4096), bool))
+    starts = [np.array([5600.0, 4.1, -0.4, 3.0]), truth]
+    fits = [refine(inp.image, inp.mask, start, render) for start in starts]
+    best = _best_grid_fit(inp, render, starts)
+    assert best.rms == min(f.rms for f in fits)
+    outside = np.array([9000.0, 1.0, -2.0, 3.0])  # far from the smoke grid's cells
+    assert _best_grid_fit(inp, render, [outside, truth]).rms == fits[1].rms
+    with pytest.raises(OutsideGridError):
+        _best_grid_fit(inp, render, [outside])

@@ -66,16 +66,20 @@ def test_a_stored_emulator_reads_back_the_same(trained, tmp_path):
         load_emulator(tmp_path / "bad.pt")
 
 
-def test_the_jacobian_from_autograd_matches_finite_differences(render):
+def test_the_jacobian_matches_central_differences(render):
+    """The fit's forward differences against central ones of the same step: within the
+    forward differences' truncation error (measured ≤ 6 % on this emulator)."""
+    from paper_lib.predict.refine import DERIVATIVE_STEPS
+
     x = np.array([[5830.0, 4.35, -0.12, 4.0]])
     _, jacobian = render.linearise(x, range(4))
-    for i, step in enumerate((10.0, 0.01, 0.01, 0.2)):
+    for i, step in enumerate(DERIVATIVE_STEPS):
         shifted = [x.copy(), x.copy()]
         shifted[0][0, i] -= step
         shifted[1][0, i] += step
         difference = (render(shifted[1]) - render(shifted[0])) / (2 * step)
         scale = np.sqrt(np.mean(difference ** 2))
-        assert np.sqrt(np.mean((jacobian[..., i] - difference) ** 2)) < 0.05 * scale
+        assert np.sqrt(np.mean((jacobian[..., i] - difference) ** 2)) < 0.1 * scale
 
 
 def test_the_fit_recovers_the_labels_of_a_noisy_emulated_spectrum(render):

@@ -192,29 +192,49 @@ def loso_calibrated(raw_table):
 
 
 def calibrate_on_benchmarks(variant: str, *, profile: str = "cpu", models_dir=None,
-                            spectra=None, write: bool = True, **options) -> dict:
-    """Fit the label calibration of ``variant`` on the counted benchmark stars (its raw
-    answers: ``predict(..., calibrate=False)``), store it beside the weights (unless
+                            spectra=None, write: bool = True, refine: bool = False,
+                            **options) -> dict:
+    """Fit the label calibration of ``variant``'s answers on the counted benchmark stars (its
+    raw answers: ``predict(..., calibrate=False)``; with ``refine`` the least-squares fit's on
+    the profile's emulator, stored as ``<variant>+fit``), store it beside the weights (unless
     ``write`` is False) and return {record, raw, loso, summary_raw, summary_loso}."""
+    import warnings
+
     from .. import paths
     from .label_calibration import calibration_record, fit_all_labels, write_label_calibration
 
     spectra = spectra if spectra is not None else benchmark_set()
     folder = Path(models_dir or paths.models / profile)
     raw = predict_benchmarks(spectra, variant, profile=profile, models_dir=folder,
-                             calibrate=False, **options)
+                             calibrate=False, refine=refine, **options)
+    method = "fit" if refine else "network"
+    other = raw[raw["counted"] & raw["error"].isna() & ~raw["method"].eq(method)]
+    if len(other):
+        warnings.warn(f"{', '.join(map(str, other['star']))}: not answered by the {method} "
+                      f"(flags {sorted({f for fl in other['flags'] for f in fl})}): their "
+                      f"network answers enter the calibration", stacklevel=2)
     used, answers, references, stars, sigma_known = _calibration_inputs(raw)
     fits = fit_all_labels(answers, references, stars, sigma_known)
     loso = loso_calibrated(raw)
     summary_loso = summary(loso)
-    method = str(used["method"].iloc[0]) if len(used) else "network"
     read = {Path(f).name for f in used["file"]}  # the counted files predict could read
     record = calibration_record(
         fits, variant=variant, method=method, weights_path=folder / f"{variant}.pt",
         stars=[{"star": s.star, "file": s.path.name, "reference": s.reference,
                 "source": s.source} for s in spectra if s.counted and s.path.name in read],
-        loso=summary_loso["median_abs_delta"])
+        loso=summary_loso["median_abs_delta"], answers=answers,
+        emulator_path=folder / "emulator.pt" if refine else None)
     if write:
         write_label_calibration(folder, record)
     return {"record": record, "raw": raw, "loso": loso, "summary_raw": summary(raw),
             "summary_loso": summary_loso}
+
+
+def fit_beats_network(fit_loso: dict, network_loso: dict) -> bool:
+    """Whether the least-squares fit's answers, calibrated leaving one star out, read the
+    benchmark stars at least as well as the network's on every label (median |Δ|) and cover
+    as many labels within 2σ: the rule for ``predict`` to fit by default
+    (:data:`paper_lib.predict.fit.FIT_BY_DEFAULT`). Arguments: :func:`summary` dicts."""
+    better = all(fit_loso["median_abs_delta"][k] <= network_loso["median_abs_delta"][k]
+                 for k in network_loso["median_abs_delta"])
+    return bool(better and fit_loso["within_2sigma"] >= network_loso["within_2sigma"])

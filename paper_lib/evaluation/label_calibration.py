@@ -11,7 +11,10 @@ function of the answer's own labels:
 * one further **linear term** (in the answer's Teff, log g or [M/H]) only where it lowers the
   **leave-one-star-out** (LOSO) error: every spectrum of a star left out together, the model
   fitted on the other stars, the left-out star's error measured. With a handful of stars this
-  keeps the calibration as simple as the data allow.
+  keeps the calibration as simple as the data allow. A linear term is **not extrapolated**:
+  beyond the range of the calibrators' own answers its variable is held at the nearest end
+  (Vega at 9400 K gets the correction of the hottest calibrator, not a line continued 3000 K
+  further), and ``predict`` flags the row ``calibration_extrapolated``.
 
 Stars, not spectra, are the unit: a star observed three times (the Sun) weighs as much as one
 observed once. The **calibration σ** (``<label>_sigma_cal``) is the one number per label that,
@@ -22,7 +25,8 @@ calibration does not know on a star it was not fitted on.
 The record is stored per variant in ``models/<profile>/label_calibration.json`` with the stars,
 their references, the fit, the LOSO residuals, the SHA-256 of the weights it was made for and
 the commit; ``predict`` applies it only to those weights and to the answers of the method it
-was fitted on (:class:`LabelCalibration`). Only benchmark stars enter, every one named there:
+was fitted on (:class:`LabelCalibration`): the network's answers (key ``<variant>``) or the
+least-squares fit's on the emulator (key ``<variant>+fit``, tied to the emulator's SHA-256 too). Only benchmark stars enter, every one named there:
 they are calibrators from then on.
 """
 
@@ -38,11 +42,13 @@ from ..fileio import read_variant_records, write_variant_record
 from ..labels import LABEL_NAMES
 
 LABEL_CALIBRATION_FILE = "label_calibration.json"
-LABEL_CALIBRATION_FORMAT = 1
+LABEL_CALIBRATION_FORMAT = 2  # 2: linear terms held at the calibrators' range; per method
 CALIBRATED_LABELS = ("teff", "logg", "mh")  # labels with references; v sin i has none
 TERM_SCALE = {"teff": 1000.0, "logg": 1.0, "mh": 1.0}  # a linear term's unit: per 1000 K, per dex
 TERM_CENTRE = {"teff": 5500.0, "logg": 3.5, "mh": -0.5}  # where a linear term is zero
 MIN_STARS_FOR_TERM = 5  # a linear term needs at least this many stars besides the one left out
+RANGE_MARGIN = 0.1  # an answer this far (× the range) beyond the calibrators' is extrapolated
+CALIBRATED_METHODS = ("network", "fit")  # answers a calibration can be fitted on
 
 
 @dataclass
@@ -55,23 +61,34 @@ class LabelFit:
     term: str | None
     slope: float
     sigma_cal: float
+    term_range: tuple | None = None  # (low, high) of the term's variable over the calibrators
 
     def correction(self, answers: dict) -> np.ndarray:
-        """The correction (N,) at ``answers`` ({label: (N,) array}, physical units)."""
-        base = np.full(np.shape(answers[self.label]), self.zero_point, dtype=np.float64)
-        if self.term is None:
-            return base
-        x = (np.asarray(answers[self.term], dtype=np.float64) - TERM_CENTRE[self.term])
-        return base + self.slope * x / TERM_SCALE[self.term]
+        """The correction (N,) at ``answers`` ({label: (N,) array}, physical units), the
+        term's variable held inside ``term_range``."""
+        return _design(answers, self.term, self.term_range) @ (
+            [self.zero_point] if self.term is None else [self.zero_point, self.slope])
 
 
-def _design(answers: dict, term: str | None) -> np.ndarray:
-    """Design matrix (N, 1 or 2) of a correction model at ``answers``."""
+def _design(answers: dict, term: str | None, term_range=None) -> np.ndarray:
+    """Design matrix (N, 1 or 2) of a correction model at ``answers``; the term's variable is
+    clipped to ``term_range`` (low, high) if given (no extrapolation beyond the calibrators)."""
     ones = np.ones(len(next(iter(answers.values()))))
     if term is None:
         return ones[:, None]
-    x = (np.asarray(answers[term], dtype=np.float64) - TERM_CENTRE[term]) / TERM_SCALE[term]
+    values = np.asarray(answers[term], dtype=np.float64)
+    if term_range is not None:
+        values = np.clip(values, *term_range)
+    x = (values - TERM_CENTRE[term]) / TERM_SCALE[term]
     return np.column_stack([ones, x])
+
+
+def value_range(answers: dict, term: str | None) -> tuple | None:
+    """(low, high) of the term's variable over ``answers``; None without a term."""
+    if term is None:
+        return None
+    values = np.asarray(answers[term], dtype=np.float64)
+    return float(values.min()), float(values.max())
 
 
 def _star_weights(stars: np.ndarray) -> np.ndarray:
@@ -100,7 +117,8 @@ def loso_residuals(answers: dict, reference: np.ndarray, stars: np.ndarray,
         coef = fit_correction(train, reference[~out_of_fit] - label_answer[~out_of_fit],
                               stars[~out_of_fit], term)
         held = {k: np.asarray(v)[out_of_fit] for k, v in answers.items()}
-        out[out_of_fit] = label_answer[out_of_fit] + _design(held, term) @ coef - reference[out_of_fit]
+        design = _design(held, term, value_range(train, term))  # as predict applies it
+        out[out_of_fit] = label_answer[out_of_fit] + design @ coef - reference[out_of_fit]
     return out
 
 
@@ -153,7 +171,7 @@ def fit_label(answers: dict, reference, stars, sigma_known, label: str) -> tuple
     coef = fit_correction(inputs, reference - np.asarray(answers[label]), stars, term)
     residuals = loso_residuals(inputs, reference, stars, term)
     fit = LabelFit(label, float(coef[0]), term, float(coef[1]) if term else 0.0,
-                   calibration_sigma(residuals, sigma_known, stars))
+                   calibration_sigma(residuals, sigma_known, stars), value_range(answers, term))
     return fit, scores
 
 
@@ -183,14 +201,18 @@ def leave_one_star_out(answers: dict, references: dict, stars, sigma_known: dict
 
 
 class LabelCalibration:
-    """A stored calibration: ``apply`` gives calibrated labels and σ_cal for one variant."""
+    """A stored calibration: ``apply`` gives calibrated labels and σ_cal for one variant and
+    method; ``extrapolated`` says where an answer lies beyond the calibrators' answers."""
 
     def __init__(self, record: dict):
         self.record = record
         self.method = record["method"]
         self.fits = {label: LabelFit(label, **{k: record["labels"][label][k] for k in
-                                               ("zero_point", "term", "slope", "sigma_cal")})
+                                               ("zero_point", "term", "slope", "sigma_cal")},
+                                     term_range=_pair(record["labels"][label].get("term_range")))
                      for label in CALIBRATED_LABELS}
+        self.answer_range = {label: _pair(span)
+                             for label, span in record.get("answer_range", {}).items()}
         numbers = [v for f in self.fits.values() for v in (f.zero_point, f.slope, f.sigma_cal)]
         if not np.all(np.isfinite(numbers)):
             raise ValueError("the label calibration holds a non-finite number")
@@ -206,43 +228,89 @@ class LabelCalibration:
             sigma_cal[i] = fit.sigma_cal
         return out, sigma_cal
 
+    def extrapolated(self, mean) -> list[str]:
+        """The calibrated labels (names) whose raw answer in ``mean`` (4,) lies outside the
+        calibrators' answers by more than :data:`RANGE_MARGIN` of that range."""
+        mean = np.asarray(mean, dtype=np.float64)
+        out = []
+        for label, (low, high) in self.answer_range.items():
+            margin = RANGE_MARGIN * (high - low)
+            if not low - margin <= mean[LABEL_NAMES.index(label)] <= high + margin:
+                out.append(label)
+        return out
+
+
+def _pair(span) -> tuple | None:
+    return None if span is None else (float(span[0]), float(span[1]))
+
+
+def calibration_key(variant: str, method: str) -> str:
+    """The key of a calibration in label_calibration.json: the variant for the network's
+    answers, ``<variant>+<method>`` for others (``resnet_diagonal_real+fit``)."""
+    return variant if method == "network" else f"{variant}+{method}"
+
 
 def calibration_record(fits: dict, *, variant: str, method: str, weights_path, stars: list,
-                       loso: dict) -> dict:
+                       loso: dict, answers: dict | None = None, emulator_path=None) -> dict:
     """The JSON record of a calibration: the fit per label with its candidates' LOSO RMS, the
-    stars and references it was fitted on, the weights' SHA-256, the commit and the date."""
+    range of the calibrators' ``answers`` ({label: (N,)}), the stars and references it was
+    fitted on, the weights' SHA-256 (and the emulator's, for the fit's answers), the commit and
+    the date."""
     from ..observed.quality import file_sha256
     from ..provenance import git_commit
 
     labels = {label: {"zero_point": fit.zero_point, "term": fit.term, "slope": fit.slope,
-                      "sigma_cal": fit.sigma_cal, "loso_rms_of_candidates": scores,
-                      "loso_median_abs": loso.get(label)}
+                      "sigma_cal": fit.sigma_cal, "term_range": fit.term_range,
+                      "loso_rms_of_candidates": scores, "loso_median_abs": loso.get(label)}
               for label, (fit, scores) in fits.items()}
-    return {"format": LABEL_CALIBRATION_FORMAT, "variant": variant, "method": method,
-            "weights": Path(weights_path).name, "weights_sha256": file_sha256(weights_path),
-            "labels": labels, "stars": stars, "commit": git_commit(),
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    record = {"format": LABEL_CALIBRATION_FORMAT, "key": calibration_key(variant, method),
+              "variant": variant, "method": method,
+              "weights": Path(weights_path).name, "weights_sha256": file_sha256(weights_path),
+              "labels": labels, "stars": stars, "commit": git_commit(),
+              "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    if answers is not None:
+        record["answer_range"] = {label: value_range(answers, label) for label in CALIBRATED_LABELS}
+    if emulator_path is not None:
+        record["emulator_sha256"] = file_sha256(emulator_path)
+    return record
 
 
 def write_label_calibration(models_dir, record: dict) -> Path:
-    """Store ``record`` under its variant in ``models_dir``/label_calibration.json (atomic)."""
-    return write_variant_record(Path(models_dir) / LABEL_CALIBRATION_FILE, record)
+    """Store ``record`` under its key (:func:`calibration_key`) in
+    ``models_dir``/label_calibration.json (atomic)."""
+    return write_variant_record(Path(models_dir) / LABEL_CALIBRATION_FILE, record,
+                                key=calibration_key(record["variant"], record["method"]))
 
 
 def read_label_calibrations(models_dir) -> dict:
-    """{variant: record} of ``models_dir``/label_calibration.json ({} if absent); a file that is
+    """{key: record} of ``models_dir``/label_calibration.json ({} if absent); a file that is
     not such JSON raises ValueError naming it and how to remake it."""
     return read_variant_records(Path(models_dir) / LABEL_CALIBRATION_FILE, "label calibration",
                                 "python -m paper_lib benchmark-calibrate, or delete it")
 
 
-def load_label_calibration(models_dir, variant: str, weights_path) -> LabelCalibration | None:
-    """The calibration of ``variant`` if it was made for these weights (same SHA-256) in this
-    format, else None (then ``predict`` reports the raw answer)."""
+def load_label_calibration(models_dir, variant: str, weights_path, method: str = "network",
+                           emulator_path=None) -> LabelCalibration | None:
+    """The calibration of ``variant``'s answers by ``method`` if it was made for these weights
+    (same SHA-256; for the fit also the same emulator) in this format, else None (then
+    ``predict`` reports the raw answer)."""
     from ..observed.quality import file_sha256
 
-    record = read_label_calibrations(models_dir).get(variant)
+    record = read_label_calibrations(models_dir).get(calibration_key(variant, method))
     if (record is None or record.get("format") != LABEL_CALIBRATION_FORMAT
             or record.get("weights_sha256") != file_sha256(weights_path)):
         return None
+    if "emulator_sha256" in record and (
+            emulator_path is None or not Path(emulator_path).exists()
+            or record["emulator_sha256"] != file_sha256(emulator_path)):
+        return None
     return LabelCalibration(record)
+
+
+def load_label_calibrations(models_dir, variant: str, weights_path, emulator_path=None) -> dict:
+    """{method: LabelCalibration} of ``variant`` for the network's answers and the fit's
+    (:func:`load_label_calibration`; the methods without a usable one left out)."""
+    found = {method: load_label_calibration(models_dir, variant, weights_path, method,
+                                            emulator_path)
+             for method in CALIBRATED_METHODS}
+    return {method: calibration for method, calibration in found.items() if calibration}

@@ -53,42 +53,38 @@ def held_label_fit(inp, render, reference: dict, start, mask=None):
 
 
 def diagnose(spectra, grid, model=None, profile: str = "cpu") -> list[dict]:
-    """Per benchmark spectrum: the network's raw answer, the all-free least-squares fit from it,
-    and the log g wanted with Teff and [M/H] held at the reference (whole window; Mg b wings
-    alone); Δ against the reference throughout. A fit that cannot run (a start or a held label
-    outside the grid's complete cells) gives NaN and its reason."""
+    """Per benchmark spectrum: the network's raw answer, the least-squares fit on the profile's
+    shipped emulator from it (if there is one), the all-free least-squares fit of the grid —
+    started from the network's answer and from the emulator fit's, the lower residual kept (a
+    fit from one start can stop in a shallower minimum: the grid's interpolation has a kink at
+    every node) — and the log g wanted with Teff and [M/H] held at the reference (whole
+    window; Mg b wings alone); Δ against the reference throughout. A fit that cannot run (a
+    start or a held label outside the grid's complete cells) gives NaN and its reason."""
     from ..echelle.layout import order_wavelengths
     from ..observed.model_input import to_model_input
     from ..observed.read import read_spectrum
-    from ..predict import DEFAULT_MODEL, predict_rows
-    from ..predict.refine import Renderer, refine
-    from ..synthetic.grid import OutsideGridError
+    from ..predict import DEFAULT_MODEL
+    from ..predict.refine import Renderer
 
     render = Renderer(grid)
+    emulator = _emulator_fitter(profile)
     wings = mgb_wing_mask(order_wavelengths())
     out = []
     for s in spectra:
         row = {"star": s.star, "file": s.path.name, "counted": s.counted, "notes": []}
-        network, = predict_rows([s.path], model or DEFAULT_MODEL, profile=profile,
-                                calibrate=False, progress=False)
-        if network["error"]:
-            row["notes"].append(network["error"])
+        answers = _answers(s.path, model or DEFAULT_MODEL, profile, emulator, row)
+        if answers is None:
             out.append(row)
             continue
-        start = np.array([network[k] for k in LABEL_NAMES])
         inp = to_model_input(read_spectrum(s.path), template=grid)
-        row["network"] = dict(zip(LABEL_NAMES[:3], start[:3]))
-        fits = {"least_squares": lambda: refine(inp.image, inp.mask, start, render),
-                "held_whole": lambda: held_label_fit(inp, render, s.reference, start),
-                "held_mgb_wings": lambda: held_label_fit(inp, render, s.reference, start, wings)}
-        for name, fit in fits.items():
-            try:
-                result = fit()
-                row[name] = dict(zip(LABEL_NAMES[:3], result.labels[:3]))
-                row[f"{name}_converged"] = result.converged
-            except (OutsideGridError, ValueError) as error:
-                row["notes"].append(f"{name}: {error}")
-        for name in ("network", *fits):
+        starts = [answers["network"]] + ([answers["emulator_fit"]] if "emulator_fit" in answers else [])
+        for name, labels in answers.items():
+            row[name] = dict(zip(LABEL_NAMES[:3], labels[:3]))
+        fits = {"least_squares": lambda: _best_grid_fit(inp, render, starts),
+                "held_whole": lambda: held_label_fit(inp, render, s.reference, starts[0]),
+                "held_mgb_wings": lambda: held_label_fit(inp, render, s.reference, starts[0], wings)}
+        _run_fits(fits, row)
+        for name in ("network", "emulator_fit", *fits):
             if name in row:
                 row[f"delta_{name}"] = {k: float(row[name][k] - s.reference[k])
                                         for k in ("teff", "logg", "mh")}
@@ -96,9 +92,70 @@ def diagnose(spectra, grid, model=None, profile: str = "cpu") -> list[dict]:
     return out
 
 
+def _emulator_fitter(profile):
+    """The profile's shipped emulator fitter, or None when there is none."""
+    from ..predict.rows import refinement_renderer
+
+    try:
+        return refinement_renderer(None, profile)
+    except ValueError:
+        return None
+
+
+def _answers(path, model, profile, emulator, row) -> dict | None:
+    """{"network": labels (4,), "emulator_fit": labels (4,) when fitted} of one spectrum (raw),
+    or None with the error in ``row["notes"]``."""
+    from ..predict import predict_rows
+
+    answer, = predict_rows([path], model, profile=profile, calibrate=False, progress=False,
+                           refine=emulator or False)
+    if answer["error"]:
+        row["notes"].append(answer["error"])
+        return None
+    out = {"network": np.array([answer[f"{k}_network"] for k in LABEL_NAMES])}
+    if emulator is not None and np.isfinite(answer["teff_fit"]):
+        out["emulator_fit"] = np.array([answer[f"{k}_fit"] for k in LABEL_NAMES])
+        row["emulator_fit_flags"] = [f for f in answer["flags"] if f.startswith(("fit_", "refine"))]
+    return out
+
+
+def _best_grid_fit(inp, render, starts):
+    """The all-free grid fit from each of ``starts`` (4,) with the lowest residual RMS; raises
+    the last start's error if none can run."""
+    from ..predict.refine import refine
+    from ..synthetic.grid import OutsideGridError
+
+    best, error = None, None
+    for start in starts:
+        try:
+            fitted = refine(inp.image, inp.mask, start, render)
+        except (OutsideGridError, ValueError) as problem:
+            error = problem
+            continue
+        if best is None or fitted.rms < best.rms:
+            best = fitted
+    if best is None:
+        raise error
+    return best
+
+
+def _run_fits(fits: dict, row: dict) -> None:
+    """Each fit's labels (and whether it converged) into ``row``, or its reason into notes."""
+    from ..synthetic.grid import OutsideGridError
+
+    for name, fit in fits.items():
+        try:
+            result = fit()
+            row[name] = dict(zip(LABEL_NAMES[:3], result.labels[:3]))
+            row[f"{name}_converged"] = result.converged
+        except (OutsideGridError, ValueError) as error:
+            row["notes"].append(f"{name}: {error}")
+
+
 def diagnosis_markdown(rows: list[dict]) -> str:
-    """The diagnosis as a Markdown table: Δ of the network, of the all-free fit, and the Δlog g
-    wanted with Teff and [M/H] at the reference (whole window; Mg b wings)."""
+    """The diagnosis as a Markdown table: Δ of the network, of the emulator fit, of the all-free
+    grid fit, and the Δlog g wanted with Teff and [M/H] at the reference (whole window; Mg b
+    wings)."""
     def triple(row, name):
         d = row.get(f"delta_{name}")
         return "–" if d is None else f"{d['teff']:+.0f} K, {d['logg']:+.2f}, {d['mh']:+.2f}"
@@ -107,12 +164,12 @@ def diagnosis_markdown(rows: list[dict]) -> str:
         d = row.get(f"delta_{name}")
         return "–" if d is None else f"{d['logg']:+.2f}"
 
-    lines = ["| star (file) | network Δ Teff, log g, [M/H] | least squares, all free | "
-             "Δlog g wanted at the reference Teff, [M/H]: whole window | Mg b wings alone |",
-             "|---|---|---|---|---|"]
+    lines = ["| star (file) | network Δ Teff, log g, [M/H] | emulator fit | grid least squares, "
+             "all free | Δlog g wanted at the reference Teff, [M/H]: whole window | Mg b wings "
+             "alone |", "|---|---|---|---|---|---|"]
     for row in rows:
         star = row["star"].split(" (")[0] + ("" if row["counted"] else " (not counted)")
         lines.append(f"| {star} ({row['file']}) | {triple(row, 'network')} | "
-                     f"{triple(row, 'least_squares')} | {logg(row, 'held_whole')} | "
-                     f"{logg(row, 'held_mgb_wings')} |")
+                     f"{triple(row, 'emulator_fit')} | {triple(row, 'least_squares')} | "
+                     f"{logg(row, 'held_whole')} | {logg(row, 'held_mgb_wings')} |")
     return "\n".join(lines)

@@ -17,6 +17,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+THETA_KELVIN = 5040.0  # θ = 5040 K / Teff: the Boltzmann factor 10^(−θ χ/eV)
+TEFF_INPUTS = ("linear", "inverse")
+
 # helpers
 
 
@@ -35,19 +38,25 @@ class SpectrumEmulator(nn.Module):
     """(n, 3) physical labels → (n, n_wave) normalised flux (see the module docstring).
 
     ``label_low``, ``label_high`` (3,): the label box the inputs are scaled from (to [−1, 1]);
-    ``n_components``: rows of the basis; ``hidden``: widths of the MLP's hidden layers.
+    ``n_components``: rows of the basis; ``hidden``: widths of the MLP's hidden layers;
+    ``teff_input``: "inverse" scales θ = 5040 K / Teff instead of Teff, as line strengths
+    (Boltzmann and Saha factors) vary smoothly in θ: the cool stars, whose spectra change
+    fastest with Teff, get a larger share of the input range ("linear": Teff itself).
     The buffers ``mean`` (n_wave,), ``basis`` (n_components, n_wave) and ``scale``
     (n_components,) (the training coefficients' standard deviation, which the MLP's outputs
     are multiplied by) are set by training (:meth:`set_basis`).
     """
 
     def __init__(self, *, n_wave: int, label_low, label_high, n_components: int = 128,
-                 hidden=(256, 256, 256)):
+                 hidden=(256, 256, 256), teff_input: str = "linear"):
         super().__init__()
+        if teff_input not in TEFF_INPUTS:
+            raise ValueError(f"teff_input {teff_input!r}: one of {', '.join(TEFF_INPUTS)}")
+        self.teff_input = teff_input
         self.arch = {"kind": "emulator", "kwargs": {
             "n_wave": int(n_wave), "label_low": [float(v) for v in label_low],
             "label_high": [float(v) for v in label_high], "n_components": int(n_components),
-            "hidden": [int(h) for h in hidden]}}
+            "hidden": [int(h) for h in hidden], "teff_input": teff_input}}
         self.register_buffer("label_low", torch.tensor(label_low, dtype=torch.float32))
         self.register_buffer("label_high", torch.tensor(label_high, dtype=torch.float32))
         self.register_buffer("mean", torch.ones(n_wave))
@@ -66,8 +75,15 @@ class SpectrumEmulator(nn.Module):
         self.scale.copy_(scale)
 
     def scaled(self, labels: torch.Tensor) -> torch.Tensor:
-        """Physical labels (n, 3) → the MLP's inputs in [−1, 1] over the label box."""
-        return 2.0 * (labels - self.label_low) / (self.label_high - self.label_low) - 1.0
+        """Physical labels (n, 3) → the MLP's inputs in [−1, 1] over the label box (Teff as
+        θ = 5040 K / Teff if ``teff_input`` is "inverse")."""
+        low, high = self.label_low, self.label_high
+        if self.teff_input == "inverse":
+            theta = THETA_KELVIN / labels[:, :1]
+            inverse = THETA_KELVIN / torch.stack([high[:1], low[:1]])  # θ grows as Teff falls
+            labels = torch.cat([theta, labels[:, 1:]], 1)
+            low, high = torch.cat([inverse[0], low[1:]]), torch.cat([inverse[1], high[1:]])
+        return 2.0 * (labels - low) / (high - low) - 1.0
 
     def coefficients(self, labels: torch.Tensor) -> torch.Tensor:
         """(n, n_components) basis coefficients of physical labels (n, 3)."""

@@ -3,9 +3,10 @@
 ``predict --refine`` without ``--grid`` starts from the network's answer and fits the noise-free
 image of the emulator (:mod:`paper_lib.models.emulator`, ``models/<profile>/emulator.pt``) to the
 real image over the pixels that hold data, with the labels a user knows held at their values:
-Levenberg–Marquardt, batched over the stars of a chunk, the Jacobian from autograd (through
-the emulator, the rotation, macroturbulence and instrument transfer functions,
-the échelle resampling and the continuum normalisation), bounded by the emulator's label box
+Levenberg–Marquardt, batched over the stars of a chunk, the Jacobian by forward differences
+(each label shifted by :data:`~.refine.DERIVATIVE_STEPS`, all in one batched render through
+the emulator, the rotation, macroturbulence and instrument transfer functions, the échelle
+resampling and the continuum normalisation), bounded by the emulator's label box
 (Teff, log g, [M/H]) and the v sin i range. The covariance is the fit's, scaled by the residual
 variance (:func:`~paper_lib.predict.refine.fit_covariance`), plus the systematic part of the
 physics variants (:func:`~paper_lib.predict.uncertainty.refined_answer`), as for the grid.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..instrument import N_ORDERS, N_PIXELS
 from ..labels import LABEL_NAMES, VSINI_RANGE
 from .known import KnownLabel
 from .refine import DERIVATIVE_STEPS, Refined, fit_covariance
@@ -32,7 +34,7 @@ START_DAMPING = 1e-3  # Levenberg–Marquardt λ (× the diagonal of JᵀJ) at t
 
 class EmulatorRenderer:
     """Noise-free normalised images (n, 8, 4096) of emulated stars at labels (n, 4) [K, dex,
-    dex, km/s], and their Jacobian by forward-mode autograd.
+    dex, km/s], and their Jacobian by forward differences (:meth:`linearise`).
 
     The emulator's mean spectrum and basis are Fourier-transformed once by the generator's
     forward model (:meth:`~paper_lib.echelle.generator.SpectrumGenerator.spectrum_transforms`),
@@ -75,22 +77,30 @@ class EmulatorRenderer:
             labels = torch.as_tensor(np.atleast_2d(labels), dtype=torch.float32)
             return self.images(labels).double().numpy()
 
-    def linearise(self, labels, columns) -> tuple[np.ndarray, np.ndarray]:
+    def linearise(self, labels, columns, image=None) -> tuple[np.ndarray, np.ndarray]:
         """Images (n, 8, 4096) at ``labels`` (n, 4) and their derivatives (n, 8, 4096,
         len(columns)) with respect to the labels ``columns`` (indices), per unit of each label;
-        float64 numpy. Reverse-mode autograd, twice: g = Jᵀu for a dummy u, then one backward
-        pass of each column's g per column of J (Jacobian–vector products without forward
-        mode, whose decompositions make it ~3× slower here)."""
-        x = torch.as_tensor(np.asarray(labels, dtype=np.float32)).requires_grad_(True)
-        with torch.enable_grad():
-            image = self.images(x)
-            dummy = torch.zeros_like(image, requires_grad=True)
-            (pulled,) = torch.autograd.grad(image, x, dummy, create_graph=True)
-            derivatives = [torch.autograd.grad(pulled[:, column].sum(), dummy, retain_graph=True)[0]
-                           for column in columns]
-        jacobian = (torch.stack(derivatives, -1) if derivatives
-                    else torch.zeros((*image.shape, 0)))
-        return image.detach().double().numpy(), jacobian.double().numpy()
+        float64 numpy. Forward differences over :data:`~.refine.DERIVATIVE_STEPS` (backward
+        at the upper bound), in one batched render (``image``: the images at ``labels`` if
+        already rendered): 1.5–3× faster than autograd through the FFTs and the continuum
+        normalisation, and as exact as the fit needs (a step is ~1/10 of a typical σ; float32
+        images resolve its change to ~1e-4)."""
+        x = np.atleast_2d(np.asarray(labels, dtype=np.float64))
+        columns = list(columns)
+        steps = np.where(x + DERIVATIVE_STEPS <= self.upper, DERIVATIVE_STEPS, -DERIVATIVE_STEPS)
+        points = [] if image is not None else [x]
+        for column in columns:
+            shifted = x.copy()
+            shifted[:, column] += steps[:, column]
+            points.append(shifted)
+        images = self(np.concatenate(points)).reshape(len(points), len(x), N_ORDERS, N_PIXELS)
+        if image is not None:
+            images = np.concatenate([np.reshape(image, (1, len(x), N_ORDERS, N_PIXELS)), images])
+        derivatives = [(images[1 + k] - images[0]) / steps[:, column, None, None]
+                       for k, column in enumerate(columns)]
+        jacobian = (np.stack(derivatives, -1) if derivatives
+                    else np.zeros((*images[0].shape, 0)))
+        return images[0], jacobian
 
 
 class _BasisSpectra:
@@ -175,21 +185,23 @@ def fit_batch(images, masks, starts, render: EmulatorRenderer, known: list[Known
         trial = x[todo].copy()
         trial[:, free] = np.clip(trial[:, free] + step * unit, lower[free], upper[free])
         moved = np.abs(trial - x[todo])
-        trial_residual, trial_jacobian = _linearised(render, trial, data[todo])
+        trial_residual = data[todo] - render(trial).reshape(len(todo), -1)
         trial_cost = np.einsum("np,np->n", trial_residual ** 2, weight[todo])
         better = trial_cost < cost[todo]
         kept = todo[better]
-        x[kept], residual[kept], jacobian[kept] = trial[better], trial_residual[better], trial_jacobian[better]
-        cost[kept] = trial_cost[better]
+        if len(kept):  # derivatives only where the step is taken
+            x[kept], residual[kept], cost[kept] = trial[better], trial_residual[better], trial_cost[better]
+            jacobian[kept] = _linearised(render, x[kept], data[kept], data[kept] - residual[kept])[1]
         damping[todo] = np.where(better, damping[todo] / 3.0, damping[todo] * 8.0)
         done[todo] = np.all(moved[:, free] <= SETTLED[free], axis=1)
     return [_refined(render, x[s], residual[s], jacobian[s], weight[s] > 0, free, held,
                      bool(done[s])) for s in range(len(x))]
 
 
-def _linearised(render, x, data) -> tuple[np.ndarray, np.ndarray]:
-    """Residuals data − model (n, pixels) and model derivatives (n, pixels, 4) at ``x``."""
-    image, jacobian = render.linearise(x, range(len(LABEL_NAMES)))
+def _linearised(render, x, data, image=None) -> tuple[np.ndarray, np.ndarray]:
+    """Residuals data − model (n, pixels) and model derivatives (n, pixels, 4) at ``x``
+    (``image``: the model there (n, pixels), if rendered already)."""
+    image, jacobian = render.linearise(x, range(len(LABEL_NAMES)), image)
     return data - image.reshape(len(x), -1), jacobian.reshape(len(x), -1, len(LABEL_NAMES))
 
 

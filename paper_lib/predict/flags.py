@@ -63,6 +63,11 @@ FLAGS = {
                     "the box's edge, not a minimum",
     "fit_not_converged": "the least-squares fit did not settle within its iterations: the fit's "
                          "answer is where it stopped",
+    "calibration_extrapolated": "the raw answer lies outside the answers of the benchmark "
+                                "stars the label calibration was fitted on (by more than 10 % "
+                                "of their range): the correction is held at the nearest "
+                                "calibrator's, not extrapolated, and is less certain than "
+                                "sigma_cal says; compare with <label>_raw",
     "sigma_sys_missing": "no usable systematic model for these weights "
                          "(models/<profile>/systematics.json: none, no entry for the model, made "
                          "for other weights or non-finite): sigma_sys is NaN and <label>_sigma "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +24,9 @@ class Predictor:
     why and every row is flagged ``sigma_sys_missing``), the calibration of its σ against
     SNR (``sigma_calibration.json``; None if absent or made for other weights: then σ_stat is
     the network's own) and the calibration of its labels against the benchmark stars
-    (``label_calibration.json``; None if absent or made for other weights: then ``predict``
-    reports the raw answer). ``profile``: the name of the profile the weights were trained
+    (``label_calibration.json``: {method: calibration} for the network's answers and the
+    emulator fit's; a method without one, or with one made for other weights or another
+    emulator, gets the raw answer). ``profile``: the name of the profile the weights were trained
     with."""
 
     name: str
@@ -38,7 +39,7 @@ class Predictor:
     sigma_calibration: object = None  # evaluation.sigma_calibration.SigmaCalibration or None
     profile: str = DEFAULT_PROFILE
     systematics_problem: str | None = None
-    label_calibration: object = None  # evaluation.label_calibration.LabelCalibration or None
+    label_calibrations: dict = field(default_factory=dict)  # {method: LabelCalibration}
 
     @classmethod
     def load(cls, model: str = DEFAULT_MODEL, profile=None, models_dir=None) -> "Predictor":
@@ -46,7 +47,7 @@ class Predictor:
         default :data:`DEFAULT_PROFILE`). With ``models_dir`` the profile is the one its
         weights were trained with (:func:`stored_profile`); a ``profile`` that contradicts
         it is a ValueError."""
-        from ..evaluation.label_calibration import load_label_calibration
+        from ..evaluation.label_calibration import load_label_calibrations
         from ..evaluation.sigma_calibration import load_sigma_calibration
         from ..evaluation.systematics import read_systematics
         from ..observed.quality import OODCalibration
@@ -73,7 +74,8 @@ class Predictor:
                    training_bounds(profile, limited=variant.limited), systematics,
                    load_sigma_calibration(folder, model, folder / f"{model}.pt"),
                    profile.name, problem,
-                   load_label_calibration(folder, model, folder / f"{model}.pt"))
+                   load_label_calibrations(folder, model, folder / f"{model}.pt",
+                                           folder / "emulator.pt"))
 
 
 def models_folder(model: str, profile=None, models_dir=None):

@@ -102,7 +102,8 @@ def label_rows(predictor: Predictor, inputs: list, batch_size: int, known=(),
                        ccf_width_kms=inp.ccf.width_kms if inp.ccf else np.nan,
                        snr=float(snr[k]), gap_fraction=inp.gap_fraction,
                        bad_pixel_fraction=inp.bad_pixel_fraction, ood_score=float(score[k]))
-            row["flags"] = quality_flags(row, inp, predictor) + fit_flags(*fits[k])
+            row["flags"] = (quality_flags(row, inp, predictor) + fit_flags(*fits[k])
+                            + calibration_flags(predictor, method, raw.mean))
             rows.append(row)
     return rows
 
@@ -137,6 +138,15 @@ def fit_flags(fitted, problem) -> list[str]:
             + ([] if fitted.converged else ["fit_not_converged"]))
 
 
+def calibration_flags(predictor: Predictor, method: str, raw_mean) -> list[str]:
+    """``calibration_extrapolated`` when the answer was calibrated from a raw answer outside the
+    calibrators' answers (the correction is then held at the nearest calibrator's)."""
+    if not method.endswith("+calibrated"):
+        return []
+    calibration = predictor.label_calibrations[method.split("+")[0]]
+    return ["calibration_extrapolated"] if calibration.extrapolated(raw_mean) else []
+
+
 def calibrated(predictor: Predictor, raw, method: str, mean, cov_stat, cov_sys, known):
     """(answer, method) calibrated against the benchmark stars where the weights have a label
     calibration (:mod:`paper_lib.evaluation.label_calibration`) fitted on answers of this
@@ -145,8 +155,8 @@ def calibrated(predictor: Predictor, raw, method: str, mean, cov_stat, cov_sys, 
     answer) are calibrated only with no label held. Else ``(raw, method)`` unchanged."""
     from .uncertainty import Answer, combine
 
-    calibration = predictor.label_calibration
-    if calibration is None or method.split("+")[0] != calibration.method:
+    calibration = predictor.label_calibrations.get(method.split("+")[0])
+    if calibration is None:
         return raw, method
     if method.startswith("network"):
         shifted, sigma_cal = calibration.apply(mean)

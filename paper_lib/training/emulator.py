@@ -21,8 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-N_COMPONENTS = 128  # basis rows: held-out nodes' projection error 3.7e-4 RMS (reference grid)
+N_COMPONENTS = 192  # basis rows: the cpu grid's nodes projected with 1.1e-3 (128), 5.5e-4
+#                    (192), 3.1e-4 (256) flux RMS; 192 keeps the file under 20 MB
 HIDDEN = (256, 256, 256)
+TEFF_INPUT = "inverse"  # the MLP sees θ = 5040 K / Teff (models/emulator.py)
 STEPS = 20000
 PEAK_LR = 3e-3
 HELD_FRACTION = 0.05
@@ -62,7 +64,7 @@ def principal_basis(flux: np.ndarray, n_components: int):
 
 def train_emulator(grid, *, n_components: int = N_COMPONENTS, hidden=HIDDEN, steps: int = STEPS,
                    held_fraction: float = HELD_FRACTION, seed: int = 0, checkpoint=None,
-                   log=print):
+                   teff_input: str = TEFF_INPUT, log=print):
     """(SpectrumEmulator, held-out rows) trained on ``grid`` (see the module docstring);
     resumes from ``checkpoint`` (a path) if it holds a run of the same settings."""
     from ..labels import GRID_LABELS, LABEL_RANGES
@@ -75,12 +77,13 @@ def train_emulator(grid, *, n_components: int = N_COMPONENTS, hidden=HIDDEN, ste
     torch.manual_seed(seed)
     emulator = SpectrumEmulator(n_wave=len(grid.wavelength), n_components=n_components,
                                 hidden=hidden, label_low=[LABEL_RANGES[n][0] for n in GRID_LABELS],
-                                label_high=[LABEL_RANGES[n][1] for n in GRID_LABELS])
+                                label_high=[LABEL_RANGES[n][1] for n in GRID_LABELS],
+                                teff_input=teff_input)
     emulator.set_basis(grid.wavelength, mean, basis, targets.std(0).clamp_min(1e-6))
     optimizer = torch.optim.Adam(emulator.net.parameters(), lr=PEAK_LR / 25)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, PEAK_LR, total_steps=steps)
     settings = {"n_components": n_components, "hidden": list(hidden), "steps": steps,
-                "held": held.tolist(), "seed": seed}
+                "held": held.tolist(), "seed": seed, "teff_input": teff_input}
     start = _resume(checkpoint, settings, emulator, optimizer, schedule, log)
     labels = torch.as_tensor(grid.labels[train], dtype=torch.float32)
     started = time.time()
@@ -172,7 +175,8 @@ def train_profile_emulator(profile, *, steps: int = STEPS, models_dir=None, grid
     """Train the emulator on ``profile``'s grid (or ``grid``), measure it, write ``emulator.pt``
     and ``emulator.history.json`` to ``models_dir`` (default ``models/<profile>/``);
     checkpoints go to the cache (``emulator_<profile>.ckpt``), so an interrupted run resumes.
-    ``settings``: :func:`train_emulator`'s (n_components, hidden, held_fraction, seed)."""
+    ``settings``: :func:`train_emulator`'s (n_components, hidden, held_fraction, seed,
+    teff_input)."""
     from .. import paths
     from ..fileio import atomic_write_json
     from ..models.emulator import save_emulator
