@@ -101,8 +101,6 @@ def benchmark_block(results: dict, *, short: bool) -> list[str]:
                         r"calibrated (LOSO) median \|Δ\|", "calibrated within 2σ"]),
               _row(["---"] * 5)]
     for variant, summary in results["variants"].items():
-        if short and variant != default:
-            continue
         raw, cal = summary["raw"], summary["calibrated_loso"]
         lines.append(_row([variant, ", ".join(_fmt(raw["median_abs_delta"][k], k) for k in labels),
                            f"{100 * raw['within_2sigma']:.0f} %",
@@ -116,6 +114,8 @@ def benchmark_block(results: dict, *, short: bool) -> list[str]:
                            f"{100 * raw['within_2sigma']:.0f} %",
                            ", ".join(_fmt(cal["median_abs_delta"][k], k) for k in labels),
                            f"{100 * cal['within_2sigma']:.0f} %"]))
+    lines += ["", default_choice_text(results)]
+    if fit:
         lines += ["", f"The fit, calibrated, {'reads' if fit['beats_network'] else 'does not read'}"
                   f" the stars at least as well as the calibrated network on every label: "
                   f"`predict` {'fits' if fit['fit_by_default'] else 'gives the network answer'}"
@@ -126,6 +126,32 @@ def benchmark_block(results: dict, *, short: bool) -> list[str]:
                   "and the Δlog g the pixels want with Teff and [M/H] held at the reference:", ""]
         lines += diagnosis_block(results["diagnosis"])
     return lines
+
+
+def default_choice_text(results: dict) -> str:
+    """Why ``predict``'s default variant: its rank among the variants by the calibrated (LOSO)
+    median |Δlog g| on the benchmark stars, and its raw and calibrated numbers."""
+    variants = results["variants"]
+    default = results["default_model"]
+
+    def loso_logg(v):
+        return variants[v]["calibrated_loso"]["median_abs_delta"]["logg"]
+
+    ranked = sorted(variants, key=loso_logg)
+    rank = ranked.index(default) + 1
+    cal, raw = variants[default]["calibrated_loso"], variants[default]["raw"]
+    why = ("its bias is the most consistent from star to star, so the calibration removes most "
+           "of it" if rank == 1 else f"`{ranked[0]}` ranks first")
+    return (f"`predict`'s default `{default}` ranks {rank} of {len(ranked)} by the calibrated "
+            f"(LOSO) median |Δlog g|: {_triple_text(cal['median_abs_delta'])}, "
+            f"{100 * cal['within_2sigma']:.0f} % within 2σ; raw {_triple_text(raw['median_abs_delta'])}"
+            f", {100 * raw['within_2sigma']:.0f} % within 2σ: {why} (raw answers: "
+            f"`--no-calibration`).")
+
+
+def _triple_text(values: dict) -> str:
+    """``{teff, logg, mh}`` → "33 K, log g 0.17, [M/H] 0.09"."""
+    return f"{values['teff']:.0f} K, log g {values['logg']:.2f}, [M/H] {values['mh']:.2f}"
 
 
 def diagnosis_block(rows: list[dict]) -> list[str]:
@@ -141,7 +167,8 @@ def diagnosis_block(rows: list[dict]) -> list[str]:
     lines = [_row(["star", "network", "emulator fit", "grid least squares",
                    "Δlog g wanted: whole window", "Mg b wings"]), _row(["---"] * 6)]
     for row in rows:
-        star = row["star"].split(" (")[0] + ("" if row["counted"] else " (not counted)")
+        star = (row["star"].split(" (")[0] + ("" if row["counted"] else " (not counted)")
+                + f" ({row['file']})")
         lines.append(_row([star, triple(row, "network"), triple(row, "emulator_fit"),
                            triple(row, "least_squares"), logg(row, "held_whole"),
                            logg(row, "held_mgb_wings")]))
