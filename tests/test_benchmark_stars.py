@@ -287,3 +287,21 @@ def test_the_grid_fit_keeps_the_start_with_the_lower_residual(smoke_grid):
     assert _best_grid_fit(inp, render, [outside, truth]).rms == fits[1].rms
     with pytest.raises(OutsideGridError):
         _best_grid_fit(inp, render, [outside])
+
+
+def test_predict_fits_by_default_only_where_the_cpu_benchmark_run_says_the_fit_is_better():
+    from paper_lib import paths
+    from paper_lib.evaluation.benchmark_stars import fit_beats_network
+    from paper_lib.predict.fit import FIT_BY_DEFAULT
+
+    def numbers(teff, logg, mh, within):
+        return {"median_abs_delta": {"teff": teff, "logg": logg, "mh": mh}, "within_2sigma": within}
+
+    network = numbers(33.0, 0.16, 0.09, 0.96)
+    assert fit_beats_network(numbers(30.0, 0.15, 0.09, 0.96), network)
+    assert not fit_beats_network(numbers(30.0, 0.17, 0.05, 1.0), network)  # every label
+    assert not fit_beats_network(numbers(30.0, 0.15, 0.05, 0.90), network)  # and coverage
+    run = json.loads((paths.root / "results/cpu/09_benchmark_stars.json").read_text())["results"]
+    assert run["fit"]["beats_network"] == fit_beats_network(
+        run["fit"]["calibrated_loso"], run["variants"][run["default_model"]]["calibrated_loso"])
+    assert FIT_BY_DEFAULT == run["fit"]["beats_network"]
