@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
+
 from . import paths
 from .labels import LABEL_DECIMALS, LABEL_NAMES, label_header
 from .profiles import Profile
@@ -79,13 +81,16 @@ def table4_block(results: dict) -> list[str]:
 
 def benchmark_block(results: dict, *, short: bool) -> list[str]:
     """The benchmark stars of notebook 09: per star the reference and Δ of predict's default,
-    raw and calibrated with the star left out; then median |Δ| and coverage per variant (only
-    the default's row when ``short``)."""
+    raw and calibrated with the star left out (``short``: with the emulator fit's Δ and the
+    Δlog g the pixels want beside them, one row per star, instead of a separate diagnosis
+    table); then median |Δ| and coverage per variant, the default's choice and the fit."""
     labels = ("teff", "logg", "mh")
     default = results["default_model"]
     per_star = results["default_per_star"]
-    lines = [_row(["star", "reference Teff, log g, [M/H]", "Δ raw", "Δ calibrated (star left out)"]),
-             _row(["---"] * 4)]
+    diagnosis = _diagnosis_per_star(results.get("diagnosis") or []) if short else {}
+    extra = ["Δ emulator fit", "Δlog g wanted"] if diagnosis else []
+    lines = [_row(["star", "reference Teff, log g, [M/H]", "Δ raw", "Δ calibrated (star left out)",
+                   *extra]), _row(["---"] * (4 + len(extra)))]
     for star in per_star["raw"]:
         ref = next(s["reference"] for s in results["stars"] if s["star"] == star)
         counted = next(s["counted"] for s in results["stars"] if s["star"] == star)
@@ -94,9 +99,19 @@ def benchmark_block(results: dict, *, short: bool) -> list[str]:
             d = table.get(star)
             return "–" if d is None else ", ".join(_fmt(d[f"delta_{k}"], k) for k in labels)
 
-        lines.append(_row([star.split(" (")[0] + ("" if counted else " (not counted)"),
-                           ", ".join(_fmt(ref[k], k) for k in labels),
-                           delta(per_star["raw"]), delta(per_star["calibrated_loso"])]))
+        cells = [star.split(" (")[0] + ("" if counted else " (not counted)"),
+                 ", ".join(_fmt(ref[k], k) for k in labels),
+                 delta(per_star["raw"]), delta(per_star["calibrated_loso"])]
+        if diagnosis:
+            fit, wanted = diagnosis.get(star, (None, None))
+            cells += ["–" if fit is None else ", ".join(_signed(v, k) for k, v in zip(labels, fit)),
+                      "–" if wanted is None else _signed(wanted, "logg")]
+        lines.append(_row(cells))
+    if diagnosis:
+        lines += ["", "*Δ emulator fit*: the raw least-squares fit on the emulator (`--refine`); "
+                  "*Δlog g wanted*: the grid's least-squares log g with Teff and [M/H] held at "
+                  "the reference (both per spectrum in [Benchmark stars](docs/benchmark_stars.md)"
+                  " and [Results](docs/results.md))."]
     lines += ["", _row(["variant", r"raw median \|Δ\| Teff, log g, [M/H]", "raw within 2σ",
                         r"calibrated (LOSO) median \|Δ\|", "calibrated within 2σ"]),
               _row(["---"] * 5)]
@@ -116,11 +131,11 @@ def benchmark_block(results: dict, *, short: bool) -> list[str]:
                            f"{100 * cal['within_2sigma']:.0f} %"]))
     lines += ["", default_choice_text(results)]
     if fit:
-        lines += ["", f"The fit, calibrated, {'reads' if fit['beats_network'] else 'does not read'}"
-                  f" the stars at least as well as the calibrated network on every label: "
-                  f"`predict` {'fits' if fit['fit_by_default'] else 'gives the network answer'}"
-                  f" by default."]
-    if results.get("diagnosis"):
+        lines[-1] += (f" The fit, calibrated, {'reads' if fit['beats_network'] else 'does not read'}"
+                      f" the stars at least as well as the calibrated network on every label: "
+                      f"`predict` {'fits' if fit['fit_by_default'] else 'gives the network answer'}"
+                      f" by default.")
+    if results.get("diagnosis") and not short:
         lines += ["", "Where log g is lost (raw answers; nothing fitted to the stars): Δ of the "
                   "network, of the fit on the emulator and of the grid's own least-squares fit, "
                   "and the Δlog g the pixels want with Teff and [M/H] held at the reference:", ""]
@@ -152,6 +167,20 @@ def default_choice_text(results: dict) -> str:
 def _triple_text(values: dict) -> str:
     """``{teff, logg, mh}`` → "33 K, log g 0.17, [M/H] 0.09"."""
     return f"{values['teff']:.0f} K, log g {values['logg']:.2f}, [M/H] {values['mh']:.2f}"
+
+
+def _diagnosis_per_star(rows: list[dict]) -> dict:
+    """{star: (mean Δ of the emulator fit (3,) or None, mean Δlog g wanted over the whole
+    window or None)} over each star's spectra in the log g diagnosis."""
+    out = {}
+    for star in dict.fromkeys(row["star"] for row in rows):
+        mine = [row for row in rows if row["star"] == star]
+        fits = [[row["delta_emulator_fit"][k] for k in ("teff", "logg", "mh")]
+                for row in mine if row.get("delta_emulator_fit")]
+        wanted = [row["delta_held_whole"]["logg"] for row in mine if row.get("delta_held_whole")]
+        out[star] = (list(np.mean(fits, axis=0)) if fits else None,
+                     float(np.mean(wanted)) if wanted else None)
+    return out
 
 
 def diagnosis_block(rows: list[dict]) -> list[str]:
