@@ -19,14 +19,16 @@ Synthetic accuracy, MAE in physical units (Teff K / log g dex / [M/H] dex): on t
 validation set (last epoch of its history, ``val_mae`` × ``labels.label_span()``; its own
 realism, so not comparable between runs), and on two fixed sets for all: the profile's SNR-20
 validation set (``experiments.validation_batch``, that of ``resnet_diagonal``) and the shipped
-``_real`` validation set (realism of ``REAL_SPECTRA``).
+``_real`` validation set (realism of ``REAL_SPECTRA``). A second table gives each benchmark
+spectrum's raw Δ with the share of its pixels that the model input fills (the HARPS CCD gap).
 
     python benchmarks/real_variant_ablation.py [--profile cpu] [--out DIR] [--runs NAME ...]
 
 Each run trains in ``<out>/<run>/`` (its own folder: a checkpoint there resumes only the same
 setting; ``settings.json`` guards that) and its result goes to ``<out>/<run>.json``; a run whose
 JSON exists is not repeated. Default ``--out``: ``<cache>/real_variant_ablation/<profile>``.
-Training seconds depend on the machine and on what else runs on it.
+Training seconds: the sum of the history's per-epoch ``train_seconds`` (a resumed run counts each
+epoch once); they depend on the machine and on what else runs on it.
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ import dataclasses
 import json
 import os
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -91,17 +92,17 @@ def run_settings(profile) -> dict:
 
 def train_run(profile, grid, folder: Path, base_weights: Path):
     """Fine-tune ``resnet_diagonal_real`` of ``profile`` in ``folder`` from ``base_weights``
-    (resuming a checkpoint there only if it was made with the same settings)."""
+    (resuming a checkpoint there only if it was made with the same settings; a finished one
+    is only loaded). Returns the model and its history (``train_seconds`` per epoch)."""
     settings, guard = run_settings(profile), folder / "settings.json"
     if guard.exists() and json.loads(guard.read_text()) != settings:
         raise ValueError(f"{folder} holds a run with other settings ({guard}): delete it")
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_json(guard, settings)
     shutil.copyfile(base_weights, folder / f"{BASE}.pt")
-    t0 = time.perf_counter()
     result = experiments.train_variants([REAL_VARIANT], profile, grid, folder,
                                         progress=False)[REAL_VARIANT]
-    return result.model, result.history, time.perf_counter() - t0
+    return result.model, result.history
 
 
 def benchmark_inputs(spectra) -> list:
@@ -109,17 +110,26 @@ def benchmark_inputs(spectra) -> list:
     return [prepare(s.path, None, None, None, None) for s in spectra]
 
 
+def spectrum_name(spectrum, model_input) -> str:
+    """``Sun (HARPS, gap 7.7 %)``: the star, its instrument and the share of its pixels that
+    the model input fills (the HARPS CCD gap, mostly)."""
+    instrument = spectrum.instrument.split()[0]
+    instrument = {"solar": "FTS atlas"}.get(instrument, instrument)
+    return (f"{spectrum.star.split(' (')[0]} ({instrument}, "
+            f"gap {100 * model_input.gap_fraction:.1f} %)")
+
+
 def benchmark_numbers(model, profile, spectra, inputs) -> dict:
     """Raw answers of ``model`` on the benchmark stars, with the network's own σ: the summary
-    (median |Δ|, mean Δ over counted stars; fraction within 2 σ) and each star's mean Δ."""
+    (median |Δ|, mean Δ over counted stars; fraction within 2 σ) and each spectrum's Δ
+    (Teff K, log g dex, [M/H] dex)."""
     predictor = Predictor(REAL_VARIANT, model, "diagonal", None, None, training_bounds(profile),
                           profile=profile.name)
     table = pd.DataFrame(label_rows(predictor, inputs, BATCH_SIZE, calibrate=False))
     table = bs.with_references(table, spectra)
-    stars = bs.per_star(table)
     return {"summary": bs.summary(table),
-            "per_star": {star: {k: float(stars.loc[star, f"delta_{k}"]) for k in LABELS}
-                         for star in stars.index}}
+            "per_spectrum": {spectrum_name(s, i): [float(row[f"delta_{k}"]) for k in LABELS]
+                             for s, i, (_, row) in zip(spectra, inputs, table.iterrows())}}
 
 
 def mae(model, batch) -> list[float]:
@@ -154,10 +164,10 @@ def do_run(run: str, profile, grid, out: Path, bench, sets) -> dict:
     """Train and evaluate one ablation run; its record."""
     changed = run_profile(profile, run)
     base_weights = experiments.models_dir(profile) / f"{BASE}.pt"
-    model, history, seconds = train_run(changed, grid, out / run, base_weights)
+    model, history = train_run(changed, grid, out / run, base_weights)
     record = {"run": run, "change": RUNS[run][0], "settings": run_settings(changed),
               "train_seconds": float(sum(h["train_seconds"] for h in history)),
-              "wall_seconds": seconds, **evaluate(model, history, profile, bench, sets)}
+              **evaluate(model, history, profile, bench, sets)}
     return {**record, **provenance_fields()}
 
 
@@ -203,13 +213,12 @@ def print_tables(records: list[dict]) -> None:
     print("|---" * 10 + "|")
     for record in records:
         print(table_line(record))
-    stars = list(records[0]["per_star"])
-    print("\nper star, raw Δ Teff / log g / [M/H] (answer − reference; mean over a star's spectra)")
-    print("| run | " + " | ".join(stars) + " |")
-    print("|---" * (len(stars) + 1) + "|")
+    names = list(records[0]["per_spectrum"])
+    print("\nper spectrum, raw Δ Teff / log g / [M/H] (answer − reference)")
+    print("| run | " + " | ".join(names) + " |")
+    print("|---" * (len(names) + 1) + "|")
     for r in records:
-        deltas = [triple((r["per_star"][s][k] for k in LABELS), ("{:+.0f}", "{:+.2f}", "{:+.2f}"))
-                  for s in stars]
+        deltas = [triple(r["per_spectrum"][n], ("{:+.0f}", "{:+.2f}", "{:+.2f}")) for n in names]
         print(f"| {r['run']} | " + " | ".join(deltas) + " |")
 
 
