@@ -11,7 +11,9 @@ networks are evaluated as they are.
 Every network is read on the benchmark stars **raw** (``calibrate=False``: the network's answer,
 no label calibration; ``paper_lib.evaluation.benchmark_stars``): median |Δ| over the counted
 stars (Vega is not counted) of Teff [K], log g [dex], [M/H] [dex], the mean Δ log g [dex], and
-the fraction of (spectrum, label) pairs within 2 σ, σ being the network's own σ (no σ
+the median |Δ| after the label calibration of :mod:`paper_lib.evaluation.label_calibration`
+judged leaving one star out (LOSO: what the network's answers are worth once calibrated, as
+``predict`` reports them), the fraction of (spectrum, label) pairs within 2 σ, σ being the network's own σ (no σ
 calibration, no systematic model: the new runs have neither) and the reference's error; for the
 shipped networks also within 2 σ_total as ``predict`` gives it (their σ calibration and
 systematic model).
@@ -128,6 +130,7 @@ def benchmark_numbers(model, profile, spectra, inputs) -> dict:
     table = pd.DataFrame(label_rows(predictor, inputs, BATCH_SIZE, calibrate=False))
     table = bs.with_references(table, spectra)
     return {"summary": bs.summary(table),
+            "loso": bs.summary(bs.loso_calibrated(table))["median_abs_delta"],
             "per_spectrum": {spectrum_name(s, i): [float(row[f"delta_{k}"]) for k in LABELS]
                              for s, i, (_, row) in zip(spectra, inputs, table.iterrows())}}
 
@@ -183,10 +186,15 @@ def shipped_row(variant: str, profile, bench, sets) -> dict:
     return {**record, **provenance_fields()}
 
 
-def cached(path: Path, make) -> dict:
-    """The record in ``path``, or ``make()`` written there."""
+def cached(path: Path, make, weights: Path, profile, bench) -> dict:
+    """The record in ``path``, or ``make()`` written there; a stored record of an older version
+    of this script without the calibrated (LOSO) medians gets them from ``weights``."""
     if path.exists():
-        return json.loads(path.read_text())
+        record = json.loads(path.read_text())
+        if "loso" not in record:
+            record["loso"] = benchmark_numbers(load_model(weights), profile, *bench)["loso"]
+            atomic_write_json(path, record)
+        return record
     record = make()
     atomic_write_json(path, record)
     return record
@@ -201,6 +209,7 @@ def table_line(r: dict) -> str:
     s = r["summary"]
     seconds = "–" if r["train_seconds"] is None else f"{r['train_seconds']:.0f}"
     return (f"| {r['run']} | {r['change']} | {triple(s['median_abs_delta'][k] for k in LABELS)} | "
+            f"{triple(r['loso'][k] for k in LABELS)} | "
             f"{s['mean_delta']['logg']:+.2f} | {s['within_2sigma']:.2f} | "
             f"{triple(r['val_mae_own'])} | {triple(r['mae_snr20'])} | {triple(r['mae_real'])} | "
             f"{seconds} | {r['commit']}{'+' if r['dirty'] else ''} |")
@@ -208,9 +217,10 @@ def table_line(r: dict) -> str:
 
 def print_tables(records: list[dict]) -> None:
     """The summary table and each star's raw Δ per run."""
-    print("| run | change | median abs Δ Teff / log g / [M/H] (K, dex, dex) | mean Δ log g | "
-          "within 2σ | val MAE own set | MAE SNR-20 set | MAE _real set | train s | commit |")
-    print("|---" * 10 + "|")
+    print("| run | change | median abs Δ Teff / log g / [M/H] (K, dex, dex) | calibrated, one star "
+          "left out | mean Δ log g | within 2σ | val MAE own set | MAE SNR-20 set | MAE _real set "
+          "| train s | commit |")
+    print("|---" * 11 + "|")
     for record in records:
         print(table_line(record))
     names = list(records[0]["per_spectrum"])
@@ -236,12 +246,14 @@ def main(argv=None) -> None:
     grid = load_grid(profile)
     spectra = bs.benchmark_set()
     bench, sets = (spectra, benchmark_inputs(spectra)), synthetic_sets(profile, grid)
-    records = [cached(out / f"shipped_{v}.json", lambda v=v: shipped_row(v, profile, bench, sets))
-               for v in SHIPPED]
+    models = experiments.models_dir(profile)
+    records = [cached(out / f"shipped_{v}.json", lambda v=v: shipped_row(v, profile, bench, sets),
+                      models / f"{v}.pt", profile, bench) for v in SHIPPED]
     for run in args.runs:
         print(f"run {run}: {RUNS[run][0]}", flush=True)
         records.append(cached(out / f"{run}.json",
-                              lambda run=run: do_run(run, profile, grid, out, bench, sets)))
+                              lambda run=run: do_run(run, profile, grid, out, bench, sets),
+                              out / run / f"{REAL_VARIANT}.pt", profile, bench))
     print(f"\nprofile {profile.name}; results in {out}; CPU {records[-1]['cpu']}, "
           f"{records[-1]['cpu_count']} cores")
     print_tables(records)
