@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..fileio import read_variant_records, write_variant_record
+from ..fileio import file_sha256, read_variant_records, write_variant_record
 from ..labels import LABEL_NAMES
 
 LABEL_CALIBRATION_FILE = "label_calibration.json"
@@ -256,7 +256,6 @@ def calibration_record(fits: dict, *, variant: str, method: str, weights_path, s
     range of the calibrators' ``answers`` ({label: (N,)}), the stars and references it was
     fitted on, the weights' SHA-256 (and the emulator's, for the fit's answers), the commit and
     the date."""
-    from ..observed.quality import file_sha256
     from ..provenance import git_commit
 
     labels = {label: {"zero_point": fit.zero_point, "term": fit.term, "slope": fit.slope,
@@ -294,23 +293,26 @@ def load_label_calibration(models_dir, variant: str, weights_path, method: str =
     """The calibration of ``variant``'s answers by ``method`` if it was made for these weights
     (same SHA-256; for the fit also the same emulator) in this format, else None (then
     ``predict`` reports the raw answer)."""
-    from ..observed.quality import file_sha256
-
-    record = read_label_calibrations(models_dir).get(calibration_key(variant, method))
-    if (record is None or record.get("format") != LABEL_CALIBRATION_FORMAT
-            or record.get("weights_sha256") != file_sha256(weights_path)):
-        return None
-    if "emulator_sha256" in record and (
-            emulator_path is None or not Path(emulator_path).exists()
-            or record["emulator_sha256"] != file_sha256(emulator_path)):
-        return None
-    return LabelCalibration(record)
+    return load_label_calibrations(models_dir, variant, weights_path, emulator_path,
+                                   methods=(method,)).get(method)
 
 
-def load_label_calibrations(models_dir, variant: str, weights_path, emulator_path=None) -> dict:
-    """{method: LabelCalibration} of ``variant`` for the network's answers and the fit's
-    (:func:`load_label_calibration`; the methods without a usable one left out)."""
-    found = {method: load_label_calibration(models_dir, variant, weights_path, method,
-                                            emulator_path)
-             for method in CALIBRATED_METHODS}
-    return {method: calibration for method, calibration in found.items() if calibration}
+def load_label_calibrations(models_dir, variant: str, weights_path, emulator_path=None,
+                            methods=CALIBRATED_METHODS) -> dict:
+    """{method: LabelCalibration} of ``variant`` for each of ``methods`` (the network's
+    answers, the fit's) whose record was made for these weights (same SHA-256; a record of
+    the fit also for this emulator) in this format; the others left out. The file is read
+    and each SHA-256 computed once, the emulator's only if a record asks for it."""
+    records = read_label_calibrations(models_dir)
+    found = {method: records.get(calibration_key(variant, method)) for method in methods}
+    found = {method: record for method, record in found.items()
+             if record is not None and record.get("format") == LABEL_CALIBRATION_FORMAT}
+    if not found:
+        return {}
+    weights = file_sha256(weights_path)
+    emulator = (file_sha256(emulator_path)
+                if any("emulator_sha256" in r for r in found.values())
+                and emulator_path is not None and Path(emulator_path).exists() else None)
+    return {method: LabelCalibration(record) for method, record in found.items()
+            if record.get("weights_sha256") == weights
+            and record.get("emulator_sha256", emulator) == emulator}

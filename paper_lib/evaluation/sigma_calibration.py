@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..fileio import read_variant_records, write_variant_record
+from ..fileio import file_sha256, read_variant_records, write_variant_record
 from ..labels import LABEL_NAMES
 from ..provenance import git_commit
 from .metrics import coverage, fit_sigma_scale
@@ -113,7 +113,6 @@ def calibrate_sigma(sets: dict, *, variant: str, weights_path, source: str) -> d
     """The record of ``variant`` from ``sets`` {nominal SNR: (validation, test)} (see
     :func:`calibration_row`): factors per SNR and the test coverage (percent) before and after,
     each test spectrum scaled at its own estimated SNR."""
-    from ..observed.quality import file_sha256
 
     ordered = sorted(sets.items())
     rows = [calibration_row(snr, val, test) for snr, (val, test) in ordered]
@@ -152,7 +151,6 @@ def read_sigma_calibrations(models_dir) -> dict:
 def load_sigma_calibration(models_dir, variant: str, weights_path) -> SigmaCalibration | None:
     """The calibration of ``variant`` beside its weights, or None if there is none or it was
     made for other weights (then ``predict`` reports the network's σ as it is)."""
-    from ..observed.quality import file_sha256
 
     record = read_sigma_calibrations(models_dir).get(variant)
     if record is None or record.get("format") != SIGMA_CALIBRATION_FORMAT:
