@@ -84,6 +84,8 @@ def benchmark_block(results: dict, *, short: bool) -> list[str]:
     raw and calibrated with the star left out (``short``: with the emulator fit's Δ and the
     Δlog g the pixels want beside them, one row per star, instead of a separate diagnosis
     table); then median |Δ| and coverage per variant, the default's choice and the fit."""
+    from .evaluation.logg_diagnosis import diagnosis_markdown
+
     labels = ("teff", "logg", "mh")
     default = results["default_model"]
     per_star = results["default_per_star"]
@@ -139,7 +141,7 @@ def benchmark_block(results: dict, *, short: bool) -> list[str]:
         lines += ["", "Where log g is lost (raw answers; nothing fitted to the stars): Δ of the "
                   "network, of the fit on the emulator and of the grid's own least-squares fit, "
                   "and the Δlog g the pixels want with Teff and [M/H] held at the reference:", ""]
-        lines += diagnosis_block(results["diagnosis"])
+        lines += diagnosis_markdown(results["diagnosis"]).splitlines()
     return lines
 
 
@@ -181,27 +183,6 @@ def _diagnosis_per_star(rows: list[dict]) -> dict:
         out[star] = (list(np.mean(fits, axis=0)) if fits else None,
                      float(np.mean(wanted)) if wanted else None)
     return out
-
-
-def diagnosis_block(rows: list[dict]) -> list[str]:
-    """The log g diagnosis of notebook 09 as table rows (Δ Teff, log g, [M/H] per answer)."""
-    def triple(row, name):
-        d = row.get(f"delta_{name}")
-        return "–" if not d else ", ".join(_signed(d[k], k) for k in ("teff", "logg", "mh"))
-
-    def logg(row, name):
-        d = row.get(f"delta_{name}")
-        return "–" if not d else _signed(d["logg"], "logg")
-
-    lines = [_row(["star", "network", "emulator fit", "grid least squares",
-                   "Δlog g wanted: whole window", "Mg b wings"]), _row(["---"] * 6)]
-    for row in rows:
-        star = (row["star"].split(" (")[0] + ("" if row["counted"] else " (not counted)")
-                + f" ({row['file']})")
-        lines.append(_row([star, triple(row, "network"), triple(row, "emulator_fit"),
-                           triple(row, "least_squares"), logg(row, "held_whole"),
-                           logg(row, "held_mgb_wings")]))
-    return lines
 
 
 FIGURES = (  # (file in figures/<profile>/, caption), shown under the tables when present
