@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-from bench_predict import S1D_FILES, replicate
+from bench_predict import S1D_FILES, one_file_wall, replicate
 
 from paper_lib import paths
 from paper_lib.predict import DEFAULT_MODEL, DEFAULT_PROFILE, Predictor, predict_rows
@@ -47,18 +45,6 @@ def models_folder(emulator: str | None, folder: Path) -> Path:
             shutil.copy(shipped / name, folder / name)
     shutil.copy(emulator, folder / "emulator.pt")
     return folder
-
-
-def one_file_wall(path: Path, models: Path) -> float:
-    """Wall time [s] of ``python -m paper_lib predict path --refine`` in a fresh process."""
-    t0 = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "paper_lib", "predict", str(path), "--refine",
-                           "--models-dir", str(models)], capture_output=True, text=True,
-                          cwd=paths.root)
-    wall = time.perf_counter() - t0
-    if done.returncode != 0:
-        raise RuntimeError(done.stderr)
-    return wall
 
 
 def main(argv=None) -> None:
@@ -105,7 +91,7 @@ def main(argv=None) -> None:
         print(f"batch: {len(rows)} real s1d files ({failed} failed; method {', '.join(methods)}) in "
               f"{batch:.2f} s → {rate:.1f} files/s after start-up; the fit {1000 * spent['fit'] / len(rows):.0f} "
               f"ms a file, {renders:.0f} images rendered a file", flush=True)
-        wall = one_file_wall(files[0], models)
+        wall = one_file_wall(files[0], "--refine", "--models-dir", str(models))
     print(f"one file, fresh process, imports included: {wall:.2f} s "
           f"(python -m paper_lib predict {S1D_FILES[0].split('/')[-1]} --refine)")
     print(f"ratio: {rate / GOAL_FILES_PER_S:.2f} (files/s over the goal of {GOAL_FILES_PER_S:g})")

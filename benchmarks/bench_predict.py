@@ -68,10 +68,10 @@ def stage_times(predictor: Predictor, files: list[Path]) -> dict:
     return {"read": read / n, "model input": prepare / n, "networks + flags": networks / n}
 
 
-def one_file_wall(path: Path) -> float:
-    """Wall time [s] of ``python -m paper_lib predict path`` in a fresh process."""
+def one_file_wall(path: Path, *options: str) -> float:
+    """Wall time [s] of ``python -m paper_lib predict path [options]`` in a fresh process."""
     t0 = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "paper_lib", "predict", str(path)],
+    done = subprocess.run([sys.executable, "-m", "paper_lib", "predict", str(path), *options],
                           capture_output=True, text=True, cwd=paths.root)
     wall = time.perf_counter() - t0
     if done.returncode != 0:

@@ -21,7 +21,6 @@ is narrower than the orders (the reference grid): pad it with continuum.
 from __future__ import annotations
 
 import argparse
-import csv
 import tempfile
 import time
 from pathlib import Path
@@ -29,8 +28,7 @@ from pathlib import Path
 import numpy as np
 from bench_fit import models_folder
 
-from paper_lib import paths
-from paper_lib.labels import SUN_REFERENCE
+from paper_lib.evaluation.benchmark_stars import benchmark_set
 from paper_lib.predict import DEFAULT_MODEL, DEFAULT_PROFILE, Predictor, predict_rows
 
 LABELS = ("teff", "logg", "mh")
@@ -39,18 +37,15 @@ FIT_FLAGS = ("refine_failed", "fit_at_bound", "fit_not_converged")
 
 
 def benchmark_stars() -> list[tuple[str, Path, tuple]]:
-    """(star, file, (Teff, log g, [M/H]) reference) of every development benchmark spectrum."""
-    folder = paths.shared_file("benchmarks/references.csv").parent
+    """(star, file, (Teff, log g, [M/H]) reference) of every development benchmark spectrum:
+    :func:`~paper_lib.evaluation.benchmark_stars.benchmark_set` without the solar flux atlas,
+    the two solar spectra named by instrument."""
     stars = []
-    with open(folder / "references.csv") as table:
-        for row in csv.DictReader(table):
-            if not row["file"].endswith(".txt.gz"):
-                stars.append((row["star"].split(" (")[0], folder / row["file"],
-                              (float(row["teff"]), float(row["logg"]), float(row["feh"]))))
-    sun = tuple(SUN_REFERENCE[k] for k in LABELS)
-    for star, name in (("Sun HARPS", "Sun_HARPS_Ganymede_s1d.fits"),
-                       ("Sun UVES", "UVES_Sun-1_cleaned_norm.txt")):
-        stars.append((star, paths.shared_file(f"sun/{name}"), sun))
+    for s in benchmark_set():
+        if s.path.name.endswith(".txt.gz"):
+            continue
+        name = f"Sun {s.instrument.split()[0]}" if s.star == "Sun" else s.star.split(" (")[0]
+        stars.append((name, s.path, tuple(s.reference[k] for k in LABELS)))
     return stars
 
 
