@@ -23,6 +23,14 @@ def shared_or_skip(relative: str):
         pytest.skip(f"real data not available: {error}")
 
 
+@pytest.fixture(scope="module")
+def predictor():
+    """predict's default network with the committed ``cpu`` weights and calibrations."""
+    from paper_lib.predict import DEFAULT_MODEL, Predictor
+
+    return Predictor.load(DEFAULT_MODEL, "cpu")
+
+
 @pytest.fixture(scope="session")
 def reference_grid():
     from paper_lib.synthetic.grid import Grid

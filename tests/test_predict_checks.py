@@ -28,11 +28,6 @@ CPU = paths.models / "cpu"
 
 
 @pytest.fixture(scope="module")
-def predictor():
-    return Predictor.load(DEFAULT_MODEL, "cpu")
-
-
-@pytest.fixture(scope="module")
 def sun():
     path = shared_or_skip(SUN)
     return path, fits.getheader(path), fits.getdata(path).astype(np.float64)

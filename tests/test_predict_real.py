@@ -21,7 +21,7 @@ from paper_lib.instrument import C_KMS, HARPS_CCD_GAP_A as GAP  # the solar s1d'
 from paper_lib.observed.fits import vacuum_to_air
 from paper_lib.observed.read import read_spectrum
 from paper_lib.observed.spectrum import Spectrum
-from paper_lib.predict import DEFAULT_MODEL, Predictor, predict_rows
+from paper_lib.predict import predict_rows
 
 from .conftest import shared_or_skip
 
@@ -30,11 +30,6 @@ UVES = "sun/UVES_Sun-1_cleaned_norm.txt"
 GL581 = "harps_e2ds/HARPS.2010-09-18T23:42:36.178_s1d_A.fits"
 GL273 = "harps_e2ds/HARPS.2003-12-13T06:19:48.371_e2ds_A.fits"
 SUN_RV = 0.26  # km/s, measured on the file (≈ rest frame already)
-
-
-@pytest.fixture(scope="module")
-def predictor():
-    return Predictor.load(DEFAULT_MODEL, "cpu")
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ import paper_lib
 from paper_lib import cli, paths
 from paper_lib.labels import LABEL_NAMES
 from paper_lib.observed.spectrum import Spectrum
-from paper_lib.predict import DEFAULT_MODEL, Predictor, predict_rows
+from paper_lib.predict import predict_rows
 
 from .conftest import shared_or_skip
 
@@ -27,11 +27,6 @@ SUN = "sun/Sun_HARPS_Ganymede_s1d.fits"
 GL273 = "harps_e2ds/HARPS.2003-12-13T06:19:48.371_e2ds_A.fits"
 GL273_WAVE = "harps_e2ds/HARPS.2003-12-12T21:47:59.366_wave_A.fits"
 GL273_BLAZE = "harps_e2ds/HARPS.2003-12-12T21:42:45.093_blaze_A.fits"
-
-
-@pytest.fixture(scope="module")
-def predictor():
-    return Predictor.load(DEFAULT_MODEL, "cpu")
 
 
 @pytest.fixture(scope="module")
