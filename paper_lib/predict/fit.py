@@ -23,7 +23,7 @@ import torch
 from ..instrument import N_ORDERS, N_PIXELS
 from ..labels import LABEL_NAMES, VSINI_RANGE
 from .known import KnownLabel
-from .refine import DERIVATIVE_STEPS, Refined, fit_covariance
+from .refine import DERIVATIVE_STEPS, Refined, difference_steps, fit_covariance
 
 FIT_BY_DEFAULT = False  # predict fits every star (the emulator) unless told --no-refine
 MAX_ITERATIONS = 30  # Levenberg–Marquardt steps per star at most
@@ -87,7 +87,7 @@ class EmulatorRenderer:
         images resolve its change to ~1e-4)."""
         x = np.atleast_2d(np.asarray(labels, dtype=np.float64))
         columns = list(columns)
-        steps = np.where(x + DERIVATIVE_STEPS <= self.upper, DERIVATIVE_STEPS, -DERIVATIVE_STEPS)
+        steps = difference_steps(x, self.upper)
         points = [] if image is not None else [x]
         for column in columns:
             shifted = x.copy()

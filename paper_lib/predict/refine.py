@@ -176,7 +176,7 @@ def refine(image, mask, start, render: Renderer, known: list[KnownLabel] = (), *
 
     def jac(u):  # forward differences (backward at the upper bound), one batched render
         x = full(u)
-        steps = np.where(x + DERIVATIVE_STEPS <= upper, DERIVATIVE_STEPS, -DERIVATIVE_STEPS)
+        steps = difference_steps(x, upper)
         points = np.vstack([x, x + np.diag(steps)])
         images = render(points)[:, mask]
         last["all"] = -(images[1:] - images[0][None]).T / steps  # d residual / d label
@@ -190,6 +190,12 @@ def refine(image, mask, start, render: Renderer, known: list[KnownLabel] = (), *
     return Refined(full(result.x), fit_covariance(last["all"], free, held, result.fun),
                    float(np.sqrt(np.mean(result.fun ** 2))), render.renders, bool(result.success),
                    lower=lower, upper=upper, held=tuple(sorted(held)))
+
+
+def difference_steps(x, upper) -> np.ndarray:
+    """The finite-difference step of each label at ``x`` (..., 4): :data:`DERIVATIVE_STEPS`
+    forward, backward where a forward step would pass ``upper`` (4,)."""
+    return np.where(np.asarray(x) + DERIVATIVE_STEPS <= upper, DERIVATIVE_STEPS, -DERIVATIVE_STEPS)
 
 
 def fit_covariance(jacobian, free, held: dict, residual) -> np.ndarray:
