@@ -72,10 +72,12 @@ PAPER_VARIANTS = (
 REAL_VARIANT = "resnet_diagonal_real"  # made for real spectra; the default of predict
 ALL_VARIANTS = PAPER_VARIANTS + (REAL_VARIANT,)
 # what real HARPS(-N) spectra have that the paper's images lack (echelle.realism.Realism):
-# SNR 20–300, the HARPS CCD gap in half of them, a few hundred m/s of residual RV, and
-# continuum residuals of a few per cent across an order
+# SNR 20–300, the HARPS CCD gap in half of them, a few hundred m/s of residual RV,
+# continuum residuals of a few per cent across an order, and lines whose strengths are not the
+# synthesis's: 0.1 dex of log gf (ε = 0.1·ln 10 ≈ 0.23), what oscillator strengths, damping
+# and abundances are typically uncertain by, each line its own error
 REAL_SPECTRA = {"snr_range": (20.0, 300.0), "gap_probability": 0.5, "rv_jitter_kms": 0.3,
-                "curvature_max": 0.02}
+                "curvature_max": 0.02, "line_strength_sigma": 0.23}
 
 PROFILES = {
     "smoke": Profile(

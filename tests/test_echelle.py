@@ -8,7 +8,8 @@ import torch
 
 
 from .conftest import shared_or_skip
-from paper_lib.echelle.continuum import apply_slant, normalise_orders, slant_ramp
+from paper_lib.echelle.continuum import (apply_slant, continuum_change, envelope_continuum,
+                                         normalise_orders, slant_ramp)
 from paper_lib.echelle.layout import extract_layout_from_fits, image_to_1d, load_blaze, load_layout, order_wavelengths, resample_to_orders
 from paper_lib.synthetic.broadening import FWHM_TO_SIGMA, broaden
 from paper_lib.synthetic.resample import log_lambda_grid, resample_to_log_lambda
@@ -197,6 +198,25 @@ def test_thinned_iterations_give_the_full_resolution_continuum(solar_image):
         assert np.median(relative) < 0.1 * error_full and relative.max() < 0.03
     short = normalise_orders(solar_image[:, :512])  # < 256·thin pixels: no thinning
     np.testing.assert_allclose(short, normalise_orders(solar_image[:, :512], thin=1))
+
+
+def test_envelope_continuum_and_its_change_with_the_pixels_held(solar_image):
+    """envelope_continuum is normalise_orders' continuum; continuum_change fits a change of the
+    images on the pixels it rests on (what the emulator's Jacobian uses)."""
+    ramp = torch.tensor(slant_ramp(np.array([0.03, -0.02, 0.0, 0.01, -0.04, 0.02, 0.0, 0.05])))
+    image = (torch.tensor(solar_image) * ramp)[None]
+    continuum, selection = envelope_continuum(image)
+    torch.testing.assert_close(image / continuum, normalise_orders(image), atol=1e-12, rtol=0)
+    assert selection.shape == (1, 8, 4096) and 0.05 < float(selection.double().mean()) < 0.99
+    assert bool((selection.sum(-1) >= 204).all())  # every order rests on ≥ 5 % of its pixels
+    tilt = 1e-4 * (1.0 + torch.linspace(-1.0, 1.0, 4096, dtype=torch.float64)).expand(8, -1)  # a line
+    torch.testing.assert_close(continuum_change(tilt[None], selection), tilt[None].expand(1, 8, -1),
+                               atol=1e-12, rtol=0)
+    line = torch.zeros_like(image)
+    line[..., 2000:2010] = -1e-3  # a line deepens: the envelope hardly moves
+    assert float(continuum_change(line, selection).abs().max()) < 1e-5
+    with pytest.raises(ValueError, match="not positive"):
+        envelope_continuum(-image)
 
 
 def test_normalise_ignores_masked_pixels_and_rejects_bad_input():

@@ -76,3 +76,45 @@ def test_curvature_bends_the_continuum(reference_grid):
     ends = batch.clean[..., :200].mean(-1) + batch.clean[..., -200:].mean(-1)
     middle = 2 * batch.clean[..., 1948:2148].mean(-1)
     assert float((ends - middle).abs().max()) > 0.005  # a linear fit leaves the bend
+
+
+def test_line_strength_errors_scale_each_line_and_leave_the_continuum(reference_grid):
+    realism = Realism(line_strength_sigma=0.2, line_strength_scale_px=4.0)
+    gen = generator(reference_grid, realism=realism)
+    draw = realism.draw(16, 8, gen.snr, gen.order_wave, np.random.default_rng(0))
+    field = draw.strength.double().numpy()
+    assert field.shape == (16, *gen.order_wave.shape)
+    assert field.std() == pytest.approx(0.2, rel=0.05)
+    flat = field.reshape(-1, field.shape[-1])
+    near = np.corrcoef(flat[:, :-2].ravel(), flat[:, 2:].ravel())[0, 1]
+    far = np.corrcoef(flat[:, :-40].ravel(), flat[:, 40:].ravel())[0, 1]
+    assert near > 0.8 and abs(far) < 0.05  # a line's pixels move together, distant lines not
+    weak = torch.full((16, *gen.order_wave.shape), 0.98)
+    perturbed = draw.perturb_lines(weak).double().numpy()
+    assert np.allclose(np.log(perturbed) / np.log(0.98), np.exp(field), rtol=1e-4)  # f^(e^ε)
+    assert np.allclose((1.0 - perturbed) / 0.02, np.exp(field), rtol=0.03)  # weak depth × e^ε
+    assert torch.equal(draw.perturb_lines(torch.ones_like(weak)), torch.ones_like(weak))
+    saturated = draw.perturb_lines(torch.full_like(weak, 0.05))
+    assert float(saturated.min()) > 0.0 and float(saturated.max()) < 1.0  # never emission
+    assert float(saturated.median()) == pytest.approx(0.05, abs=0.005)
+
+
+def test_line_strength_errors_off_keep_the_old_settings_and_stream(reference_grid):
+    off = Realism(snr_range=(20.0, 300.0))
+    assert "line_strength_sigma" not in off.settings()  # cache keys of existing runs unchanged
+    assert off.draw(2, 8, 50.0, generator(reference_grid).order_wave,
+                    np.random.default_rng(0)).strength is None
+    assert Realism(line_strength_sigma=0.1).settings()["line_strength_sigma"] == 0.1
+    for bad in ({"line_strength_sigma": -0.1}, {"line_strength_scale_px": float("inf")}):
+        with pytest.raises(ValueError):
+            Realism(**bad)
+    quiet = {"slant_max": 0.0}
+    perturbed = SpectrumGenerator(reference_grid, snr=1e6, seed=3, box=SUN_BOX, pad_with_continuum=True,
+                                  realism=Realism(line_strength_sigma=0.3), **quiet).sample(
+        4, np.random.default_rng(1))
+    plain = SpectrumGenerator(reference_grid, snr=1e6, seed=3, box=SUN_BOX,
+                              pad_with_continuum=True, **quiet).sample(4, np.random.default_rng(1))
+    assert torch.equal(perturbed.labels, plain.labels)
+    lines = plain.clean < 0.9
+    ratio = ((1.0 - perturbed.clean) / (1.0 - plain.clean))[lines].double().numpy()
+    assert 0.2 < ratio.std() < 0.4 and abs(np.median(ratio) - 1.0) < 0.05  # each line by its ε

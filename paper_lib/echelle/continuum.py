@@ -123,7 +123,7 @@ def _clip_and_refit(x, y, usable, line, sigma, *, clip_low: float, clip_high: fl
     """One σ-clipping step: keep pixels with −clip_low·σ ≤ y − (a + b·x) [≤ clip_high·σ], refit.
 
     Orders where fewer than ``min_count`` pixels survive get the ``fallback`` line (a, b);
-    ``None`` means the fit to all their usable pixels.
+    ``None`` means the fit to all their usable pixels. Returns the line and the pixels kept.
     """
     a, b = line
     threshold = torch.addcmul(a - clip_low * sigma, b, x)
@@ -137,7 +137,7 @@ def _clip_and_refit(x, y, usable, line, sigma, *, clip_low: float, clip_high: fl
         weights = torch.ones_like(y) if usable is None else usable.to(y.dtype)
         fallback = _line_fit(x, y, weights)[:2]
     enough = count >= min_count  # no branch on the data: torch.compile fuses this step
-    return torch.where(enough, new_a, fallback[0]), torch.where(enough, new_b, fallback[1])
+    return (torch.where(enough, new_a, fallback[0]), torch.where(enough, new_b, fallback[1])), keep
 
 
 def normalise_orders(image, mask=None, *, n_iter: int = 8, clip_low: float = 2.0,
@@ -229,9 +229,12 @@ def normalise_orders(image, mask=None, *, n_iter: int = 8, clip_low: float = 2.0
 
 def fit_continuum(x: torch.Tensor, y: torch.Tensor, usable=None, *, n_iter: int = 8,
                   clip_low: float = 2.0, clip_high: float = 4.0, min_fraction: float = 0.05,
-                  n_chunks: int = 16, start_quantile: float = 0.9, thin: int = 16):
+                  n_chunks: int = 16, start_quantile: float = 0.9, thin: int = 16,
+                  return_selection: bool = False):
     """Continuum lines (a, b), each (..., 1), of orders ``y`` (..., n_pixels): steps 1–3 of
     :func:`normalise_orders`, whose docstring describes the algorithm and the parameters.
+    ``return_selection``: also the pixels (bool, like ``y``) the last fit kept (see
+    :func:`envelope_continuum`).
 
     ``x`` (n_pixels,) is the pixel coordinate in [−1, 1]; ``usable`` (bool, like ``y``) or None
     marks the pixels to use, and ``y`` must be finite (zero, say) where it is False. No checks
@@ -253,13 +256,43 @@ def fit_continuum(x: torch.Tensor, y: torch.Tensor, usable=None, *, n_iter: int 
     fallback = None  # the first clip falls back on all usable pixels, later ones on the last fit
     for iteration in range(n_iter):
         last = iteration == n_iter - 1
-        refit = _clip_and_refit(
+        refit, kept = _clip_and_refit(
             x if last else x_thin, y if last else y_thin, usable if last else usable_thin,
             line, sigma, clip_low=clip_low,
             clip_high=clip_high if iteration >= n_iter // 2 else None,
             min_count=min_count if last else min_thin, fallback=fallback)
         line = fallback = refit
-    return line
+    return (line, kept) if return_selection else line
+
+
+def envelope_continuum(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The continuum (like ``image``) that :func:`normalise_orders` (its defaults, no mask)
+    divides the images (..., n_orders, n_pixels) by, and the pixels (bool, like ``image``) on
+    which :func:`continuum_change` fits how it moves: those its last fit kept or, in an order
+    where that fit kept too few (it then keeps the previous line; noise-free spectra without
+    continuum windows), the tenth of the pixels highest above the continuum. Raises
+    ValueError for a non-positive continuum."""
+    x = pixel_coordinate(image.shape[-1], image)
+    line, selection = fit_continuum(x, image, None, return_selection=True)
+    continuum = torch.addcmul(line[0], line[1], x)
+    if bool((continuum <= 0).any()):
+        raise ValueError("the fitted continuum is not positive everywhere; mask bad pixels")
+    enough = selection.sum(-1, keepdim=True) >= _min_pixels(0.05, image.shape[-1])
+    relative = image / continuum
+    upper = relative >= torch.quantile(relative, 0.9, dim=-1, keepdim=True)
+    return continuum, torch.where(enough, selection, upper)
+
+
+def continuum_change(change: torch.Tensor, selection: torch.Tensor) -> torch.Tensor:
+    """How the continuum of :func:`envelope_continuum` moves when its images change by
+    ``change`` (like them) with the pixels it rests on held (``selection``): the least-squares
+    line through ``change`` at those pixels, per order (like ``change``). A nearby image's
+    continuum is its own continuum plus this: the derivative of the normalisation that a
+    Jacobian by finite differences needs (the clipped set is piecewise constant in the labels;
+    letting it change between two nearby images only adds a spike to their difference)."""
+    x = pixel_coordinate(change.shape[-1], change)
+    a, b, _ = _line_fit(x, change, selection.to(change.dtype).expand_as(change))
+    return torch.addcmul(a, b, x)
 
 
 def _min_pixels(min_fraction: float, n_pixels: int) -> int:

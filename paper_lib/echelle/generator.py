@@ -351,7 +351,8 @@ class SpectrumGenerator:
     def _render_and_observe(self, physical, rng) -> tuple[torch.Tensor, torch.Tensor]:
         draw = self.realism.draw(len(physical), self.order_wave.shape[0], self.snr,
                                  self.order_wave, rng)
-        return self.observe(self.render_labels(physical, draw.shift_kms), rng, draw)
+        image = draw.perturb_lines(self.render_labels(physical, draw.shift_kms))
+        return self.observe(image, rng, draw)
 
     def sample(self, n: int, rng: np.random.Generator | None = None) -> Batch:
         """A :class:`Batch` of ``n`` new spectra (own random generator unless ``rng`` given)."""

@@ -12,7 +12,15 @@ trains a network for real data (the ``_real`` variants; the paper's variants use
   cross-correlation leaves, a few hundred m/s), a phase ramp in Fourier space;
 * **continuum errors**: a quadratic term c·(x² − 1/3) per order on top of the linear slant,
   |c| ≤ ``curvature_max`` — blaze and continuum residuals that the linear continuum fit cannot
-  remove.
+  remove;
+* **line-strength errors**: the synthesis's lines are not the star's (oscillator strengths,
+  damping and abundances are uncertain by ~0.1 dex a line). Each noise-free pixel's flux f
+  becomes f^(e^ε): ε is a Gaussian random field of σ ``line_strength_sigma`` (natural log; an
+  error of δ dex in log gf is ε = δ·ln 10) along each order, correlated over
+  ``line_strength_scale_px`` pixels (a Gaussian kernel of that σ: about a line's half width),
+  so every line is made stronger or weaker by its own factor — a weak line's depth by e^ε, a
+  saturated core hardly at all, the continuum (f = 1) never, and no line turns into emission.
+  A network trained so cannot lean on any single line's strength.
 
 :meth:`Realism.draw` makes one batch's random choices; with every option off it draws nothing,
 so a generator without realism produces the same random stream as before.
@@ -38,6 +46,14 @@ class Draw:
     usable: torch.Tensor | None
     shift_kms: np.ndarray | None
     curvature: torch.Tensor
+    strength: torch.Tensor | None = None  # ε (n, orders, pixels) of the line strengths, or None
+
+    def perturb_lines(self, image: torch.Tensor) -> torch.Tensor:
+        """Noise-free images (n, orders, pixels) with every pixel's flux f → f^(e^ε)
+        (unchanged without line-strength errors)."""
+        if self.strength is None:
+            return image
+        return torch.exp(torch.log(image.clamp_min(1e-6)) * torch.exp(self.strength))
 
 
 @dataclass(frozen=True)
@@ -49,6 +65,8 @@ class Realism:
     gap_shift_A: float = 1.5  # the gap moves by up to ± this many Å
     rv_jitter_kms: float = 0.0  # σ of the residual radial velocity [km/s]
     curvature_max: float = 0.0  # max |quadratic continuum term| per order
+    line_strength_sigma: float = 0.0  # σ of ε, the line-strength error (natural log)
+    line_strength_scale_px: float = 4.0  # its correlation length along an order [pixels]
 
     def __post_init__(self):
         if self.snr_range is not None:
@@ -58,7 +76,8 @@ class Realism:
             object.__setattr__(self, "snr_range", (lo, hi))
         if not 0.0 <= self.gap_probability <= 1.0:
             raise ValueError(f"gap_probability must lie in [0, 1], got {self.gap_probability}")
-        for name in ("gap_shift_A", "rv_jitter_kms", "curvature_max"):
+        for name in ("gap_shift_A", "rv_jitter_kms", "curvature_max", "line_strength_sigma",
+                     "line_strength_scale_px"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0.0):
                 raise ValueError(f"{name} must be finite and ≥ 0, got {value}")
@@ -68,8 +87,14 @@ class Realism:
         return self != Realism()
 
     def settings(self) -> dict | None:
-        """The options (for cache keys), or None when everything is off."""
-        return asdict(self) if self.active else None
+        """The options (for cache keys), or None when everything is off; the line-strength
+        options only when they are on (so older settings keep their keys)."""
+        if not self.active:
+            return None
+        settings = asdict(self)
+        if self.line_strength_sigma == 0.0:
+            del settings["line_strength_sigma"], settings["line_strength_scale_px"]
+        return settings
 
     def draw(self, n: int, n_orders: int, snr: float, order_wave: np.ndarray,
              rng: np.random.Generator) -> Draw:
@@ -85,8 +110,25 @@ class Realism:
         curvature = np.zeros((n, n_orders))
         if self.curvature_max > 0.0:
             curvature = rng.uniform(-self.curvature_max, self.curvature_max, size=(n, n_orders))
+        strength = None
+        if self.line_strength_sigma > 0.0:
+            strength = self._strength_field(n, order_wave.shape, rng)
         return Draw(torch.as_tensor(1.0 / snrs, dtype=torch.float32).view(n, 1, 1), usable,
-                    shift, torch.as_tensor(curvature, dtype=torch.float32))
+                    shift, torch.as_tensor(curvature, dtype=torch.float32), strength)
+
+    def _strength_field(self, n: int, shape, rng: np.random.Generator) -> torch.Tensor:
+        """ε (n, orders, pixels): white noise smoothed along each order by a Gaussian of σ
+        ``line_strength_scale_px`` pixels, scaled to σ ``line_strength_sigma``."""
+        n_orders, n_pixels = shape
+        scale = self.line_strength_scale_px
+        half = max(1, int(math.ceil(4.0 * scale)))
+        offsets = torch.arange(-half, half + 1, dtype=torch.float32)
+        kernel = torch.exp(-0.5 * (offsets / max(scale, 1e-3)) ** 2)
+        kernel = kernel / torch.sqrt((kernel ** 2).sum())  # unit variance after smoothing
+        white = torch.from_numpy(rng.standard_normal((n * n_orders, 1, n_pixels + 2 * half),
+                                                     dtype=np.float32))
+        field = torch.nn.functional.conv1d(white, kernel.view(1, 1, -1))
+        return (self.line_strength_sigma * field).view(n, n_orders, n_pixels)
 
     def _gap_mask(self, n: int, order_wave: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
         has_gap = rng.random(n) < self.gap_probability

@@ -17,6 +17,8 @@ edge, not a minimum), ``fit_not_converged`` (``MAX_ITERATIONS`` steps without se
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import torch
 
@@ -56,9 +58,9 @@ class EmulatorRenderer:
         self.upper = np.append(emulator.label_high.double().numpy(), VSINI_RANGE[1])
         self.renders = 0
 
-    def images(self, labels: torch.Tensor) -> torch.Tensor:
-        """Normalised images (n, 8, 4096) float32 of labels (n, 4) (a tensor, dual or not)."""
-        from ..echelle.continuum import normalise_orders
+    def raw_images(self, labels: torch.Tensor) -> torch.Tensor:
+        """Images (n, 8, 4096) float32 of labels (n, 4) (a tensor, dual or not) before the
+        continuum normalisation."""
         from ..synthetic.turbulence import DOYLE_DOMAIN, doyle_zeta
 
         labels = labels.to(torch.float32)
@@ -69,38 +71,73 @@ class EmulatorRenderer:
         if not self.generator.macroturbulence:
             zeta = torch.zeros_like(zeta)
         self.renders += len(labels)
-        return normalise_orders(self.generator.render_transforms(spectra, labels[:, 3], zeta))
+        return self.generator.render_transforms(spectra, labels[:, 3], zeta)
 
-    def __call__(self, labels) -> np.ndarray:
-        """Images (n, 8, 4096) of physical labels (n, 4) or (4,), as numpy float64."""
+    def images(self, labels: torch.Tensor) -> torch.Tensor:
+        """Normalised images (n, 8, 4096) float32 of labels (n, 4) (a tensor, dual or not)."""
+        from ..echelle.continuum import normalise_orders
+
+        return normalise_orders(self.raw_images(labels))
+
+    def __call__(self, labels, *, with_continuum: bool = False):
+        """Images (n, 8, 4096) of physical labels (n, 4) or (4,), as numpy float64; with
+        ``with_continuum`` also a :class:`Continuum` for :meth:`linearise`."""
+        from ..echelle.continuum import envelope_continuum
+
         with torch.no_grad():
-            labels = torch.as_tensor(np.atleast_2d(labels), dtype=torch.float32)
-            return self.images(labels).double().numpy()
+            raw = self.raw_images(torch.as_tensor(np.atleast_2d(labels), dtype=torch.float32))
+            continuum, selection = envelope_continuum(raw)
+        image = (raw / continuum).double().numpy()
+        return (image, Continuum(raw, continuum, selection)) if with_continuum else image
 
-    def linearise(self, labels, columns, image=None) -> tuple[np.ndarray, np.ndarray]:
+    def linearise(self, labels, columns, image=None, continuum=None) -> tuple[np.ndarray, np.ndarray]:
         """Images (n, 8, 4096) at ``labels`` (n, 4) and their derivatives (n, 8, 4096,
         len(columns)) with respect to the labels ``columns`` (indices), per unit of each label;
         float64 numpy. Forward differences over :data:`~.refine.DERIVATIVE_STEPS` (backward
-        at the upper bound), in one batched render (``image``: the images at ``labels`` if
-        already rendered): 1.5–3× faster than autograd through the FFTs and the continuum
-        normalisation, and as exact as the fit needs (a step is ~1/10 of a typical σ; float32
-        images resolve its change to ~1e-4)."""
+        at the upper bound), in one batched render: 1.5–3× faster than autograd through the
+        FFTs and the continuum normalisation, and as exact as the fit needs (a step is ~1/10
+        of a typical σ; float32 images resolve its change to ~1e-4). The shifted images'
+        continuum moves as a line fit on the pixels the images at ``labels`` rest on
+        (:func:`~paper_lib.echelle.continuum.continuum_change`: the clipped set held; one line
+        fit per order instead of the clipping). ``image``, ``continuum``: the images at
+        ``labels`` and their :class:`Continuum` (``__call__(…, with_continuum=True)``), if
+        rendered already."""
+        from ..echelle.continuum import continuum_change
+
         x = np.atleast_2d(np.asarray(labels, dtype=np.float64))
         columns = list(columns)
+        if image is None:
+            image, continuum = self(x, with_continuum=True)
+        image = np.reshape(image, (len(x), N_ORDERS, N_PIXELS))
+        if not columns:
+            return image, np.zeros((*image.shape, 0))
         steps = difference_steps(x, self.upper)
-        points = [] if image is not None else [x]
-        for column in columns:
-            shifted = x.copy()
-            shifted[:, column] += steps[:, column]
-            points.append(shifted)
-        images = self(np.concatenate(points)).reshape(len(points), len(x), N_ORDERS, N_PIXELS)
-        if image is not None:
-            images = np.concatenate([np.reshape(image, (1, len(x), N_ORDERS, N_PIXELS)), images])
-        derivatives = [(images[1 + k] - images[0]) / steps[:, column, None, None]
+        shifted = np.repeat(x[None], len(columns), axis=0)
+        for k, column in enumerate(columns):
+            shifted[k, :, column] += steps[:, column]
+        with torch.no_grad():
+            raw = self.raw_images(torch.as_tensor(shifted.reshape(-1, 4), dtype=torch.float32))
+            raw = raw.view(len(columns), len(x), N_ORDERS, N_PIXELS)
+            moved = raw / (continuum.continuum + continuum_change(raw - continuum.raw,
+                                                                   continuum.selection))
+        moved = moved.double().numpy()
+        derivatives = [(moved[k] - image) / steps[:, column, None, None]
                        for k, column in enumerate(columns)]
-        jacobian = (np.stack(derivatives, -1) if derivatives
-                    else np.zeros((*images[0].shape, 0)))
-        return images[0], jacobian
+        return image, np.stack(derivatives, -1)
+
+
+class Continuum(NamedTuple):
+    """Images before normalisation (n, 8, 4096), their continuum and the pixels it rests on
+    (:func:`~paper_lib.echelle.continuum.envelope_continuum`): what :meth:`EmulatorRenderer.linearise`
+    needs of the images at the labels it differentiates; ``take`` picks stars."""
+
+    raw: torch.Tensor
+    continuum: torch.Tensor
+    selection: torch.Tensor
+
+    def take(self, which: np.ndarray) -> "Continuum":
+        index = torch.from_numpy(np.flatnonzero(which))
+        return Continuum(*(part[index] for part in self))
 
 
 class _BasisSpectra:
@@ -185,23 +222,25 @@ def fit_batch(images, masks, starts, render: EmulatorRenderer, known: list[Known
         trial = x[todo].copy()
         trial[:, free] = np.clip(trial[:, free] + step * unit, lower[free], upper[free])
         moved = np.abs(trial - x[todo])
-        trial_residual = data[todo] - render(trial).reshape(len(todo), -1)
+        trial_image, trial_continuum = render(trial, with_continuum=True)
+        trial_residual = data[todo] - trial_image.reshape(len(todo), -1)
         trial_cost = np.einsum("np,np->n", trial_residual ** 2, weight[todo])
         better = trial_cost < cost[todo]
         kept = todo[better]
         if len(kept):  # derivatives only where the step is taken
             x[kept], residual[kept], cost[kept] = trial[better], trial_residual[better], trial_cost[better]
-            jacobian[kept] = _linearised(render, x[kept], data[kept], data[kept] - residual[kept])[1]
+            jacobian[kept] = _linearised(render, x[kept], data[kept], trial_image[better],
+                                         trial_continuum.take(better))[1]
         damping[todo] = np.where(better, damping[todo] / 3.0, damping[todo] * 8.0)
         done[todo] = np.all(moved[:, free] <= SETTLED[free], axis=1)
     return [_refined(render, x[s], residual[s], jacobian[s], weight[s] > 0, free, held,
                      bool(done[s])) for s in range(len(x))]
 
 
-def _linearised(render, x, data, image=None) -> tuple[np.ndarray, np.ndarray]:
+def _linearised(render, x, data, image=None, continuum=None) -> tuple[np.ndarray, np.ndarray]:
     """Residuals data − model (n, pixels) and model derivatives (n, pixels, 4) at ``x``
-    (``image``: the model there (n, pixels), if rendered already)."""
-    image, jacobian = render.linearise(x, range(len(LABEL_NAMES)), image)
+    (``image``, ``continuum``: the model there and its :class:`Continuum`, if rendered already)."""
+    image, jacobian = render.linearise(x, range(len(LABEL_NAMES)), image, continuum)
     return data - image.reshape(len(x), -1), jacobian.reshape(len(x), -1, len(LABEL_NAMES))
 
 
