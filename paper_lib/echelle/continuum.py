@@ -277,10 +277,13 @@ def envelope_continuum(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
     continuum = torch.addcmul(line[0], line[1], x)
     if bool((continuum <= 0).any()):
         raise ValueError("the fitted continuum is not positive everywhere; mask bad pixels")
-    enough = selection.sum(-1, keepdim=True) >= _min_pixels(0.05, image.shape[-1])
+    n_pixels = image.shape[-1]
+    enough = selection.sum(-1, keepdim=True) >= _min_pixels(0.05, n_pixels)
+    if bool(enough.all()):
+        return continuum, selection
     relative = image / continuum
-    upper = relative >= torch.quantile(relative, 0.9, dim=-1, keepdim=True)
-    return continuum, torch.where(enough, selection, upper)
+    tenth = relative.kthvalue(n_pixels - n_pixels // 10, dim=-1, keepdim=True).values
+    return continuum, torch.where(enough, selection, relative >= tenth)
 
 
 def continuum_change(change: torch.Tensor, selection: torch.Tensor) -> torch.Tensor:

@@ -25,7 +25,7 @@ import torch
 from ..instrument import N_ORDERS, N_PIXELS
 from ..labels import LABEL_NAMES, VSINI_RANGE
 from .known import KnownLabel
-from .refine import DERIVATIVE_STEPS, Refined, difference_steps, fit_covariance
+from .refine import DERIVATIVE_STEPS, Refined, covariance_from_normal, difference_steps
 
 FIT_BY_DEFAULT = False  # predict fits every star (the emulator) unless told --no-refine
 MAX_ITERATIONS = 30  # Levenberg–Marquardt steps per star at most
@@ -90,27 +90,21 @@ class EmulatorRenderer:
         image = (raw / continuum).double().numpy()
         return (image, Continuum(raw, continuum, selection)) if with_continuum else image
 
-    def linearise(self, labels, columns, image=None, continuum=None) -> tuple[np.ndarray, np.ndarray]:
-        """Images (n, 8, 4096) at ``labels`` (n, 4) and their derivatives (n, 8, 4096,
-        len(columns)) with respect to the labels ``columns`` (indices), per unit of each label;
-        float64 numpy. Forward differences over :data:`~.refine.DERIVATIVE_STEPS` (backward
-        at the upper bound), in one batched render: 1.5–3× faster than autograd through the
-        FFTs and the continuum normalisation, and as exact as the fit needs (a step is ~1/10
-        of a typical σ; float32 images resolve its change to ~1e-4). The shifted images'
-        continuum moves as a line fit on the pixels the images at ``labels`` rest on
-        (:func:`~paper_lib.echelle.continuum.continuum_change`: the clipped set held; one line
-        fit per order instead of the clipping). ``image``, ``continuum``: the images at
-        ``labels`` and their :class:`Continuum` (``__call__(…, with_continuum=True)``), if
-        rendered already."""
+    def derivatives(self, labels, columns, continuum) -> torch.Tensor:
+        """Derivatives (len(columns), n, 8, 4096) float32 of the images at ``labels`` (n, 4)
+        with respect to the labels ``columns`` (indices), per unit of each label, by forward
+        differences over :data:`~.refine.DERIVATIVE_STEPS` (backward at the upper bound) in one
+        batched render: 1.5–3× faster than autograd through the FFTs and the continuum
+        normalisation, and as exact as the fit needs (a step is ~1/10 of a typical σ; float32
+        images resolve its change to ~1e-4). ``continuum``: the :class:`Continuum` of the images
+        at ``labels`` (``__call__(…, with_continuum=True)``); the shifted images' continuum
+        moves as a line fit on the pixels those rest on
+        (:func:`~paper_lib.echelle.continuum.continuum_change`: the clipped set held, one line
+        fit per order instead of the clipping)."""
         from ..echelle.continuum import continuum_change
 
         x = np.atleast_2d(np.asarray(labels, dtype=np.float64))
         columns = list(columns)
-        if image is None:
-            image, continuum = self(x, with_continuum=True)
-        image = np.reshape(image, (len(x), N_ORDERS, N_PIXELS))
-        if not columns:
-            return image, np.zeros((*image.shape, 0))
         steps = difference_steps(x, self.upper)
         shifted = np.repeat(x[None], len(columns), axis=0)
         for k, column in enumerate(columns):
@@ -120,10 +114,17 @@ class EmulatorRenderer:
             raw = raw.view(len(columns), len(x), N_ORDERS, N_PIXELS)
             moved = raw / (continuum.continuum + continuum_change(raw - continuum.raw,
                                                                    continuum.selection))
-        moved = moved.double().numpy()
-        derivatives = [(moved[k] - image) / steps[:, column, None, None]
-                       for k, column in enumerate(columns)]
-        return image, np.stack(derivatives, -1)
+            base = continuum.raw / continuum.continuum
+            per_unit = torch.as_tensor(steps[:, columns].T, dtype=torch.float32)
+            return (moved - base) / per_unit[..., None, None]
+
+    def linearise(self, labels, columns) -> tuple[np.ndarray, np.ndarray]:
+        """Images (n, 8, 4096) at ``labels`` (n, 4) and their derivatives (n, 8, 4096,
+        len(columns)) with respect to the labels ``columns`` (indices), per unit of each label
+        (:meth:`derivatives`); float64 numpy."""
+        image, continuum = self(labels, with_continuum=True)
+        derivatives = self.derivatives(labels, columns, continuum)
+        return image, derivatives.permute(1, 2, 3, 0).double().numpy()
 
 
 class Continuum(NamedTuple):
@@ -198,7 +199,9 @@ def fit_batch(images, masks, starts, render: EmulatorRenderer, known: list[Known
 
     Levenberg–Marquardt in units of :data:`~.refine.DERIVATIVE_STEPS`, every star with its own
     damping; a step is clipped to the label box, kept if it lowers the star's χ², and the star
-    is done once a step moves no label by more than :data:`SETTLED`.
+    is done once a step moves no label by more than :data:`SETTLED`. Each star's Jacobian is
+    reduced to its normal equations (JᵀWJ, JᵀWr: 4 × 4 and 4 numbers) as soon as it is made,
+    at the start and after each step taken.
     """
     lower, upper = render.lower, render.upper
     held = held_labels(known, lower, upper)
@@ -209,16 +212,20 @@ def fit_batch(images, masks, starts, render: EmulatorRenderer, known: list[Known
     for i, k in held.items():
         x[:, i] = k.value
     unit = DERIVATIVE_STEPS[free]
-    residual, jacobian = _linearised(render, x, data)  # all four labels: the covariance needs them
+    image, continuum = render(x, with_continuum=True)
+    residual = data - image.reshape(len(x), -1)
+    normal, gradient = _normal_equations(render, x, continuum, residual, weight)
     cost = np.einsum("np,np->n", residual ** 2, weight)
     damping = np.full(len(x), START_DAMPING)
     done = np.zeros(len(x), dtype=bool)
+    scale = np.outer(unit, unit)
     for _ in range(max_iterations):
         todo = np.flatnonzero(~done)
         if not len(todo):
             break
-        step = _bounded_steps(jacobian[todo][..., free] * unit, residual[todo], weight[todo],
-                              damping[todo], x[todo][:, free], lower[free], upper[free])
+        step = _bounded_steps(normal[todo][:, free][:, :, free] * scale,
+                              gradient[todo][:, free] * unit, damping[todo], x[todo][:, free],
+                              lower[free], upper[free])
         trial = x[todo].copy()
         trial[:, free] = np.clip(trial[:, free] + step * unit, lower[free], upper[free])
         moved = np.abs(trial - x[todo])
@@ -229,49 +236,55 @@ def fit_batch(images, masks, starts, render: EmulatorRenderer, known: list[Known
         kept = todo[better]
         if len(kept):  # derivatives only where the step is taken
             x[kept], residual[kept], cost[kept] = trial[better], trial_residual[better], trial_cost[better]
-            jacobian[kept] = _linearised(render, x[kept], data[kept], trial_image[better],
-                                         trial_continuum.take(better))[1]
+            normal[kept], gradient[kept] = _normal_equations(
+                render, x[kept], trial_continuum.take(better), residual[kept], weight[kept])
         damping[todo] = np.where(better, damping[todo] / 3.0, damping[todo] * 8.0)
         done[todo] = np.all(moved[:, free] <= SETTLED[free], axis=1)
-    return [_refined(render, x[s], residual[s], jacobian[s], weight[s] > 0, free, held,
+    return [_refined(render, x[s], residual[s], normal[s], weight[s] > 0, free, held,
                      bool(done[s])) for s in range(len(x))]
 
 
-def _linearised(render, x, data, image=None, continuum=None) -> tuple[np.ndarray, np.ndarray]:
-    """Residuals data − model (n, pixels) and model derivatives (n, pixels, 4) at ``x``
-    (``image``, ``continuum``: the model there and its :class:`Continuum`, if rendered already)."""
-    image, jacobian = render.linearise(x, range(len(LABEL_NAMES)), image, continuum)
-    return data - image.reshape(len(x), -1), jacobian.reshape(len(x), -1, len(LABEL_NAMES))
+def _normal_equations(render, x, continuum, residual, weight) -> tuple[np.ndarray, np.ndarray]:
+    """JᵀWJ (n, 4, 4) and JᵀWr (n, 4) at ``x`` (n, 4), float64: J the images' derivatives
+    (:meth:`EmulatorRenderer.derivatives`, all four labels: the covariance needs them), W the
+    pixel weights (n, pixels), r the residuals data − model (n, pixels) there."""
+    jacobian = render.derivatives(x, range(len(LABEL_NAMES)), continuum)
+    jacobian = jacobian.reshape(len(LABEL_NAMES), len(x), -1).transpose(0, 1)  # (n, 4, pixels)
+    weighted = jacobian * torch.as_tensor(weight, dtype=torch.float32)[:, None]
+    normal = torch.bmm(weighted, jacobian.transpose(1, 2))
+    gradient = torch.bmm(weighted, torch.as_tensor(residual, dtype=torch.float32)[..., None])
+    return normal.double().numpy(), gradient[..., 0].double().numpy()
 
 
-def _bounded_steps(jacobian, residual, weight, damping, x, lower, upper) -> np.ndarray:
+def _bounded_steps(normal, gradient, damping, x, lower, upper) -> np.ndarray:
     """:func:`_damped_steps`, then again without the labels at a bound that the first steps
     push beyond it (they stay where they are: the others move as if those were held)."""
-    step = _damped_steps(jacobian, residual, weight, damping, np.zeros(x.shape, dtype=bool))
+    step = _damped_steps(normal, gradient, damping, np.zeros(x.shape, dtype=bool))
     pinned = ((x <= lower) & (step < 0)) | ((x >= upper) & (step > 0))
     if pinned.any():
-        step = _damped_steps(jacobian * ~pinned[:, None, :], residual, weight, damping, pinned)
+        step = _damped_steps(normal, gradient, damping, pinned)
     return np.where(pinned, 0.0, step)
 
 
-def _damped_steps(jacobian, residual, weight, damping, pinned) -> np.ndarray:
-    """Levenberg–Marquardt steps (n, free): (JᵀWJ + λ·diag JᵀWJ)⁻¹ JᵀW r per star, with the
+def _damped_steps(normal, gradient, damping, pinned) -> np.ndarray:
+    """Levenberg–Marquardt steps (n, free): (JᵀWJ + λ·diag JᵀWJ)⁻¹ JᵀW r per star from the
+    normal equations ``normal`` (n, free, free) and ``gradient`` (n, free), with the
     ``pinned`` labels' (n, free) columns of J zero (their diagonal set to 1 to keep it regular)."""
-    weighted = jacobian * weight[..., None]
-    normal = weighted.transpose(0, 2, 1) @ jacobian  # batched matmul: 10× einsum's 3-operand loop
-    gradient = (weighted.transpose(0, 2, 1) @ residual[..., None])[..., 0]
+    keep = (~pinned).astype(np.float64)
+    normal = normal * keep[:, :, None] * keep[:, None, :]
+    gradient = gradient * keep
     diagonal = np.einsum("nii->ni", normal) * (1.0 + damping[:, None]) + pinned
     eye = np.eye(normal.shape[1], dtype=bool)
     damped = np.where(eye, diagonal[:, :, None] * eye, normal)
     return np.linalg.solve(damped, gradient[..., None])[..., 0]
 
 
-def _refined(render, x, residual, jacobian, used, free, held, converged) -> Refined:
-    """One star's :class:`Refined` at its final labels ``x``: covariance from the ``jacobian``
-    (pixels, 4) of all four labels over the ``used`` pixels, scaled by the variance of the
-    ``residual`` (pixels,) there."""
+def _refined(render, x, residual, normal, used, free, held, converged) -> Refined:
+    """One star's :class:`Refined` at its final labels ``x``: covariance from the normal
+    matrix JᵀJ (4, 4) of all four labels over the ``used`` pixels, scaled by the variance of
+    the ``residual`` (pixels,) there."""
     residual = residual[used]
-    cov = fit_covariance(-jacobian[used], np.array(free), held, residual)
+    cov = covariance_from_normal(normal, np.array(free), held, float(np.mean(residual ** 2)))
     span = (render.upper - render.lower) * BOUND_TOLERANCE
     at_bound = tuple(LABEL_NAMES[i] for i in free
                      if x[i] <= render.lower[i] + span[i] and LABEL_NAMES[i] != "vsini"

@@ -201,15 +201,19 @@ def difference_steps(x, upper) -> np.ndarray:
 def fit_covariance(jacobian, free, held: dict, residual) -> np.ndarray:
     """(4, 4) covariance of the refined labels: free labels from the Jacobian (pixels, 4)
     scaled by the residual variance, held labels their σ², propagated into the free ones."""
-    variance = float(np.mean(residual ** 2))
-    j_free = jacobian[:, free]
-    inverse = np.linalg.pinv(j_free.T @ j_free)
-    cov = np.zeros((jacobian.shape[1],) * 2)
+    return covariance_from_normal(jacobian.T @ jacobian, free, held, float(np.mean(residual ** 2)))
+
+
+def covariance_from_normal(normal, free, held: dict, variance: float) -> np.ndarray:
+    """:func:`fit_covariance` from the normal matrix JᵀJ (4, 4) and the residual variance."""
+    free = np.asarray(free)
+    inverse = np.linalg.pinv(normal[np.ix_(free, free)])
+    cov = np.zeros(normal.shape)
     cov[np.ix_(free, free)] = inverse * variance
     if held:
         index = np.array(sorted(held))
         known_cov = np.diag([held[i].sigma ** 2 for i in index])
-        sensitivity = -inverse @ j_free.T @ jacobian[:, index]  # d free / d held
+        sensitivity = -inverse @ normal[np.ix_(free, index)]  # d free / d held
         cov[np.ix_(free, free)] += sensitivity @ known_cov @ sensitivity.T
         cov[np.ix_(free, index)] = sensitivity @ known_cov
         cov[np.ix_(index, free)] = (sensitivity @ known_cov).T
