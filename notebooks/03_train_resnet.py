@@ -33,7 +33,8 @@
 # spectra and the default of `predict`. It continues from
 # `resnet_diagonal` on images with what real HARPS(-N) spectra have and the paper's lack:
 # SNR 20–300, the HARPS CCD gap masked and filled with 1.0 in half of them, a few hundred m/s
-# of residual radial velocity and continuum curvature (`paper_lib/echelle/realism.py`). It
+# of residual radial velocity, continuum curvature, and lines whose strengths differ from the
+# synthesis's by 0.1 dex of log gf each, as real lines do (`paper_lib/echelle/realism.py`). It
 # trains without dropout, so that its σ describe the network as it is used (with dropout the
 # σ head learns the larger error of the thinned network: the paper's §4.1 overestimate).
 

@@ -99,7 +99,7 @@ fig.plot_calibration(e["test"]["true"], e["test"]["mean"], e["test"]["sigma"],
 # One factor fitted at the training SNR would be wrong at every other SNR: a network is
 # over-confident at the low end of its range and cautious at the high end. For the variant
 # `predict` uses by default (`resnet_diagonal_real`, trained on SNR 20–300 with the gap, RV
-# residuals and continuum errors of real spectra) a factor per label at each SNR of the profile
+# residuals, continuum errors and line-strength errors of real spectra) a factor per label at each SNR of the profile
 # is interpolated (in ln SNR) at each spectrum's own estimated SNR, and fitted the way it is
 # used: the validation spectra scaled at their own estimated SNRs, the factors iterated until
 # 68.3 % of each SNR's validation errors lie within ±1σ (`paper_lib.evaluation.sigma_calibration`, stored in
