@@ -17,7 +17,7 @@ from .echelle.generator import SpectrumGenerator
 from .experiments import load_variant, models_dir
 from .predict import predict
 from .profiles import Profile
-from .training.variants import parse_variant
+from .training.variants import VARIANT_PATTERN
 
 
 def node_images(grid, fluxes, labels, vmacro=None) -> np.ndarray:
@@ -135,6 +135,12 @@ def systematics_grid(profile: Profile, *, workers: int = 2, progress: bool = Tru
     return Grid.from_fits(out)
 
 
+def regressor_names(folder) -> list[str]:
+    """The variants whose weights lie in ``folder`` (``<variant>.pt``), sorted: not the DAE,
+    not the spectrum emulator nor any other file."""
+    return sorted(p.stem for p in Path(folder).glob("*.pt") if VARIANT_PATTERN.match(p.stem))
+
+
 def run_systematics(profile: Profile, model_names=None, out_dir=None, *, workers: int = 2,
                     progress: bool = True) -> Path:
     """Measure every regressor's systematic shifts (:func:`measure_systematics`) on the nodes of
@@ -147,8 +153,7 @@ def run_systematics(profile: Profile, model_names=None, out_dir=None, *, workers
     if any(v.code == "sme" for v in VARIANTS):
         require_pysme()  # before an hour of other syntheses, not after
     folder = Path(out_dir or models_dir(profile))
-    names = model_names or sorted(p.stem for p in folder.glob("*.pt")
-                                  if p.stem != "dae" and parse_variant(p.stem))
+    names = model_names or regressor_names(folder)
     grid = systematics_grid(profile, workers=workers, progress=progress)
     result = measure_systematics(profile, grid, names, folder, workers=workers, progress=progress)
     meta = {"variants": {v.name: {"changes": v.changes, "versus": v.versus, "term": v.term,

@@ -266,3 +266,12 @@ def test_the_committed_cpu_systematics_hold_every_variant_with_its_baseline():
     at_sun = np.all(np.isclose(nodes[:, :3], SOLAR_MODEL_NODE), axis=1)
     assert at_sun.sum() == 2 and np.all(np.isfinite(mean3d[at_sun]))  # both v sin i
     assert np.all(np.isnan(mean3d[~at_sun]))  # the ⟨3D⟩ model exists for the Sun only
+
+
+def test_the_systematics_run_reads_every_regressor_and_nothing_else(tmp_path):
+    from paper_lib.systematic_runs import regressor_names
+
+    for name in ("resnet_diagonal_real", "attention_full", "dae", "emulator", "notes"):
+        (tmp_path / f"{name}.pt").write_bytes(b"")
+    (tmp_path / "resnet_full.history.json").write_text("{}")
+    assert regressor_names(tmp_path) == ["attention_full", "resnet_diagonal_real"]
