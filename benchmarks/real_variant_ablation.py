@@ -272,9 +272,10 @@ def main(argv=None) -> None:
                       models / f"{v}.pt", profile, bench, shipped=True) for v in SHIPPED]
     for run in args.runs:
         print(f"run {run}: {RUNS[run][0]}", flush=True)
-        records.append(cached(out / f"{run}.json",
-                              lambda run=run: do_run(run, profile, grid, out, bench, sets),
-                              out / run / f"{REAL_VARIANT}.pt", profile, bench))
+        record = cached(out / f"{run}.json",
+                        lambda run=run: do_run(run, profile, grid, out, bench, sets),
+                        out / run / f"{REAL_VARIANT}.pt", profile, bench)
+        records.append({**record, "change": RUNS[run][0]})  # as described today
     print(f"\nprofile {profile.name}; results in {out}; CPU {records[-1]['cpu']}, "
           f"{records[-1]['cpu_count']} cores")
     print_tables(records)
