@@ -11,6 +11,9 @@ A least-squares fit from the network's answer finds *a* minimum; where χ² has 
 grid's trilinear interpolation has a kink at every node), the two fits can stop in different
 ones. So with ``--grid`` each fit is also started from the other's answer and the start with
 the lower residual RMS kept ("best of two starts"): the two models' best minima compared.
+Last, the models alone: the grid's own noise-free image at the grid fit's answer, fitted on the
+emulator from that answer — how far the difference between the two models moves a fit where
+nothing else differs.
 
     python benchmarks/fit_benchmark_stars.py [--grid FILE] [--emulator FILE] [--pad]
 
@@ -129,16 +132,17 @@ def best_of_two_starts(stars, files, methods, fitters) -> None:
     for name, other in (("emulator", "grid"), ("grid", "emulator")):
         rows = methods[name][0]
         again = fitters[name].fit(images, masks, [starting_point(row) for row in methods[other][0]])
-        answers[name] = [(row["fit_rms"], [row[k] for k in LABELS])
+        answers[name] = [(row["fit_rms"], starting_point(row))
                          if not any(f in FIT_FLAGS for f in row["flags"]) else (np.inf, None)
                          for row in rows]
         for k, (refined, problem) in enumerate(again):
             if refined is not None and not problem and refined.rms < answers[name][k][0]:
-                answers[name][k] = (refined.rms, list(refined.labels[:3]))
+                answers[name][k] = (refined.rms, list(refined.labels))
     print("best of two starts (each fit also from the other's answer, the lower residual kept):")
     good, differences = {"emulator": [], "grid": []}, []
     for k, (star, _, reference) in enumerate(stars):
-        pair = [answers[m][k][1] for m in ("emulator", "grid")]
+        pair = [None if answers[m][k][1] is None else answers[m][k][1][:3]
+                for m in ("emulator", "grid")]
         line = f"{star:16s}"
         for name, labels in zip(("emulator", "grid"), pair):
             line += f" | {name} " + (show(delta(dict(zip(LABELS, labels)), reference))
@@ -158,6 +162,24 @@ def best_of_two_starts(stars, files, methods, fitters) -> None:
     print(f"emulator − grid (best of two starts), largest |Δ| over {len(differences)} stars: "
           f"{worst[0]:.1f} K, {worst[1]:.3f}, {worst[2]:.3f}; over the FGK ones: {fgk[0]:.1f} K, "
           f"{fgk[1]:.3f}, {fgk[2]:.3f} (goal {GOAL[0]:g} K, {GOAL[1]:g}, {GOAL[2]:g})")
+    model_difference(stars, [labels for _, labels in answers["grid"]], fitters)
+
+
+def model_difference(stars, grid_answers, fitters) -> None:
+    """How far the two models alone move a fit: the grid's own noise-free image at the grid fit's
+    (best) answer of each star, fitted on the emulator from that answer; Δ = emulator fit −
+    grid labels, and the RMS of the emulator's image against the grid's there."""
+    from paper_lib.predict.fit import fit_batch
+
+    kept = [(star, labels) for (star, _, _), labels in zip(stars, grid_answers)
+            if labels is not None]
+    labels = np.array([answer for _, answer in kept])
+    images = fitters["grid"].render(labels)
+    fits = fit_batch(images, np.ones(images.shape, dtype=bool), labels, fitters["emulator"].render)
+    print("the models alone: the grid's noise-free image at the grid fit's answer, fitted on the "
+          "emulator from there (emulator − grid; RMS of the two images there):")
+    for (star, _), answer, fit in zip(kept, labels, fits):
+        print(f"{star:16s} {show(fit.labels[:3] - answer[:3])}  RMS {fit.rms:.1e}")
 
 
 def starting_point(row) -> list:

@@ -82,6 +82,27 @@ def test_the_jacobian_matches_central_differences(render):
         assert np.sqrt(np.mean((jacobian[..., i] - difference) ** 2)) < 0.1 * scale
 
 
+def test_the_normal_equations_are_those_of_the_jacobian(render):
+    """The fit keeps JᵀWJ and JᵀWr, not J: the same numbers as the explicit products over the
+    pixels with data (float32 sums: to 1e-4 of the largest entry)."""
+    from paper_lib.predict.fit import _normal_equations
+
+    x = np.array([[5830.0, 4.35, -0.12, 4.0], [6050.0, 4.55, 0.05, 6.0]])
+    image, continuum = render(x, with_continuum=True)
+    rng = np.random.default_rng(0)
+    data = image.reshape(2, -1) + rng.normal(0.0, 0.01, (2, image[0].size))
+    weight = np.ones_like(data)
+    weight[:, 5000:9000] = 0.0
+    residual = data - image.reshape(2, -1)
+    normal, gradient = _normal_equations(render, x, continuum, residual, weight)
+    _, jacobian = render.linearise(x, range(4))
+    jacobian = jacobian.reshape(2, -1, 4)
+    explicit = np.einsum("npi,np,npj->nij", jacobian, weight, jacobian)
+    explicit_gradient = np.einsum("npi,np,np->ni", jacobian, weight, residual)
+    assert np.abs(normal - explicit).max() < 1e-4 * np.abs(explicit).max()
+    assert np.abs(gradient - explicit_gradient).max() < 1e-3 * np.abs(explicit_gradient).max()
+
+
 def test_the_fit_recovers_the_labels_of_a_noisy_emulated_spectrum(render):
     from paper_lib.predict.fit import fit_batch
 
