@@ -6,10 +6,11 @@ real image over the pixels that hold data, with the labels a user knows held at 
 Levenberg–Marquardt, batched over the stars of a chunk, the Jacobian by forward differences
 (each label shifted by :data:`~.refine.DERIVATIVE_STEPS`, all in one batched render through
 the emulator, the rotation, macroturbulence and instrument transfer functions, the échelle
-resampling and the continuum normalisation), bounded by the emulator's label box
+resampling and the continuum normalisation, whose clipped pixels are held), each star's
+Jacobian reduced to its normal equations at once, bounded by the emulator's label box
 (Teff, log g, [M/H]) and the v sin i range. The covariance is the fit's, scaled by the residual
-variance (:func:`~paper_lib.predict.refine.fit_covariance`), plus the systematic part of the
-physics variants (:func:`~paper_lib.predict.uncertainty.refined_answer`), as for the grid.
+variance (:func:`~paper_lib.predict.refine.covariance_from_normal`), plus the systematic part of
+the physics variants (:func:`~paper_lib.predict.uncertainty.refined_answer`), as for the grid.
 
 Flags: ``fit_at_bound`` (a free label ended at a bound of the box: the answer is the box's
 edge, not a minimum), ``fit_not_converged`` (``MAX_ITERATIONS`` steps without settling).
