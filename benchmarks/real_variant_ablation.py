@@ -16,10 +16,10 @@ no label calibration; ``paper_lib.evaluation.benchmark_stars``): median |Δ| ove
 stars (Vega is not counted) of Teff [K], log g [dex], [M/H] [dex], the mean Δ log g [dex], and
 the median |Δ| after the label calibration of :mod:`paper_lib.evaluation.label_calibration`
 judged leaving one star out (LOSO: what the network's answers are worth once calibrated, as
-``predict`` reports them), the fraction of (spectrum, label) pairs within 2 σ, σ being the network's own σ (no σ
-calibration, no systematic model: the new runs have neither) and the reference's error; for the
-shipped networks also within 2 σ_total as ``predict`` gives it (their σ calibration and
-systematic model).
+``predict`` reports them), the fraction of (spectrum, label) pairs within 2 σ, σ being the
+network's own σ (no σ calibration, no systematic model: the new runs have neither) and the
+reference's error; for the shipped networks also within 2 σ_total as ``predict`` gives it
+(their σ calibration and systematic model).
 Synthetic accuracy, MAE in physical units (Teff K / log g dex / [M/H] dex): on the run's own
 validation set (last epoch of its history, ``val_mae`` × ``labels.label_span()``; its own
 realism, so not comparable between runs), and on two fixed sets for all: the profile's SNR-20

@@ -118,19 +118,11 @@ def benchmark_block(results: dict, *, short: bool) -> list[str]:
                         r"calibrated (LOSO) median \|Δ\|", "calibrated within 2σ"]),
               _row(["---"] * 5)]
     for variant, summary in results["variants"].items():
-        raw, cal = summary["raw"], summary["calibrated_loso"]
-        lines.append(_row([variant, ", ".join(_fmt(raw["median_abs_delta"][k], k) for k in labels),
-                           f"{100 * raw['within_2sigma']:.0f} %",
-                           ", ".join(_fmt(cal["median_abs_delta"][k], k) for k in labels),
-                           f"{100 * cal['within_2sigma']:.0f} %"]))
+        lines.append(_summary_row(variant, summary))
     fit = results.get("fit")
     if fit:
-        raw, cal = fit["raw"], fit["calibrated_loso"]
-        lines.append(_row([f"{default} + least-squares fit on the emulator (`--refine`)",
-                           ", ".join(_fmt(raw["median_abs_delta"][k], k) for k in labels),
-                           f"{100 * raw['within_2sigma']:.0f} %",
-                           ", ".join(_fmt(cal["median_abs_delta"][k], k) for k in labels),
-                           f"{100 * cal['within_2sigma']:.0f} %"]))
+        lines.append(_summary_row(f"{default} + least-squares fit on the emulator (`--refine`)",
+                                  fit))
     lines += ["", default_choice_text(results)]
     if fit:
         lines[-1] += (f" The fit, calibrated, {'reads' if fit['beats_network'] else 'does not read'}"
@@ -143,6 +135,15 @@ def benchmark_block(results: dict, *, short: bool) -> list[str]:
                   "and the Δlog g the pixels want with Teff and [M/H] held at the reference:", ""]
         lines += diagnosis_markdown(results["diagnosis"]).splitlines()
     return lines
+
+
+def _summary_row(name: str, summary: dict) -> str:
+    """A row of the per-variant table: raw and LOSO-calibrated median |Δ| and within 2σ."""
+    cells = [name]
+    for part in (summary["raw"], summary["calibrated_loso"]):
+        cells += [", ".join(_fmt(part["median_abs_delta"][k], k) for k in ("teff", "logg", "mh")),
+                  f"{100 * part['within_2sigma']:.0f} %"]
+    return _row(cells)
 
 
 def default_choice_text(results: dict) -> str:

@@ -90,13 +90,13 @@ def test_calibration_applies_to_its_weights_only_and_rejects_nan(tmp_path):
     record = lc.calibration_record(fits, variant="net", method="network", weights_path=weights,
                                    stars=[], loso={})
     lc.write_label_calibration(tmp_path, record)
-    calibration = lc.load_label_calibration(tmp_path, "net", weights)
+    calibration = lc.load_label_calibrations(tmp_path, "net", weights)["network"]
     shifted, sigma_cal = calibration.apply(np.array([[5000.0, 3.0, -0.5, 5.0]]))
     assert shifted[0, 0] == pytest.approx(5000.0 + fits["teff"][0].correction(
         {"teff": np.array([5000.0]), "logg": np.array([3.0]), "mh": np.array([-0.5])})[0])
     assert shifted[0, 3] == 5.0 and sigma_cal[3] == 0.0  # v sin i untouched
     weights.write_bytes(b"other weights")
-    assert lc.load_label_calibration(tmp_path, "net", weights) is None
+    assert lc.load_label_calibrations(tmp_path, "net", weights) == {}
     record["labels"]["logg"]["zero_point"] = float("nan")
     with pytest.raises(ValueError, match="non-finite"):
         lc.LabelCalibration(record)

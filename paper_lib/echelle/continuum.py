@@ -15,6 +15,8 @@ import torch
 from ..instrument import N_PIXELS
 from .layout import check_finite, check_image, is_torch
 
+MIN_FRACTION = 0.05  # an order's continuum fit rests on at least this share of its pixels
+
 
 def pixel_coordinate(n_pixels: int, like) -> "np.ndarray | torch.Tensor":
     """(x − centre) / half-width ∈ [−1, 1] for pixels 0 … n_pixels − 1."""
@@ -141,7 +143,7 @@ def _clip_and_refit(x, y, usable, line, sigma, *, clip_low: float, clip_high: fl
 
 
 def normalise_orders(image, mask=None, *, n_iter: int = 8, clip_low: float = 2.0,
-                     clip_high: float = 4.0, min_fraction: float = 0.05, n_chunks: int = 16,
+                     clip_high: float = 4.0, min_fraction: float = MIN_FRACTION, n_chunks: int = 16,
                      start_quantile: float = 0.9, thin: int = 16,
                      return_continuum: bool = False):
     """Divide each order by a robust linear continuum fitted to its upper envelope.
@@ -228,7 +230,7 @@ def normalise_orders(image, mask=None, *, n_iter: int = 8, clip_low: float = 2.0
 
 
 def fit_continuum(x: torch.Tensor, y: torch.Tensor, usable=None, *, n_iter: int = 8,
-                  clip_low: float = 2.0, clip_high: float = 4.0, min_fraction: float = 0.05,
+                  clip_low: float = 2.0, clip_high: float = 4.0, min_fraction: float = MIN_FRACTION,
                   n_chunks: int = 16, start_quantile: float = 0.9, thin: int = 16,
                   return_selection: bool = False):
     """Continuum lines (a, b), each (..., 1), of orders ``y`` (..., n_pixels): steps 1–3 of
@@ -278,7 +280,7 @@ def envelope_continuum(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
     if bool((continuum <= 0).any()):
         raise ValueError("the fitted continuum is not positive everywhere; mask bad pixels")
     n_pixels = image.shape[-1]
-    enough = selection.sum(-1, keepdim=True) >= _min_pixels(0.05, n_pixels)
+    enough = selection.sum(-1, keepdim=True) >= _min_pixels(MIN_FRACTION, n_pixels)
     if bool(enough.all()):
         return continuum, selection
     relative = image / continuum

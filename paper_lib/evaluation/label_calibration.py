@@ -26,8 +26,8 @@ The record is stored per variant in ``models/<profile>/label_calibration.json`` 
 their references, the fit, the LOSO residuals, the SHA-256 of the weights it was made for and
 the commit; ``predict`` applies it only to those weights and to the answers of the method it
 was fitted on (:class:`LabelCalibration`): the network's answers (key ``<variant>``) or the
-least-squares fit's on the emulator (key ``<variant>+fit``, tied to the emulator's SHA-256 too). Only benchmark stars enter, every one named there:
-they are calibrators from then on.
+least-squares fit's on the emulator (key ``<variant>+fit``, tied to the emulator's SHA-256
+too). Only benchmark stars enter, every one named there: they are calibrators from then on.
 """
 
 from __future__ import annotations
@@ -286,15 +286,6 @@ def read_label_calibrations(models_dir) -> dict:
     not such JSON raises ValueError naming it and how to remake it."""
     return read_variant_records(Path(models_dir) / LABEL_CALIBRATION_FILE, "label calibration",
                                 "python -m paper_lib benchmark-calibrate, or delete it")
-
-
-def load_label_calibration(models_dir, variant: str, weights_path, method: str = "network",
-                           emulator_path=None) -> LabelCalibration | None:
-    """The calibration of ``variant``'s answers by ``method`` if it was made for these weights
-    (same SHA-256; for the fit also the same emulator) in this format, else None (then
-    ``predict`` reports the raw answer)."""
-    return load_label_calibrations(models_dir, variant, weights_path, emulator_path,
-                                   methods=(method,)).get(method)
 
 
 def load_label_calibrations(models_dir, variant: str, weights_path, emulator_path=None,

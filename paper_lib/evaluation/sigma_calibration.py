@@ -113,7 +113,6 @@ def calibrate_sigma(sets: dict, *, variant: str, weights_path, source: str) -> d
     """The record of ``variant`` from ``sets`` {nominal SNR: (validation, test)} (see
     :func:`calibration_row`): factors per SNR and the test coverage (percent) before and after,
     each test spectrum scaled at its own estimated SNR."""
-
     ordered = sorted(sets.items())
     rows = [calibration_row(snr, val, test) for snr, (val, test) in ordered]
     record = {"format": SIGMA_CALIBRATION_FORMAT, "variant": variant,
@@ -151,7 +150,6 @@ def read_sigma_calibrations(models_dir) -> dict:
 def load_sigma_calibration(models_dir, variant: str, weights_path) -> SigmaCalibration | None:
     """The calibration of ``variant`` beside its weights, or None if there is none or it was
     made for other weights (then ``predict`` reports the network's σ as it is)."""
-
     record = read_sigma_calibrations(models_dir).get(variant)
     if record is None or record.get("format") != SIGMA_CALIBRATION_FORMAT:
         return None

@@ -60,8 +60,8 @@ class EmulatorRenderer:
         self.renders = 0
 
     def raw_images(self, labels: torch.Tensor) -> torch.Tensor:
-        """Images (n, 8, 4096) float32 of labels (n, 4) (a tensor, dual or not) before the
-        continuum normalisation."""
+        """Images (n, 8, 4096) float32 of labels (n, 4) (a tensor) before the continuum
+        normalisation."""
         from ..synthetic.turbulence import DOYLE_DOMAIN, doyle_zeta
 
         labels = labels.to(torch.float32)
@@ -73,12 +73,6 @@ class EmulatorRenderer:
             zeta = torch.zeros_like(zeta)
         self.renders += len(labels)
         return self.generator.render_transforms(spectra, labels[:, 3], zeta)
-
-    def images(self, labels: torch.Tensor) -> torch.Tensor:
-        """Normalised images (n, 8, 4096) float32 of labels (n, 4) (a tensor, dual or not)."""
-        from ..echelle.continuum import normalise_orders
-
-        return normalise_orders(self.raw_images(labels))
 
     def __call__(self, labels, *, with_continuum: bool = False):
         """Images (n, 8, 4096) of physical labels (n, 4) or (4,), as numpy float64; with
