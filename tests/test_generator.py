@@ -120,6 +120,16 @@ def test_fast_render_matches_the_literal_pipeline(grid):
     assert fast.shape == (4, 8, 4096) and fast.dtype == torch.float32
     assert (fast - literal).abs().max().item() < 1e-5
     assert fast[2].min() < 0.5  # deep lines survive: this is not a comparison of continua
+    cubic = generator(grid, box=None, interpolation="cubic")
+    literal = cubic.render(grid.interpolate(labels[:, :3], "cubic"), labels[:, 3],
+                           cubic.vmacro(labels))
+    assert (cubic.render_labels(labels) - literal).abs().max().item() < 1e-5
+    assert (cubic.render_labels(labels[1:2]) - fast[1:2]).abs().max().item() < 1e-5  # a node
+    assert (cubic.render_labels(labels[:1]) - fast[:1]).abs().max().item() > 1e-4  # between
+    assert "interpolation" not in gen.settings()  # the linear one keeps its cache keys
+    assert cubic.settings()["interpolation"] == "cubic"
+    with pytest.raises(ValueError, match="unknown interpolation"):
+        generator(grid, box=None, interpolation="spline")
 
 
 def test_macroturbulence_follows_the_relation_and_can_be_switched_off(grid):

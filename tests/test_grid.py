@@ -115,3 +115,53 @@ def test_bad_grid_files(tmp_path):
         Grid(np.arange(3.0), [[5500, 4.0, 0.0]], [[1.0, np.nan, 1.0]])
     with pytest.raises(ValueError, match="not a Table-1 node"):
         Grid(np.arange(3.0), [[5600, 4.0, 0.0]], [[1.0, 1.0, 1.0]])
+
+
+def block_grid(flux_of, drop=()):
+    """A 5 × 5 × 5 block of Table-1 nodes (5000–6000 K, 3–5 dex, −1.5…+0.5) whose flux at 4
+    wavelengths is ``flux_of(labels)`` (n, 4)."""
+    nodes = [(t, g, m) for t in np.arange(5000.0, 6001.0, 250.0) for g in np.arange(3.0, 5.01, 0.5)
+             for m in np.arange(-1.5, 0.51, 0.5) if (t, g, m) not in drop]
+    labels = np.array(nodes)
+    return Grid(np.linspace(5020, 5400, 4), labels, flux_of(labels).astype(np.float32))
+
+
+def quadratic(labels):
+    """A flux that is a sum of quadratics in the three labels (scaled to the axis steps)."""
+    u = (labels - [5000.0, 3.0, -1.5]) / [250.0, 0.5, 0.5]
+    value = 1.0 + 0.01 * u[:, 0] ** 2 - 0.02 * u[:, 1] ** 2 + 0.015 * u[:, 2] ** 2 + 0.05 * u[:, 0]
+    return value[:, None] * np.array([1.0, 0.9, 0.8, 0.7])
+
+
+def test_cubic_is_exact_for_quadratics_inside_and_for_lines_everywhere():
+    grid = block_grid(quadratic)
+    rng = np.random.default_rng(3)
+    inside = rng.uniform([5250.0, 3.5, -1.0], [5750.0, 4.5, 0.0], size=(40, 3))
+    np.testing.assert_allclose(grid.interpolate(inside, "cubic"), quadratic(inside), rtol=1e-5)
+    linear_error = np.abs(grid.interpolate(inside) - quadratic(inside)).max()
+    assert linear_error > 1e-3  # trilinear is not exact for them: the test can tell the two apart
+    everywhere = rng.uniform([5000.0, 3.0, -1.5], [6000.0, 5.0, 0.5], size=(40, 3))
+    line = lambda x: (1.0 + 1e-4 * x[:, :1] + 0.1 * x[:, 1:2] - 0.2 * x[:, 2:]) * np.ones(4)  # noqa: E731
+    np.testing.assert_allclose(block_grid(line).interpolate(everywhere, "cubic"), line(everywhere),
+                               rtol=1e-5)  # the ends' extrapolated nodes keep lines exact
+    rows, weights = grid.cubic_weights(everywhere)
+    assert rows.shape == weights.shape == (40, 64)
+    np.testing.assert_allclose(weights.sum(1), 1.0)
+    for row, label in enumerate(grid.labels[::17]):  # exact at nodes, edges included
+        np.testing.assert_allclose(grid.interpolate(label, "cubic"), grid.flux[row * 17], rtol=1e-6)
+
+
+def test_cubic_falls_back_to_trilinear_beside_a_hole():
+    grid = block_grid(quadratic, drop=[(5000.0, 4.0, -0.5)])  # outside the cell, in the stencil
+    point = np.array([[5375.0, 4.25, -0.25]])
+    rows, weights = grid.cubic_weights(point)
+    linear_rows, linear_weights = grid.corner_weights(point)
+    np.testing.assert_array_equal(weights[0, :8], linear_weights[0])
+    assert not weights[0, 8:].any()
+    np.testing.assert_allclose(grid.interpolate(point, "cubic"), grid.interpolate(point))
+    inside = np.array([[5625.0, 4.25, -0.25]])  # its stencil does not reach the hole
+    np.testing.assert_allclose(grid.interpolate(inside, "cubic"), quadratic(inside), rtol=1e-5)
+    with pytest.raises(ValueError, match="unknown interpolation"):
+        grid.interpolate(point, "quintic")
+    with pytest.raises(OutsideGridError, match="outside the grid"):
+        grid.cubic_weights(np.array([[3000.0, 4.0, 0.0]]))

@@ -4,7 +4,8 @@ Pipeline of :meth:`SpectrumGenerator.sample` (one batch):
 
 1. labels: (Teff, log g, [M/H]) uniform over the valid part of the grid (``grid.sample_labels``,
    optionally inside ``box`` / ``teff_range``), v sin i uniform in ``vsini_range`` [km/s];
-2. trilinear interpolation between the 8 surrounding grid nodes (``grid.corner_weights``);
+2. interpolation between the grid nodes (``grid.stencil_weights``): trilinear between the 8 of
+   the point's cell (the training spectra) or, ``interpolation="cubic"``, Catmull–Rom (grid fit);
 3. cubic resampling onto a log-λ grid (``velocity_step_kms``, default 0.5 km/s per pixel);
 4. Gray rotation (ε = 0.6), radial–tangential macroturbulence ζ(Teff, log g) of Doyle et al. 2014
    (:func:`paper_lib.synthetic.turbulence.vmacro_kms`; ``macroturbulence=False`` leaves it out)
@@ -28,8 +29,8 @@ fuses them into a few C++ loops (:class:`~paper_lib.echelle.steps.CompiledStep`;
 generators of the ``cpu`` and ``paper`` profiles).
 
 **Realism** (:mod:`paper_lib.echelle.realism`, off by default; the ``_real`` variants): a
-per-spectrum SNR range, the HARPS CCD gap masked and filled with 1.0, a residual radial
-velocity (a phase ramp before step 5) and a quadratic continuum term (with step 6).
+per-spectrum SNR range, the HARPS CCD gap masked and filled with 1.0, a residual radial velocity
+(a phase ramp before step 5), line-strength errors (after it) and a quadratic continuum term.
 
 **SNR definition** (used everywhere in the project): per échelle pixel, at the continuum. A pixel
 of an order with continuum level c(x) (the slant ramp, 1 ± slant_max) receives Gaussian noise of
@@ -38,8 +39,8 @@ noise, as in the paper). After normalisation the continuum is ≈ 1 and the nois
 
 **Targets.** ``noisy`` is the network input (step 8). ``clean`` is the noise-free slanted image
 divided by the *same* continuum that :func:`~paper_lib.echelle.continuum.normalise_orders`
-fitted to the noisy image, so ``noisy − clean`` is exactly the normalised noise and a denoising auto-encoder
-only has to remove noise, not to re-normalise.
+fitted to the noisy image, so ``noisy − clean`` is exactly the normalised noise and a denoising
+auto-encoder only has to remove noise, not to re-normalise.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ from .batch import Batch
 from .realism import Draw, Realism, shift_spectra
 from .steps import COMPILED_OBSERVE, COMPILED_RENDER, observe_pixels, render_pixels
 
-# torch warns once that CSR tensors are "beta"; ours are plain (8 corners per row). Set once at
+# torch warns once that CSR tensors are "beta"; ours are plain (8 or 64 nodes a row). Set once at
 # import: ``catch_warnings`` is not thread-safe and the training loop samples in a thread.
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta",
                         category=UserWarning)
@@ -101,16 +102,15 @@ class SpectrumGenerator:
         If the grid does not cover the orders (e.g. the 5030–5370 Å reference grid used in
         tests), extend it with continuum (flux 1) instead of raising ValueError.
     compile : bool
-        Run the rotation, inverse FFT and échelle taps, and the observing steps (slant, noise,
-        normalisation), through ``torch.compile`` (see :class:`CompiledStep`): 1.5–1.7× more
-        spectra per second on 2 CPU cores, after a one-off compilation (≈ 25 s, then cached on
-        disk). The images match
-        the eager ones to float32 rounding, except where a pixel sits on a clipping threshold
-        of the continuum fit and the order's continuum moves a little (measured over 256 stars
-        per SNR 5–300: max |Δ| 7e-4, 1.5 % of the noise σ at SNR 20; < 1 % of the pixels move
-        by more than 1e-5). Deterministic for a seed either way. Off by default (test sets are
-        generated eagerly, bit for bit reproducible); the training generators of the ``cpu`` and
-        ``paper`` profiles use it (``Profile.compile_generator``).
+        Run the rotation, inverse FFT and échelle taps, and slant, noise and normalisation,
+        through ``torch.compile`` (:class:`CompiledStep`): 1.5–1.7× faster on 2 CPU cores after
+        a one-off compilation (≈ 25 s, cached on disk); images equal the eager ones to float32
+        rounding except at the continuum fit's clipping thresholds (max |Δ| 7e-4 over 256 stars
+        per SNR 5–300, 1.5 % of the noise σ at SNR 20). Deterministic for a seed either way.
+        Off by default (test sets are eager, bit for bit reproducible); on in the ``cpu`` and
+        ``paper`` training generators (``Profile.compile_generator``).
+    interpolation : "linear" or "cubic"
+        Between the grid nodes (step 2; :meth:`~paper_lib.synthetic.grid.Grid.stencil_weights`).
     """
 
     def __init__(self, grid, *, snr: float, box: dict | None = None, teff_range=None,
@@ -118,8 +118,13 @@ class SpectrumGenerator:
                  velocity_step_kms: float = 0.5, R: float = instrument.R,
                  epsilon: float = DEFAULT_EPSILON, order_wave=None,
                  pad_with_continuum: bool = False, compile: bool = False,
-                 macroturbulence: bool = True, realism: Realism | None = None):
-        self.grid = grid
+                 macroturbulence: bool = True, realism: Realism | None = None,
+                 interpolation: str = "linear"):
+        from ..synthetic.grid import INTERPOLATIONS
+
+        if interpolation not in INTERPOLATIONS:
+            raise ValueError(f"unknown interpolation {interpolation!r}; use one of {INTERPOLATIONS}")
+        self.grid, self.interpolation = grid, interpolation
         self.macroturbulence = bool(macroturbulence)
         self.realism = realism or Realism()
         self.snr = check_positive(snr, "snr")
@@ -164,17 +169,14 @@ class SpectrumGenerator:
         lo = self.order_wave.min() * (1.0 - margin_kms / C_KMS)
         hi = self.order_wave.max() * (1.0 + margin_kms / C_KMS)
         self.log_wave = log_lambda_grid(lo, hi, self.velocity_step_kms)
-
         wave = np.asarray(self.grid.wavelength, dtype=np.float64)
         self._pad = (0, 0)
         if wave[0] > self.log_wave[0] or wave[-1] < self.log_wave[-1]:
             if not self.pad_with_continuum:
                 raise ValueError(
-                    f"the grid covers {wave[0]:.2f}–{wave[-1]:.2f} Å but the échelle orders "
-                    f"with the broadening margin need {self.log_wave[0]:.2f}–"
-                    f"{self.log_wave[-1]:.2f} Å; use a grid over 5020–5400 Å "
-                    f"(or pad_with_continuum=True for tests)"
-                )
+                    f"the grid covers {wave[0]:.2f}–{wave[-1]:.2f} Å but the échelle orders with "
+                    f"the broadening margin need {self.log_wave[0]:.2f}–{self.log_wave[-1]:.2f} Å;"
+                    " use a grid over 5020–5400 Å (or pad_with_continuum=True for tests)")
             step = float(np.median(np.diff(wave)))
             n_before = max(0, int(math.ceil((wave[0] - self.log_wave[0]) / step)))
             n_after = max(0, int(math.ceil((self.log_wave[-1] - wave[-1]) / step)))
@@ -280,9 +282,10 @@ class SpectrumGenerator:
     def render_labels(self, physical, shift_kms=None) -> torch.Tensor:
         """Noise-free, unslanted images (n, 8, 4096) float32 for labels (n, 4) [K, dex, dex, km/s].
 
-        The same as ``render(grid.interpolate(labels[:, :3]), labels[:, 3], self.vmacro(labels))`` (to float32
-        rounding, ~1e-6), but several times faster: interpolation, log-λ resampling, padding
-        and the FFT are all linear, so the trilinear mix of the 8 surrounding nodes is taken
+        The same as ``render(grid.interpolate(labels[:, :3], self.interpolation), labels[:, 3],
+        self.vmacro(labels))`` (to float32 rounding, ~1e-6), but several times faster:
+        interpolation, log-λ resampling, padding and the FFT are all linear, so the mix of the
+        surrounding nodes (8, or 64 for ``"cubic"``) is taken
         directly between their precomputed transforms (:meth:`node_transforms`, which already
         hold the instrument profile), multiplied by the rotation and macroturbulence transfer
         functions of each star and inverse-transformed once. Raises
@@ -300,13 +303,13 @@ class SpectrumGenerator:
         if np.any(vsini > self.vsini_range[1]):
             raise ValueError(f"v sin i {vsini.max():g} km/s is above this generator's "
                              f"vsini_range maximum of {self.vsini_range[1]:g} km/s")
-        rows, weights = self.grid.corner_weights(physical[:, :3])
+        rows, weights = self.grid.stencil_weights(physical[:, :3], self.interpolation)
         nodes = self.node_transforms()
-        n = len(rows)
+        (n, per_row) = rows.shape
         mixing = torch.sparse_csr_tensor(
-            torch.arange(0, 8 * n + 1, 8), torch.from_numpy(rows.ravel()),
+            torch.arange(0, per_row * n + 1, per_row), torch.from_numpy(rows.ravel()),
             torch.from_numpy(weights.ravel().astype(np.float32)), size=(n, len(nodes)),
-            check_invariants=False)  # built right here: 8 column indices per row, all valid
+            check_invariants=False)  # built right here: per_row column indices a row, all valid
         spectra = (mixing @ nodes).view(n, -1, 2)
         if shift_kms is not None:
             spectra = shift_spectra(spectra, self._frequency, shift_kms)
@@ -384,9 +387,10 @@ class SpectrumGenerator:
             "snr": self.snr, "box": self.box, "teff_range": self.teff_range,
             "slant_max": self.slant_max, "vsini_range": self.vsini_range, "seed": self.seed,
             "velocity_step_kms": self.velocity_step_kms, "R": self.R, "epsilon": self.epsilon,
-            "pad_with_continuum": self.pad_with_continuum,
-            "macroturbulence": VMACRO_RELATION if self.macroturbulence else None,
+            "pad_with_continuum": self.pad_with_continuum, "macroturbulence":
+            VMACRO_RELATION if self.macroturbulence else None,
             "realism": self.realism.settings(),
+            **({} if self.interpolation == "linear" else {"interpolation": self.interpolation}),
             "order_wave_sha1": hashlib.sha1(self.order_wave.tobytes()).hexdigest(),
         }
 

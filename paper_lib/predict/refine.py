@@ -26,6 +26,10 @@ DERIVATIVE_STEPS = np.array([20.0, 0.02, 0.01, 0.2])  # K, dex, dex, km/s
 FIT_REACH_CELLS = 3  # grid cells the fit may move from the start, each way
 BOUND_TOLERANCE = 1e-3  # a label this close (× the fit's range) to a bound ended "at" it
 MAX_SIGMA_OF_BOX = 0.5  # a fit σ above this × the fit's range of its label says nothing
+# between the nodes the grid fit's spectra are a Catmull–Rom spline, not trilinear: the linear
+# one's kinks at every node put minima there, and it is 1.6–3× farther from left-out nodes
+# (paper_lib.synthetic.grid; benchmarks/grid_interpolation.py)
+GRID_FIT_INTERPOLATION = "cubic"
 
 
 @dataclass
@@ -68,13 +72,15 @@ class Refined:
 
 class Renderer:
     """Noise-free normalised images of the grid at labels (n, 4), with a render count;
-    ``pad_with_continuum`` for grids narrower than the orders (the reference grid)."""
+    ``pad_with_continuum`` for grids narrower than the orders (the reference grid);
+    ``interpolation`` between the nodes (:data:`GRID_FIT_INTERPOLATION` by default)."""
 
-    def __init__(self, grid, *, pad_with_continuum: bool = False):
+    def __init__(self, grid, *, pad_with_continuum: bool = False,
+                 interpolation: str = GRID_FIT_INTERPOLATION):
         from ..echelle.generator import SpectrumGenerator
 
         self.grid = grid
-        self.generator = SpectrumGenerator(grid, snr=1.0, seed=0,
+        self.generator = SpectrumGenerator(grid, snr=1.0, seed=0, interpolation=interpolation,
                                            pad_with_continuum=pad_with_continuum)
         self.renders = 0
 

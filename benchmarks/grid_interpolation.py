@@ -1,0 +1,85 @@
+"""How far the grid's interpolations are from the synthesis between nodes: left-out nodes.
+
+Every node of the grid that has nodes 1 and 3 steps away on both sides along an axis (all
+present) is left out and interpolated along that axis from its neighbours two steps apart —
+the nodes ±1 step (linear: their mean) and ±3 steps (cubic: the Catmull–Rom weights at the
+middle of the coarse cell, :func:`paper_lib.synthetic.grid.catmull_rom_weights`) — and compared
+with its own synthesis. Then the same at the axes' ends, where the cubic's outer node is the
+linear extrapolation of the two inside it (:meth:`~paper_lib.synthetic.grid.Grid.cubic_weights`):
+a node 1 step from the lower end, from the end node and the nodes +1 and +3 steps away. Reported:
+the median and 90th percentile of the flux RMS per left-out node, and how often the cubic is
+the closer. The coarse cells are twice the grid's, so the errors are those of a grid with
+double steps; the ranking of the two interpolations is what carries over.
+
+    python benchmarks/grid_interpolation.py [--grid FILE]   (default: the cpu profile's grid)
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from paper_lib.synthetic.grid import AXIS_NAMES, Grid, catmull_rom_weights, load_grid
+
+MIDDLE = catmull_rom_weights([0.5])[0]  # weights of nodes −1, 0, 1, 2 at the middle of cell 0–1
+
+
+def flux_along(grid, node_index, axis, offsets):
+    """Flux (len(offsets), n_wave) of the nodes ``offsets`` steps from ``node_index`` along
+    ``axis``, or None if one is off the grid or missing."""
+    rows = []
+    for offset in offsets:
+        index = list(node_index)
+        index[axis] += offset
+        if not 0 <= index[axis] < grid.row_of.shape[axis] or grid.row_of[tuple(index)] < 0:
+            return None
+        rows.append(grid.row_of[tuple(index)])
+    return grid.flux[rows].astype(np.float64)
+
+
+def left_out_errors(grid, axis, at_end: bool):
+    """RMS (n, 2) of the linear and cubic estimates of each left-out node along ``axis``:
+    inside (nodes −3, −1, +1, +3 around it) or 1 step from the lower end (−1, +1, +3)."""
+    errors = []
+    for node_index in np.ndindex(*grid.row_of.shape):
+        if at_end and node_index[axis] != 1:
+            continue
+        flux = flux_along(grid, node_index, axis, (-1, 0, 1, 3) if at_end else (-3, -1, 0, 1, 3))
+        if flux is None:
+            continue
+        if at_end:
+            low, truth, high, far = flux
+            outer = 2 * low - high  # the end's missing node, extrapolated
+        else:
+            outer, low, truth, high, far = flux
+        linear = (low + high) / 2
+        cubic = MIDDLE @ np.stack([outer, low, high, far])
+        errors.append([np.sqrt(np.mean((estimate - truth) ** 2)) for estimate in (linear, cubic)])
+    return np.array(errors)
+
+
+def main(argv=None) -> None:
+    from paper_lib.profiles import get_profile
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--grid", default=None, help="a grid file (default: the cpu profile's)")
+    args = parser.parse_args(argv)
+    grid = Grid.from_fits(args.grid) if args.grid else load_grid(get_profile("cpu"))
+    print(f"grid {grid.source}: {len(grid.labels)} nodes; flux RMS of a left-out node, "
+          "interpolated from nodes two steps apart")
+    for at_end in (False, True):
+        for axis, name in enumerate(AXIS_NAMES):
+            errors = left_out_errors(grid, axis, at_end)
+            if not len(errors):
+                continue
+            median, p90 = np.median(errors, axis=0), np.percentile(errors, 90, axis=0)
+            print(f"{'at the lower end' if at_end else 'inside':16s} {name:5s} {len(errors):5d} nodes:"
+                  f" linear median {median[0]:.2e} (90 % {p90[0]:.2e}), cubic median "
+                  f"{median[1]:.2e} (90 % {p90[1]:.2e}); cubic closer for "
+                  f"{100 * np.mean(errors[:, 1] < errors[:, 0]):.0f} %, median ratio "
+                  f"{np.median(errors[:, 0] / errors[:, 1]):.1f}")
+
+
+if __name__ == "__main__":
+    main()
