@@ -8,7 +8,9 @@ range off (SNR 20 as the base), no CCD gap, no RV jitter, no continuum curvature
 instead of 40, no realism at all (fine-tuning alone), that setting again with another seed (how
 far two runs of one setting land apart), and line-strength errors added
 (:class:`~paper_lib.echelle.realism.Realism` ``line_strength_sigma``): 0.23 (0.1 dex of log gf,
-today's ``REAL_SPECTRA``; also with seed 2022) and 0.46 (0.2 dex). The two shipped networks
+today's ``REAL_SPECTRA``; also with seed 2022) and 0.46 (0.2 dex); and 0.23 with the training
+spectra interpolated between the grid's nodes by the Catmull–Rom spline instead of trilinearly
+(``Profile.interpolation``; the base network stays the trilinear one). The two shipped networks
 are evaluated as they are (again whenever their weights change).
 
 Every network is read on the benchmark stars **raw** (``calibrate=False``: the network's answer,
@@ -84,6 +86,9 @@ RUNS = {
                            {"line_strength_sigma": 0.23}, {"seed": 2022}),
     "line_strength_0.46": ("+ line-strength errors, σ(ε) 0.46 (0.2 dex of log gf)",
                            {"line_strength_sigma": 0.46}, {}),
+    "line_strength_cubic": ("+ line-strength errors σ(ε) 0.23, the training spectra "
+                            "interpolated between nodes by the Catmull–Rom spline, not trilinear",
+                            {"line_strength_sigma": 0.23}, {"interpolation": "cubic"}),
 }
 SHIPPED = {BASE: "shipped base network, no fine-tuning",
            REAL_VARIANT: "shipped _real network (models/<profile>)"}
@@ -101,8 +106,9 @@ def run_profile(profile, run: str):
 
 def run_settings(profile) -> dict:
     """What a run's folder was trained with (JSON-ready): realism, epochs, seed."""
+    extra = {} if profile.interpolation == "linear" else {"interpolation": profile.interpolation}
     return json.loads(json.dumps({"real": profile.real, "seed": profile.seed,
-                                  "epochs": profile.variant_epochs[REAL_VARIANT]}))
+                                  "epochs": profile.variant_epochs[REAL_VARIANT], **extra}))
 
 
 def train_run(profile, grid, folder: Path, base_weights: Path):

@@ -38,12 +38,15 @@ OOD_SPECTRA = 1000  # test spectra per SNR for the OOD calibration (those of mae
 
 def data_settings(profile: Profile, *, limited: bool = False, real: bool = False) -> dict:
     """SNR and label region of the main experiments or of the paper's † rows; for a ``_real``
-    variant also the profile's :class:`~paper_lib.echelle.realism.Realism` (its SNR range)."""
-    if limited:
-        return {"snr": profile.snr_limited, "box": profile.label_box, "teff_range": profile.limited_teff}
-    settings = {"snr": profile.snr_train, "box": profile.label_box, "teff_range": None}
-    if real:
+    variant also the profile's :class:`~paper_lib.echelle.realism.Realism` (its SNR range),
+    and the profile's interpolation between grid nodes where it is not the linear one."""
+    settings = ({"snr": profile.snr_limited, "box": profile.label_box,
+                 "teff_range": profile.limited_teff} if limited else
+                {"snr": profile.snr_train, "box": profile.label_box, "teff_range": None})
+    if real and not limited:
         settings["realism"] = Realism(**profile.real)
+    if profile.interpolation != "linear":  # left out when linear: the sets keep their keys
+        settings["interpolation"] = profile.interpolation
     return settings
 
 

@@ -58,6 +58,7 @@ class Profile:
     variant_epochs: dict = field(default_factory=dict)  # per-variant epochs (budget by value)
     init_from_base: bool = False  # _full/_limited/_real start from their trained base variant
     real: dict = field(default_factory=dict)  # echelle.realism.Realism options of _real variants
+    interpolation: str = "linear"  # between grid nodes in training/test spectra (grid.INTERPOLATIONS)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

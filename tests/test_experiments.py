@@ -131,6 +131,21 @@ def test_real_variant_trains_with_realism(toy_grid, tiny, private_cache):  # noq
                               experiments.validation_batch(toy_grid, tiny).noisy.numpy())
 
 
+def test_profile_interpolation_reaches_the_generators(toy_grid, tiny, private_cache):  # noqa: F811
+    assert "interpolation" not in experiments.data_settings(tiny)  # linear: keys unchanged
+    cubic = dataclasses.replace(tiny, interpolation="cubic")
+    for limited in (False, True):
+        assert experiments.data_settings(cubic, limited=limited)["interpolation"] == "cubic"
+    source = experiments.training_source(toy_grid, cubic, real=True)
+    assert source.interpolation == "cubic" and source.settings()["interpolation"] == "cubic"
+    # the toy grid's 12 nodes leave no full cubic stencil, so its spectra equal the trilinear
+    # ones; the settings above (the sets' cache key) tell them apart; the labels are the same
+    linear_set = experiments.validation_batch(toy_grid, tiny)
+    cubic_set = experiments.validation_batch(toy_grid, cubic)
+    np.testing.assert_array_equal(cubic_set.labels_physical.numpy(),
+                                  linear_set.labels_physical.numpy())
+
+
 def test_learning_curve_reads_the_history(toy_grid, tiny, tmp_path, private_cache):  # noqa: F811
     experiments.train_variants(["resnet_diagonal"], tiny, toy_grid, tmp_path, progress=False)
     curve = experiments.learning_curve(tiny, "resnet_diagonal", tmp_path)
