@@ -11,15 +11,22 @@ the median and 90th percentile of the flux RMS per left-out node, and how often 
 the closer. The coarse cells are twice the grid's, so the errors are those of a grid with
 double steps; the ranking of the two interpolations is what carries over.
 
-    python benchmarks/grid_interpolation.py [--grid FILE]   (default: the cpu profile's grid)
+Last, with ``--emulator`` (default: the shipped ``models/cpu/emulator.pt`` when the grid is the
+cpu one), the emulator against the grid in the networks' input space
+(:func:`paper_lib.training.emulator.emulator_errors`): at its held-out nodes, and at 200 cell
+centres against each interpolation.
+
+    python benchmarks/grid_interpolation.py [--grid FILE] [--emulator FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 
+from paper_lib import paths
 from paper_lib.synthetic.grid import AXIS_NAMES, Grid, catmull_rom_weights, load_grid
 
 MIDDLE = catmull_rom_weights([0.5])[0]  # weights of nodes −1, 0, 1, 2 at the middle of cell 0–1
@@ -64,6 +71,7 @@ def main(argv=None) -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--grid", default=None, help="a grid file (default: the cpu profile's)")
+    parser.add_argument("--emulator", default=None, help="an emulator file of this grid")
     args = parser.parse_args(argv)
     grid = Grid.from_fits(args.grid) if args.grid else load_grid(get_profile("cpu"))
     print(f"grid {grid.source}: {len(grid.labels)} nodes; flux RMS of a left-out node, "
@@ -79,6 +87,25 @@ def main(argv=None) -> None:
                   f"{median[1]:.2e} (90 % {p90[1]:.2e}); cubic closer for "
                   f"{100 * np.mean(errors[:, 1] < errors[:, 0]):.0f} %, median ratio "
                   f"{np.median(errors[:, 0] / errors[:, 1]):.1f}")
+    emulator_file = args.emulator or (None if args.grid else paths.models / "cpu" / "emulator.pt")
+    if emulator_file is not None and Path(emulator_file).exists():
+        compare_emulator(emulator_file, grid)
+
+
+def compare_emulator(emulator_file, grid) -> None:
+    """Print the emulator's image RMS against the grid at its held-out nodes and at cell
+    centres against each interpolation."""
+    from paper_lib.models.emulator import load_emulator
+    from paper_lib.training.emulator import HELD_FRACTION, emulator_errors, held_out_nodes
+
+    emulator, record = load_emulator(emulator_file)
+    held = held_out_nodes(grid, HELD_FRACTION, 0)  # the training's own (train_emulator, seed 0)
+    errors = emulator_errors(emulator, grid, held,
+                             pad_with_continuum=bool(record.get("pad_with_continuum")))
+    print(f"emulator {emulator_file}: image RMS at its {errors['n_held']} held-out nodes "
+          f"{errors['held_rms']:.1e}; at {errors['n_cells']} cell centres against the linear "
+          f"interpolation {errors['cells_rms']:.1e} (worst {errors['cells_worst']:.1e}), against "
+          f"the cubic {errors['cells_cubic_rms']:.1e} (worst {errors['cells_cubic_worst']:.1e})")
 
 
 if __name__ == "__main__":

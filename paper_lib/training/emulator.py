@@ -148,7 +148,8 @@ def emulator_errors(emulator, grid, held, *, n_cells: int = N_CELLS, seed: int =
     """RMS errors of ``emulator`` in the networks' input space: ``held_rms`` over the held-out
     nodes ``held`` (rows) against their spectra, ``held_worst`` the worst node's RMS, and
     ``cells_rms`` / ``cells_worst`` over ``n_cells`` random complete cells' centres against
-    the grid's trilinear interpolation."""
+    the grid's trilinear interpolation, ``cells_cubic_rms`` / ``…_worst`` against its cubic
+    one (:meth:`~paper_lib.synthetic.grid.Grid.cubic_weights`)."""
     from ..echelle.generator import SpectrumGenerator
 
     generator = SpectrumGenerator(grid, snr=1.0, seed=0, pad_with_continuum=pad_with_continuum)
@@ -158,7 +159,8 @@ def emulator_errors(emulator, grid, held, *, n_cells: int = N_CELLS, seed: int =
                                for d in range(3)])
     out = {"n_held": int(len(held)), "n_cells": int(len(centres))}
     for name, labels, truth in (("held", grid.labels[held], grid.flux[held]),
-                                ("cells", centres, grid.interpolate(centres))):
+                                ("cells", centres, grid.interpolate(centres)),
+                                ("cells_cubic", centres, grid.interpolate(centres, "cubic"))):
         with torch.no_grad():
             emulated = emulator(torch.as_tensor(labels, dtype=torch.float32)).numpy()
         error = (normalised_images(generator, emulated, labels)
