@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from paper_lib.echelle.generator import SpectrumGenerator
-from paper_lib.echelle.realism import Realism
+from paper_lib.echelle.realism import Realism, masked_pixels
 from paper_lib.instrument import HARPS_CCD_GAP_A
 
 SUN_BOX = {"teff": (5500.0, 6000.0), "logg": (4.0, 4.5), "mh": (-0.5, 0.0)}
@@ -118,3 +118,26 @@ def test_line_strength_errors_off_keep_the_old_settings_and_stream(reference_gri
     lines = plain.clean < 0.9
     ratio = ((1.0 - perturbed.clean) / (1.0 - plain.clean))[lines].double().numpy()
     assert 0.2 < ratio.std() < 0.4 and abs(np.median(ratio) - 1.0) < 0.05  # each line by its ε
+
+
+def test_masked_wavelengths_are_never_shown(reference_grid):
+    intervals = ((5180.0, 5185.0), (5182.0, 5184.5), (5300.0, 5300.5))  # two overlap
+    gen = generator(reference_grid, realism=Realism(masked_wavelengths=intervals))
+    batch = gen.sample(3, np.random.default_rng(2))
+    wave = gen.order_wave
+    inside = ((wave >= 5180.0) & (wave <= 5185.0)) | ((wave >= 5300.0) & (wave <= 5300.5))
+    assert inside.any() and not inside.all()
+    np.testing.assert_array_equal(masked_pixels(wave, intervals), inside)
+    assert torch.all(batch.noisy[:, torch.from_numpy(inside)] == 1.0)
+    assert torch.all(batch.clean[:, torch.from_numpy(inside)] == 1.0)
+    assert torch.all(batch.noisy[:, torch.from_numpy(~inside)] != 1.0)
+    with_gap = Realism(masked_wavelengths=intervals, gap_probability=1.0, gap_shift_A=0.0)
+    usable = with_gap.draw(2, 8, 50.0, wave, np.random.default_rng(0)).usable.numpy()
+    gap = (wave >= HARPS_CCD_GAP_A[0]) & (wave <= HARPS_CCD_GAP_A[1])
+    np.testing.assert_array_equal(usable[0], ~(inside | gap))
+    assert "masked_wavelengths" not in Realism(snr_range=(20.0, 300.0)).settings()  # keys kept
+    assert Realism(masked_wavelengths=[[5180, 5185]]).settings()["masked_wavelengths"] == (
+        (5180.0, 5185.0),)
+    with pytest.raises(ValueError, match="lo < hi"):
+        Realism(masked_wavelengths=((5185.0, 5180.0),))
+    assert not masked_pixels(wave, ()).any()

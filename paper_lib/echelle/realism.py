@@ -21,6 +21,10 @@ trains a network for real data (the ``_real`` variants; the paper's variants use
   so every line is made stronger or weaker by its own factor — a weak line's depth by e^ε, a
   saturated core hardly at all, the continuum (f = 1) never, and no line turns into emission.
   A network trained so cannot lean on any single line's strength.
+* **masked wavelengths**: rest-frame intervals ``masked_wavelengths`` ((lo, hi) Å, …) never
+  shown — a line mask: their pixels are left out of the continuum fit and filled with 1.0 in
+  every spectrum, as the CCD gap is (:func:`masked_pixels`; a real spectrum must get the same
+  mask before such a network reads it).
 
 :meth:`Realism.draw` makes one batch's random choices; with every option off it draws nothing,
 so a generator without realism produces the same random stream as before.
@@ -67,8 +71,13 @@ class Realism:
     curvature_max: float = 0.0  # max |quadratic continuum term| per order
     line_strength_sigma: float = 0.0  # σ of ε, the line-strength error (natural log)
     line_strength_scale_px: float = 4.0  # its correlation length along an order [pixels]
+    masked_wavelengths: tuple = ()  # ((lo, hi) Å, …): rest-frame pixels never shown
 
     def __post_init__(self):
+        intervals = tuple((float(lo), float(hi)) for lo, hi in self.masked_wavelengths)
+        if not all(math.isfinite(lo) and math.isfinite(hi) and lo < hi for lo, hi in intervals):
+            raise ValueError("masked_wavelengths must be (lo, hi) pairs in Å with lo < hi")
+        object.__setattr__(self, "masked_wavelengths", intervals)
         if self.snr_range is not None:
             lo, hi = (float(v) for v in self.snr_range)
             if not 0.0 < lo <= hi or not math.isfinite(hi):
@@ -94,6 +103,8 @@ class Realism:
         settings = asdict(self)
         if self.line_strength_sigma == 0.0:
             del settings["line_strength_sigma"], settings["line_strength_scale_px"]
+        if not self.masked_wavelengths:
+            del settings["masked_wavelengths"]
         return settings
 
     def draw(self, n: int, n_orders: int, snr: float, order_wave: np.ndarray,
@@ -106,6 +117,9 @@ class Realism:
         usable = None
         if self.gap_probability > 0.0:
             usable = self._gap_mask(n, order_wave, rng)
+        if self.masked_wavelengths:
+            shown = ~torch.from_numpy(masked_pixels(order_wave, self.masked_wavelengths))
+            usable = shown.expand(n, *shown.shape) if usable is None else usable & shown
         shift = rng.normal(0.0, self.rv_jitter_kms, size=n) if self.rv_jitter_kms > 0 else None
         curvature = np.zeros((n, n_orders))
         if self.curvature_max > 0.0:
@@ -150,3 +164,16 @@ def shift_spectra(spectra: torch.Tensor, frequency: torch.Tensor, shift_kms) -> 
     cos, sin = torch.cos(phase).to(spectra.dtype), torch.sin(phase).to(spectra.dtype)
     real, imag = spectra[..., 0], spectra[..., 1]
     return torch.stack([real * cos - imag * sin, real * sin + imag * cos], dim=-1)
+
+
+def masked_pixels(order_wave, intervals) -> np.ndarray:
+    """Boolean like ``order_wave`` [Å]: True where a pixel's wavelength lies in one of the
+    ``intervals`` ((lo, hi) Å, …; inclusive)."""
+    wave = np.asarray(order_wave, dtype=np.float64)
+    masked = np.zeros(wave.shape, dtype=bool)
+    if len(intervals):
+        edges = np.array(sorted(intervals))
+        index = np.searchsorted(edges[:, 0], wave, side="right") - 1
+        reach = np.maximum.accumulate(edges[:, 1])  # overlapping intervals: the farthest end
+        masked = (index >= 0) & (wave <= reach[np.clip(index, 0, None)])
+    return masked
