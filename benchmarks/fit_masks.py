@@ -8,8 +8,9 @@ spectrum (:func:`paper_lib.evaluation.benchmark_stars.benchmark_set`):
    (v sin i fitted, the labels held), and the RMS of the real image minus it;
 2. **masks**: a pixel is left out where a *calibrator* spectrum — the Sun's three (FTS atlas,
    HARPS, UVES) and Arcturus — misses its model of step 1 by more than ``t`` (and ±2 pixels
-   round it), for thresholds ``t`` of :data:`THRESHOLDS`; the least-squares fit on the emulator
-   (``predict --refine``, from the network's raw answer) is then run with the mask.
+   round it; :mod:`paper_lib.evaluation.line_mask`), for thresholds ``t`` of
+   :data:`THRESHOLDS`; the least-squares fit on the emulator (``predict --refine``, from the
+   network's raw answer) is then run with the mask.
 
 Every star is judged with a mask made without it (leave one star out): the Sun's spectra with
 Arcturus's mask, Arcturus with the Sun's, the others with both. Printed: each star's raw Δ
@@ -24,47 +25,16 @@ of that choice, and the Sun and Arcturus are calibrators of the masks themselves
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import binary_dilation
 
 from paper_lib.evaluation.benchmark_stars import benchmark_set
+from paper_lib.evaluation.line_mask import calibrator_mask, calibrator_of, residuals_at_reference
 from paper_lib.predict import DEFAULT_MODEL, DEFAULT_PROFILE, Predictor, predict_rows
 from paper_lib.predict.fit import fit_batch
 from paper_lib.predict.inputs import prepare
-from paper_lib.predict.known import KnownLabel
 from paper_lib.predict.rows import refinement_renderer
 
 LABELS = ("teff", "logg", "mh")
-CALIBRATORS = ("Sun", "Arcturus")  # star names begin so in references.csv / SUN_FILES
 THRESHOLDS = (None, 0.10, 0.05, 0.03, 0.02)  # None: no mask (today's fit)
-WIDEN_PX = 2  # a masked pixel's neighbours this far are masked too (line wings)
-
-
-def residuals_at_reference(spectra, images, masks, starts, render) -> np.ndarray:
-    """Real image − emulated image (n, 8, 4096) at each spectrum's reference labels (v sin i
-    fitted from ``starts``' value), NaN where the image holds no data."""
-    out = []
-    for k, spectrum in enumerate(spectra):
-        reference = [spectrum.reference[name] for name in LABELS]
-        held = [KnownLabel(name, value, 1e-3) for name, value in zip(LABELS, reference)]
-        fitted = fit_batch(images[k:k + 1], masks[k:k + 1], [reference + [starts[k][3]]],
-                           render, held)[0]
-        model = render(np.array([fitted.labels]))[0]
-        out.append(np.where(masks[k], images[k] - model, np.nan))
-    return np.array(out)
-
-
-def calibrator(spectrum) -> str | None:
-    """The calibrator star a spectrum belongs to, or None."""
-    return next((name for name in CALIBRATORS if spectrum.star.startswith(name)), None)
-
-
-def mask_for(k, spectra, residuals, threshold) -> np.ndarray:
-    """Pixels kept (8, 4096) for spectrum ``k``: those where no calibrator spectrum of another
-    star misses its model by more than ``threshold`` (widened by :data:`WIDEN_PX`)."""
-    own = calibrator(spectra[k])
-    use = [j for j, s in enumerate(spectra) if calibrator(s) and calibrator(s) != own]
-    bad = (np.abs(np.nan_to_num(residuals[use], nan=0.0)) > threshold).any(axis=0)
-    return ~np.stack([binary_dilation(order, iterations=WIDEN_PX) for order in bad])
 
 
 def per_star(spectra, deltas) -> dict:
@@ -84,7 +54,7 @@ def main() -> None:
     render = refinement_renderer(None, DEFAULT_PROFILE, None).render
     inputs = [prepare(s.path, None, None, None, None) for s in spectra]
     images, masks = np.stack([i.image for i in inputs]), np.stack([i.mask for i in inputs])
-    residuals = residuals_at_reference(spectra, images, masks, starts, render)
+    residuals = residuals_at_reference(spectra, images, masks, [s[3] for s in starts], render)
     print("what the fit leaves: RMS of real − emulator at the reference labels (v sin i fitted)")
     for spectrum, residual in zip(spectra, residuals):
         print(f"  {spectrum.star:24s} {spectrum.instrument[:28]:28s} {np.nanstd(residual):.4f}")
@@ -92,7 +62,9 @@ def main() -> None:
           "Arcturus (each star's mask made without it); Δ Teff K, log g, [M/H]")
     for threshold in THRESHOLDS:
         kept = masks if threshold is None else np.stack(
-            [masks[k] & mask_for(k, spectra, residuals, threshold) for k in range(len(spectra))])
+            [masks[k] & calibrator_mask(spectra, residuals, threshold,
+                                        without=calibrator_of(spectra[k]))
+             for k in range(len(spectra))])
         fits = fit_batch(images, kept, starts, render)
         deltas = [f.labels[:3] - [s.reference[k] for k in LABELS] for f, s in zip(fits, spectra)]
         stars = per_star(spectra, deltas)

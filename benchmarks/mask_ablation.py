@@ -2,7 +2,7 @@
 
 1. **In-painting (a diagnosis, no training).** Each benchmark spectrum's pixels that miss the
    shipped emulator's image at the star's *own* reference labels by more than ``t`` (the
-   residual of :func:`fit_masks.residuals_at_reference`) are replaced by that image, and the
+   residual of :func:`paper_lib.evaluation.line_mask.residuals_at_reference`) are replaced by that image, and the
    shipped ``resnet_diagonal_real`` reads the result raw. How far its offset shrinks with the
    share of pixels replaced says whether the offset lives in a few badly synthesised features
    (a mask could help) or in every line (only the synthesis can). This uses each star's
@@ -11,7 +11,7 @@
    the shipped ``resnet_diagonal`` exactly as the profile does (today's ``REAL_SPECTRA``), plus
    ``Realism.masked_wavelengths``: the rest-frame pixels (±2) where a calibrator spectrum — the
    Sun's three, Arcturus — misses its model by more than :data:`THRESHOLD`
-   (:func:`fit_masks.mask_for`), never shown in training and filled with 1.0 in the real
+   (:func:`paper_lib.evaluation.line_mask.calibrator_mask`), never shown in training and filled with 1.0 in the real
    inputs too. Three networks, so that no star is read through a mask made from it: the mask
    of the Sun and Arcturus (read on the other stars), of Arcturus alone (read on the Sun's
    spectra) and of the Sun alone (read on Arcturus). Printed: raw median |Δ| over the counted
@@ -35,11 +35,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from fit_masks import LABELS, calibrator, mask_for, residuals_at_reference
+from fit_masks import LABELS
 from real_variant_ablation import BASE, train_run
 
 from paper_lib import experiments, paths
 from paper_lib.evaluation import benchmark_stars as bs
+from paper_lib.evaluation.line_mask import (apply_mask, calibrator_mask, calibrator_of,
+                                            mask_intervals, residuals_at_reference)
 from paper_lib.labels import label_span
 from paper_lib.predict import BATCH_SIZE, DEFAULT_MODEL, DEFAULT_PROFILE, Predictor
 from paper_lib.predict.flags import training_bounds
@@ -91,35 +93,11 @@ def in_painting(spectra, inputs, residuals, images) -> None:
                            read_raw(predictor, painted, spectra), f" {share:4.0%} replaced"))
 
 
-def masked_inputs(inputs, order_wave, intervals) -> list:
-    """``inputs`` with the pixels of ``intervals`` filled with 1.0 and marked without data."""
-    from paper_lib.echelle.realism import masked_pixels
-
-    hidden = masked_pixels(order_wave, intervals)
-    return [dataclasses.replace(i, image=np.where(hidden, 1.0, i.image).astype(np.float32),
-                                mask=i.mask & ~hidden) for i in inputs]
-
-
-def mask_intervals(kept, order_wave) -> tuple:
-    """Rest-frame intervals (lo, hi) Å of the runs of masked pixels (``kept`` False), each
-    widened by half a pixel."""
-    intervals = []
-    for order, wave in zip(kept, order_wave):
-        edges = np.flatnonzero(np.diff(np.concatenate([[0], (~order).astype(np.int8), [0]])))
-        step = np.gradient(wave)
-        for start, stop in zip(edges[::2], edges[1::2]):
-            intervals.append((float(wave[start] - step[start] / 2),
-                              float(wave[stop - 1] + step[stop - 1] / 2)))
-    return tuple(intervals)
-
-
 def train_folds(profile, grid, out, spectra, inputs, residuals, order_wave) -> None:
     """Step 2 of the module doc."""
     rows = []
     for fold, left_out in FOLDS.items():
-        k = next(j for j, s in enumerate(spectra) if calibrator(s) == left_out) if left_out else \
-            next(j for j, s in enumerate(spectra) if not calibrator(s))
-        kept = mask_for(k, spectra, residuals, THRESHOLD)  # from the other calibrators
+        kept = calibrator_mask(spectra, residuals, THRESHOLD, without=left_out)
         intervals = mask_intervals(kept, order_wave)
         changed = dataclasses.replace(profile, real={**profile.real,
                                                      "masked_wavelengths": intervals})
@@ -127,11 +105,11 @@ def train_folds(profile, grid, out, spectra, inputs, residuals, order_wave) -> N
                                    experiments.models_dir(profile) / f"{BASE}.pt")
         predictor = Predictor(REAL_VARIANT, model, "diagonal", None, None,
                               training_bounds(profile), profile=profile.name)
-        table = read_raw(predictor, masked_inputs(inputs, order_wave, intervals), spectra)
+        table = read_raw(predictor, [apply_mask(i, intervals) for i in inputs], spectra)
         own = (np.asarray(history[-1]["val_mae"]) * label_span())[:3]
         print(f"  {fold}: {len(intervals)} intervals, {1 - kept.mean():.0%} of the pixels masked;"
               f" MAE on its own validation set {own[0]:.0f} K, {own[1]:.2f}, {own[2]:.2f}")
-        rows.append(table[np.array([calibrator(s) == left_out for s in spectra])])
+        rows.append(table[np.array([calibrator_of(s) == left_out for s in spectra])])
     combined = pd.concat(rows).loc[range(len(spectra))]
     print(summary_line("masked, one star out", combined))
 
@@ -153,7 +131,7 @@ def main(argv=None) -> None:
               label_rows(Predictor.load(DEFAULT_MODEL, DEFAULT_PROFILE), inputs, BATCH_SIZE,
                          calibrate=False)]
     render = refinement_renderer(None, DEFAULT_PROFILE, None).render
-    residuals = residuals_at_reference(spectra, images, masks, starts, render)
+    residuals = residuals_at_reference(spectra, images, masks, [s[3] for s in starts], render)
     in_painting(spectra, inputs, residuals, images)
     if args.diagnosis_only:
         return

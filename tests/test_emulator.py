@@ -253,3 +253,23 @@ def test_the_command_line_fits_the_emulator_beside_the_weights(models_with_emula
     assert done.returncode == 0, done.stderr
     (row,) = json.loads(done.stdout)
     assert row["method"] == "fit" and row["teff"]["value"] == row["teff"]["fit"]
+
+
+def test_residuals_at_the_reference_show_what_the_model_misses(render):
+    from types import SimpleNamespace
+
+    from paper_lib.evaluation.line_mask import calibrator_mask, residuals_at_reference
+
+    truth = np.array([[5820.0, 4.32, -0.18, 4.0]])
+    image = render(truth)
+    image[0, 3, 2000:2004] -= 0.2  # a line the model lacks
+    masks = np.ones(image.shape, dtype=bool)
+    masks[0, 6, :100] = False
+    star = SimpleNamespace(star="Sun", reference={"teff": 5820.0, "logg": 4.32, "mh": -0.18})
+    residuals = residuals_at_reference([star], image, masks, [2.5], render)  # v sin i refitted
+    assert np.isnan(residuals[0, 6, :100]).all()
+    np.testing.assert_allclose(residuals[0, 3, 2000:2004], -0.2, atol=0.01)
+    elsewhere = np.delete(residuals[0].reshape(-1), np.flatnonzero(~masks[0].reshape(-1)))
+    assert np.nanmax(np.abs(np.sort(np.abs(elsewhere))[:-4])) < 0.01
+    kept = calibrator_mask([star], residuals, 0.05, widen_px=1)
+    assert sorted(map(tuple, np.argwhere(~kept))) == [(3, p) for p in range(1999, 2005)]

@@ -1,0 +1,97 @@
+"""A line mask from well-known stars: the pixels where our synthesis misses them most.
+
+The Payne's practice (Ting et al. 2019) for a synthesis whose lines are not all right: leave
+out the pixels where the models miss well-known stars. For each **calibrator** spectrum (of
+:data:`CALIBRATOR_STARS` in the benchmark set: the Sun's three, Arcturus) the residual real −
+model is taken at the star's reference labels — the shipped emulator's image with Teff, log g
+and [M/H] held, v sin i fitted (:func:`residuals_at_reference`). A pixel is masked where any
+calibrator spectrum of another star misses its model by more than ``threshold`` (normalised
+flux), widened by :data:`WIDEN_PX` pixels each way for the line wings
+(:func:`calibrator_mask`). The mask lives on the model input's pixels, i.e. in the rest frame,
+and travels as wavelength intervals (:func:`mask_intervals`): what
+:class:`~paper_lib.echelle.realism.Realism` ``masked_wavelengths`` hides in training and
+:func:`apply_mask` hides in a real model input (filled with 1.0 and marked without data, as the
+CCD gap).
+
+Leave one star out: a calibrator star is judged only through a mask made without it
+(``without=``); its numbers with the full mask are no test. ``benchmarks/fit_masks.py`` and
+``benchmarks/mask_ablation.py`` measure what such masks do to the fit and to the networks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+CALIBRATOR_STARS = ("Sun", "Arcturus")  # benchmark-set star names begin so (references.csv)
+WIDEN_PX = 2  # a masked pixel's neighbours this far along the order are masked too
+
+
+def calibrator_of(spectrum, calibrators=CALIBRATOR_STARS) -> str | None:
+    """The calibrator star a benchmark spectrum belongs to (by its star name), or None."""
+    return next((name for name in calibrators if spectrum.star.startswith(name)), None)
+
+
+def residuals_at_reference(spectra, images, masks, vsini, render) -> np.ndarray:
+    """Real image − model image (n, 8, 4096) of each spectrum at its reference labels
+    (``spectrum.reference``: teff K, logg dex, mh dex; held), v sin i fitted from ``vsini``
+    (n,) km/s; NaN where ``masks`` says the image holds no data. ``render``: an
+    :class:`~paper_lib.predict.fit.EmulatorRenderer`."""
+    from ..predict.fit import fit_batch
+    from ..predict.known import KnownLabel
+
+    out = []
+    for k, spectrum in enumerate(spectra):
+        reference = [spectrum.reference[name] for name in ("teff", "logg", "mh")]
+        held = [KnownLabel(name, value, 1e-3)
+                for name, value in zip(("teff", "logg", "mh"), reference)]
+        fitted = fit_batch(images[k:k + 1], masks[k:k + 1], [reference + [float(vsini[k])]],
+                           render, held)[0]
+        model = render(np.array([fitted.labels]))[0]
+        out.append(np.where(masks[k], images[k] - model, np.nan))
+    return np.array(out)
+
+
+def calibrator_mask(spectra, residuals, threshold: float, *, without: str | None = None,
+                    calibrators=CALIBRATOR_STARS, widen_px: int = WIDEN_PX) -> np.ndarray:
+    """Pixels kept (8, 4096; True = shown): those where no calibrator spectrum (other than of
+    the star ``without``) misses its model by more than ``threshold``, each masked pixel
+    widened by ``widen_px`` along its order. ``residuals``: (n, 8, 4096) of ``spectra``
+    (:func:`residuals_at_reference`; NaN counts as no miss)."""
+    from scipy.ndimage import binary_dilation
+
+    use = [k for k, s in enumerate(spectra)
+           if calibrator_of(s, calibrators) not in (None, without)]
+    if not use:
+        raise ValueError(f"no calibrator spectra ({', '.join(calibrators)}) other than "
+                         f"{without!r} among the {len(spectra)} spectra")
+    missed = (np.abs(np.nan_to_num(np.asarray(residuals)[use], nan=0.0)) > threshold).any(axis=0)
+    if widen_px > 0:
+        missed = np.stack([binary_dilation(order, iterations=widen_px) for order in missed])
+    return ~missed
+
+
+def mask_intervals(kept, order_wave) -> tuple:
+    """Wavelength intervals ((lo, hi) Å, …) of the runs of masked pixels (``kept`` False,
+    shape of ``order_wave`` [Å]), each reaching half a pixel beyond its end pixels, so that
+    :func:`~paper_lib.echelle.realism.masked_pixels` gives the same pixels back."""
+    intervals = []
+    for order, wave in zip(np.asarray(kept, dtype=bool), np.asarray(order_wave, dtype=np.float64)):
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], (~order).astype(np.int8), [0]])))
+        step = np.gradient(wave)
+        for start, stop in zip(edges[::2], edges[1::2]):
+            intervals.append((float(wave[start] - step[start] / 2),
+                              float(wave[stop - 1] + step[stop - 1] / 2)))
+    return tuple(intervals)
+
+
+def apply_mask(model_input, intervals):
+    """``model_input`` (:class:`~paper_lib.observed.model_input.ModelInput`) with its pixels in
+    ``intervals`` (rest frame, its ``order_wave``) filled with 1.0 and marked without data, as
+    the CCD gap is (its ``gap_fraction`` stays the data's own)."""
+    from ..echelle.realism import masked_pixels
+
+    hidden = masked_pixels(model_input.order_wave, intervals)
+    return dataclasses.replace(model_input, mask=model_input.mask & ~hidden,
+                               image=np.where(hidden, 1.0, model_input.image).astype(np.float32))
