@@ -22,6 +22,7 @@
 mostly gone), so the benchmark stars are calibrators of that choice; nothing here is shipped.
 
     python benchmarks/mask_ablation.py [--profile cpu] [--out DIR] [--diagnosis-only]
+                                       [--threshold 0.05] [--seed S]
 
 Each network trains in ``<out>/<fold>/`` (resumable, guarded by its settings like
 ``real_variant_ablation.py``); default ``--out``: ``<cache>/mask_ablation/<profile>``.
@@ -93,11 +94,12 @@ def in_painting(spectra, inputs, residuals, images) -> None:
                            read_raw(predictor, painted, spectra), f" {share:4.0%} replaced"))
 
 
-def train_folds(profile, grid, out, spectra, inputs, residuals, order_wave) -> None:
+def train_folds(profile, grid, out, spectra, inputs, residuals, order_wave,
+                threshold: float = THRESHOLD) -> None:
     """Step 2 of the module doc."""
     rows = []
     for fold, left_out in FOLDS.items():
-        kept = calibrator_mask(spectra, residuals, THRESHOLD, without=left_out)
+        kept = calibrator_mask(spectra, residuals, threshold, without=left_out)
         intervals = mask_intervals(kept, order_wave)
         changed = dataclasses.replace(profile, real={**profile.real,
                                                      "masked_wavelengths": intervals})
@@ -122,8 +124,15 @@ def main(argv=None) -> None:
     parser.add_argument("--profile", default="cpu")
     parser.add_argument("--out", default=None, help="folder of the trained networks")
     parser.add_argument("--diagnosis-only", action="store_true", help="step 1 alone")
+    parser.add_argument("--threshold", type=float, default=THRESHOLD,
+                        help=f"the mask's threshold (default {THRESHOLD}; others train in "
+                             "<out>/t<threshold>/)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="another training seed (its networks train in <out>/…seed<S>/)")
     args = parser.parse_args(argv)
     profile = get_profile(args.profile)
+    if args.seed is not None:
+        profile = dataclasses.replace(profile, seed=args.seed)
     spectra = bs.benchmark_set()
     inputs = [prepare(s.path, None, None, None, None) for s in spectra]
     images, masks = np.stack([i.image for i in inputs]), np.stack([i.mask for i in inputs])
@@ -135,11 +144,14 @@ def main(argv=None) -> None:
     in_painting(spectra, inputs, residuals, images)
     if args.diagnosis_only:
         return
-    out = paths.cache_dir() / "mask_ablation" / profile.name if args.out is None else args.out
-    print(f"2. networks trained without the pixels a calibrator misses by more than {THRESHOLD}"
-          f" (profile {profile.name}, folder {out}):")
-    train_folds(profile, load_grid(profile), Path(out), spectra, inputs, residuals,
-                order_wavelengths())
+    out = Path(paths.cache_dir() / "mask_ablation" / profile.name if args.out is None else args.out)
+    variant = ("" if args.threshold == THRESHOLD else f"t{args.threshold:g}") + (
+        "" if args.seed is None else f"seed{args.seed}")
+    out = out / variant if variant else out
+    print(f"2. networks trained without the pixels a calibrator misses by more than "
+          f"{args.threshold:g} (profile {profile.name}, seed {profile.seed}, folder {out}):")
+    train_folds(profile, load_grid(profile), out, spectra, inputs, residuals,
+                order_wavelengths(), args.threshold)
 
 
 if __name__ == "__main__":
