@@ -24,14 +24,16 @@ of that choice, and the Sun and Arcturus are calibrators of the masks themselves
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 
 from paper_lib.evaluation.benchmark_stars import benchmark_set
 from paper_lib.evaluation.line_mask import calibrator_mask, calibrator_of, residuals_at_reference
-from paper_lib.predict import DEFAULT_MODEL, DEFAULT_PROFILE, Predictor, predict_rows
+from paper_lib.predict import BATCH_SIZE, DEFAULT_MODEL, DEFAULT_PROFILE, Predictor
 from paper_lib.predict.fit import fit_batch
 from paper_lib.predict.inputs import prepare
-from paper_lib.predict.rows import refinement_renderer
+from paper_lib.predict.rows import label_rows, refinement_renderer
 
 LABELS = ("teff", "logg", "mh")
 THRESHOLDS = (None, 0.10, 0.05, 0.03, 0.02)  # None: no mask (today's fit)
@@ -45,16 +47,27 @@ def per_star(spectra, deltas) -> dict:
     return {star: (np.mean(found, axis=0), counted) for star, (found, counted) in stars.items()}
 
 
-def main() -> None:
+def benchmark_residuals() -> SimpleNamespace:
+    """The benchmark spectra read once: ``spectra``, their model ``inputs``, ``images`` and
+    ``masks`` (n, 8, 4096), the default network (``predictor``) and its raw answers
+    (``starts``, (n, 4)), the emulator's ``render`` and the ``residuals`` at the reference
+    labels (:func:`~paper_lib.evaluation.line_mask.residuals_at_reference`)."""
     spectra = benchmark_set()
-    predictor = Predictor.load(DEFAULT_MODEL, DEFAULT_PROFILE)
-    rows = predict_rows([s.path for s in spectra], predictor, refine=False, progress=False,
-                        workers=1, calibrate=False)
-    starts = [[row[k] for k in (*LABELS, "vsini")] for row in rows]
-    render = refinement_renderer(None, DEFAULT_PROFILE, None).render
     inputs = [prepare(s.path, None, None, None, None) for s in spectra]
+    predictor = Predictor.load(DEFAULT_MODEL, DEFAULT_PROFILE)
+    starts = [[row[k] for k in (*LABELS, "vsini")]
+              for row in label_rows(predictor, inputs, BATCH_SIZE, calibrate=False)]
+    render = refinement_renderer(None, DEFAULT_PROFILE, None).render
     images, masks = np.stack([i.image for i in inputs]), np.stack([i.mask for i in inputs])
     residuals = residuals_at_reference(spectra, images, masks, [s[3] for s in starts], render)
+    return SimpleNamespace(spectra=spectra, inputs=inputs, images=images, masks=masks,
+                           predictor=predictor, starts=starts, render=render,
+                           residuals=residuals)
+
+
+def main() -> None:
+    read = benchmark_residuals()
+    spectra, images, masks, residuals = read.spectra, read.images, read.masks, read.residuals
     print("what the fit leaves: RMS of real − emulator at the reference labels (v sin i fitted)")
     for spectrum, residual in zip(spectra, residuals):
         print(f"  {spectrum.star:24s} {spectrum.instrument[:28]:28s} {np.nanstd(residual):.4f}")
@@ -65,7 +78,7 @@ def main() -> None:
             [masks[k] & calibrator_mask(spectra, residuals, threshold,
                                         without=calibrator_of(spectra[k]))
              for k in range(len(spectra))])
-        fits = fit_batch(images, kept, starts, render)
+        fits = fit_batch(images, kept, read.starts, read.render)
         deltas = [f.labels[:3] - [s.reference[k] for k in LABELS] for f, s in zip(fits, spectra)]
         stars = per_star(spectra, deltas)
         median = np.median([np.abs(d) for d, counted in stars.values() if counted], axis=0)

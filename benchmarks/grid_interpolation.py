@@ -45,6 +45,12 @@ def flux_along(grid, node_index, axis, offsets):
     return grid.flux[rows].astype(np.float64)
 
 
+def two_step_estimates(outer, low, high, far):
+    """Linear and cubic estimates of the node midway between ``low`` and ``high`` (flux of the
+    nodes −3, −1, +1, +3 steps from it): the mean of the two, and the Catmull–Rom middle."""
+    return (low + high) / 2, MIDDLE @ np.stack([outer, low, high, far])
+
+
 def left_out_errors(grid, axis, at_end: bool):
     """RMS (n, 2) of the linear and cubic estimates of each left-out node along ``axis``:
     inside (nodes −3, −1, +1, +3 around it) or 1 step from the lower end (−1, +1, +3)."""
@@ -60,8 +66,7 @@ def left_out_errors(grid, axis, at_end: bool):
             outer = 2 * low - high  # the end's missing node, extrapolated
         else:
             outer, low, truth, high, far = flux
-        linear = (low + high) / 2
-        cubic = MIDDLE @ np.stack([outer, low, high, far])
+        linear, cubic = two_step_estimates(outer, low, high, far)
         errors.append([np.sqrt(np.mean((estimate - truth) ** 2)) for estimate in (linear, cubic)])
     return np.array(errors)
 
@@ -100,20 +105,20 @@ def compare_emulator(emulator_file, grid) -> None:
 
     emulator, record = load_emulator(emulator_file)
     held = held_out_nodes(grid, HELD_FRACTION, 0)  # the training's own (train_emulator, seed 0)
-    errors = emulator_errors(emulator, grid, held,
-                             pad_with_continuum=bool(record.get("pad_with_continuum")))
+    pad = bool(record.get("pad_with_continuum"))
+    errors = emulator_errors(emulator, grid, held, pad_with_continuum=pad)
     print(f"emulator {emulator_file}: image RMS at its {errors['n_held']} held-out nodes "
           f"{errors['held_rms']:.1e}; at {errors['n_cells']} cell centres against the linear "
           f"interpolation {errors['cells_rms']:.1e} (worst {errors['cells_worst']:.1e}), against "
           f"the cubic {errors['cells_cubic_rms']:.1e} (worst {errors['cells_cubic_worst']:.1e})")
-    held_out_comparison(emulator, grid, held, bool(record.get("pad_with_continuum")))
+    held_out_comparison(emulator, grid, held, pad)
 
 
 def held_out_comparison(emulator, grid, held, pad_with_continuum: bool) -> None:
     """At the emulator's held-out nodes, which it never saw (its nearest training nodes one
     step away), the emulator against the grid's own interpolations across the same gap: the
     node from its neighbours ±1 step (linear) and ±1, ±3 steps (cubic) along each axis where
-    they exist; image RMS in the networks' input space, per axis and over all estimates."""
+    they exist; image RMS in the networks' input space, per axis."""
     import torch
 
     from paper_lib.echelle.generator import SpectrumGenerator
@@ -125,16 +130,16 @@ def held_out_comparison(emulator, grid, held, pad_with_continuum: bool) -> None:
     with torch.no_grad():
         emulated = emulator(torch.as_tensor(labels, dtype=torch.float32)).numpy()
     rms = lambda a, b: np.sqrt(np.mean((a - b) ** 2, axis=(1, 2)))  # noqa: E731
-    found = {"emulator": rms(normalised_images(generator, emulated, labels), truth)}
+    emulator_rms = rms(normalised_images(generator, emulated, labels), truth)
     print(f"at the {len(held)} held-out nodes, image RMS (median over nodes; each axis where "
-          f"the nodes ±1 and ±3 steps exist): emulator {np.median(found['emulator']):.1e}")
+          f"the nodes ±1 and ±3 steps exist): emulator {np.median(emulator_rms):.1e}")
     for axis, name in enumerate(AXIS_NAMES):
         estimates, kept = [], []
         for k, row in enumerate(held):
             index = np.argwhere(grid.row_of == row)[0]
             flux = flux_along(grid, index, axis, (-3, -1, 1, 3))
             if flux is not None:
-                estimates.append([(flux[1] + flux[2]) / 2, MIDDLE @ flux])
+                estimates.append(two_step_estimates(*flux))
                 kept.append(k)
         if not kept:
             continue
@@ -143,8 +148,8 @@ def held_out_comparison(emulator, grid, held, pad_with_continuum: bool) -> None:
                              truth[kept]) for j in (0, 1))
         print(f"  along {name:5s} ({len(kept)} nodes): linear {np.median(linear):.1e}, cubic "
               f"{np.median(cubic):.1e}, emulator at the same nodes "
-              f"{np.median(found['emulator'][kept]):.1e}; the emulator closer than the cubic "
-              f"at {100 * np.mean(found['emulator'][kept] < cubic):.0f} %")
+              f"{np.median(emulator_rms[kept]):.1e}; the emulator closer than the cubic "
+              f"at {100 * np.mean(emulator_rms[kept] < cubic):.0f} %")
 
 
 if __name__ == "__main__":

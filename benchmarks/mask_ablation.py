@@ -36,18 +36,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from fit_masks import LABELS
+from fit_masks import LABELS, benchmark_residuals
 from real_variant_ablation import BASE, train_run
 
 from paper_lib import experiments, paths
 from paper_lib.evaluation import benchmark_stars as bs
 from paper_lib.evaluation.line_mask import (apply_mask, calibrator_mask, calibrator_of,
-                                            mask_intervals, residuals_at_reference)
+                                            mask_intervals)
 from paper_lib.labels import label_span
-from paper_lib.predict import BATCH_SIZE, DEFAULT_MODEL, DEFAULT_PROFILE, Predictor
+from paper_lib.predict import BATCH_SIZE, DEFAULT_MODEL, Predictor
 from paper_lib.predict.flags import training_bounds
-from paper_lib.predict.inputs import prepare
-from paper_lib.predict.rows import label_rows, refinement_renderer
+from paper_lib.predict.rows import label_rows
 from paper_lib.profiles import REAL_VARIANT, get_profile
 
 THRESHOLD = 0.05  # |real − model| at the reference labels above which a pixel is masked
@@ -75,10 +74,10 @@ def summary_line(name: str, table: pd.DataFrame, extra: str = "") -> str:
             f"{raw['mean_delta']['logg']:+.2f} | {per}")
 
 
-def in_painting(spectra, inputs, residuals, images) -> None:
-    """Step 1 of the module doc."""
-    predictor = Predictor.load(DEFAULT_MODEL, DEFAULT_PROFILE)
-    model_images = images - np.nan_to_num(residuals)
+def in_painting(read) -> None:
+    """Step 1 of the module doc (``read``: :func:`fit_masks.benchmark_residuals`)."""
+    spectra, inputs, residuals = read.spectra, read.inputs, read.residuals
+    model_images = read.images - np.nan_to_num(residuals)
     print(f"1. {DEFAULT_MODEL} on the real spectra with the pixels that miss the model at the "
           "star's own reference by more than t replaced by the model:")
     for t in IN_PAINT:
@@ -91,7 +90,7 @@ def in_painting(spectra, inputs, residuals, images) -> None:
             painted.append(dataclasses.replace(model_input, image=image.astype(np.float32)))
         share = 0.0 if t is None else float(np.mean(np.abs(np.nan_to_num(residuals)) > t))
         print(summary_line("no change" if t is None else f"t = {t:g}",
-                           read_raw(predictor, painted, spectra), f" {share:4.0%} replaced"))
+                           read_raw(read.predictor, painted, spectra), f" {share:4.0%} replaced"))
 
 
 def train_folds(profile, grid, out, spectra, inputs, residuals, order_wave,
@@ -133,15 +132,8 @@ def main(argv=None) -> None:
     profile = get_profile(args.profile)
     if args.seed is not None:
         profile = dataclasses.replace(profile, seed=args.seed)
-    spectra = bs.benchmark_set()
-    inputs = [prepare(s.path, None, None, None, None) for s in spectra]
-    images, masks = np.stack([i.image for i in inputs]), np.stack([i.mask for i in inputs])
-    starts = [[row[k] for k in (*LABELS, "vsini")] for row in
-              label_rows(Predictor.load(DEFAULT_MODEL, DEFAULT_PROFILE), inputs, BATCH_SIZE,
-                         calibrate=False)]
-    render = refinement_renderer(None, DEFAULT_PROFILE, None).render
-    residuals = residuals_at_reference(spectra, images, masks, [s[3] for s in starts], render)
-    in_painting(spectra, inputs, residuals, images)
+    read = benchmark_residuals()
+    in_painting(read)
     if args.diagnosis_only:
         return
     out = Path(paths.cache_dir() / "mask_ablation" / profile.name if args.out is None else args.out)
@@ -150,7 +142,7 @@ def main(argv=None) -> None:
     out = out / variant if variant else out
     print(f"2. networks trained without the pixels a calibrator misses by more than "
           f"{args.threshold:g} (profile {profile.name}, seed {profile.seed}, folder {out}):")
-    train_folds(profile, load_grid(profile), out, spectra, inputs, residuals,
+    train_folds(profile, load_grid(profile), out, read.spectra, read.inputs, read.residuals,
                 order_wavelengths(), args.threshold)
 
 

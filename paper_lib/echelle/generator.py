@@ -120,11 +120,9 @@ class SpectrumGenerator:
                  pad_with_continuum: bool = False, compile: bool = False,
                  macroturbulence: bool = True, realism: Realism | None = None,
                  interpolation: str = "linear"):
-        from ..synthetic.grid import INTERPOLATIONS
+        from ..synthetic.grid import check_interpolation
 
-        if interpolation not in INTERPOLATIONS:
-            raise ValueError(f"unknown interpolation {interpolation!r}; use one of {INTERPOLATIONS}")
-        self.grid, self.interpolation = grid, interpolation
+        self.grid, self.interpolation = grid, check_interpolation(interpolation)
         self.macroturbulence = bool(macroturbulence)
         self.realism = realism or Realism()
         self.snr = check_positive(snr, "snr")

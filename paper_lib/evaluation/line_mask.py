@@ -88,10 +88,11 @@ def mask_intervals(kept, order_wave) -> tuple:
 
 def apply_mask(model_input, intervals):
     """``model_input`` (:class:`~paper_lib.observed.model_input.ModelInput`) with its pixels in
-    ``intervals`` (rest frame, its ``order_wave``) filled with 1.0 and marked without data, as
-    the CCD gap is (its ``gap_fraction`` stays the data's own)."""
+    ``intervals`` (rest frame, its ``order_wave``) filled with ``FILL_VALUE`` (1.0) and marked
+    without data, as the CCD gap is (its ``gap_fraction`` stays the data's own)."""
     from ..echelle.realism import masked_pixels
+    from ..observed.model_input import FILL_VALUE
 
     hidden = masked_pixels(model_input.order_wave, intervals)
-    return dataclasses.replace(model_input, mask=model_input.mask & ~hidden,
-                               image=np.where(hidden, 1.0, model_input.image).astype(np.float32))
+    image = np.where(hidden, FILL_VALUE, model_input.image).astype(np.float32)
+    return dataclasses.replace(model_input, mask=model_input.mask & ~hidden, image=image)

@@ -185,11 +185,8 @@ class Grid:
 
     def stencil_weights(self, points, interpolation: str = "linear"):
         """:meth:`corner_weights` (``"linear"``) or :meth:`cubic_weights` (``"cubic"``)."""
-        if interpolation == "linear":
-            return self.corner_weights(points)
-        if interpolation == "cubic":
-            return self.cubic_weights(points)
-        raise ValueError(f"unknown interpolation {interpolation!r}; use one of {INTERPOLATIONS}")
+        check_interpolation(interpolation)
+        return (self.corner_weights if interpolation == "linear" else self.cubic_weights)(points)
 
     def interpolate(self, points, interpolation: str = "linear") -> np.ndarray:
         """Flux interpolated between the nodes: trilinear (``"linear"``, the 8 nodes of the
@@ -251,6 +248,13 @@ class Grid:
             if len(out) == n:
                 return out
         raise OutsideGridError(f"no valid grid cell inside the bounds {bounds.tolist()}")
+
+
+def check_interpolation(interpolation: str) -> str:
+    """``interpolation`` if it is one of :data:`INTERPOLATIONS`, else ValueError naming them."""
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"unknown interpolation {interpolation!r}; use one of {INTERPOLATIONS}")
+    return interpolation
 
 
 def catmull_rom_weights(fraction) -> np.ndarray:
