@@ -61,6 +61,20 @@ print(variants)
 # %%
 results = experiments.train_variants(variants, P, grid, nb.models)
 
+# %% [markdown]
+# `resnet_diagonal_real` never sees a **line mask**: the pixels where our synthesis misses the
+# Sun and Arcturus at their reference labels by more than 0.05
+# (`models/cpu/line_mask.json`, made by `python -m paper_lib line-mask` from the shipped
+# spectrum emulator; notebook 09 and the Benchmark stars page say why). Those two stars are
+# its calibrators, so it is trained twice more, each time blind to the mask made **without**
+# one of them: the networks that read the Sun and Arcturus in notebook 09
+# (`models/<profile>/line_mask_folds/`).
+
+# %%
+folds = experiments.train_line_mask_folds(P, grid, nb.models)
+# NBVAL_CHECK_OUTPUT
+print(sorted(folds))
+
 # %%
 plotting.plot_loss_curves({v: experiments.history_dict(r.history) for v, r in results.items()},
                           path=nb.figures / "loss_resnet.png", title="resnet: training NLL");

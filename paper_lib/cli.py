@@ -308,7 +308,7 @@ def _add_calibrations(sub) -> None:
 
 
 def _add_upkeep(sub) -> None:
-    from .commands import add_benchmark_parser, add_emulator_parser
+    from .commands import add_benchmark_parser, add_emulator_parser, add_line_mask_parser
 
     template = sub.add_parser("rv-template", help="remake the shipped radial-velocity template "
                               "(paper_lib/data/rv_template.npz) from a profile's grid")
@@ -316,6 +316,7 @@ def _add_upkeep(sub) -> None:
     template.set_defaults(func=_rv_template)
     add_benchmark_parser(sub)
     add_emulator_parser(sub)
+    add_line_mask_parser(sub)
     report = sub.add_parser("report", help="rewrite the results blocks of README.md and "
                             "docs/results.md from results/<profile>/")
     report.add_argument("--profile", default="cpu")

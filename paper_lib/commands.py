@@ -1,5 +1,6 @@
 """Subcommands of ``python -m paper_lib`` beyond the core ones of :mod:`paper_lib.cli`: the
-models made from real stars and from the grid (``benchmark-calibrate``, ``emulator``), each a parser and its
+models made from real stars and from the grid (``benchmark-calibrate``, ``emulator``,
+``line-mask``), each a parser and its
 function, so that ``cli.py`` stays one screen per subcommand group."""
 
 from __future__ import annotations
@@ -68,3 +69,38 @@ def add_emulator_parser(sub) -> None:
     emulator.add_argument("--grid", default=None, help="another grid FITS (e.g. the reference grid; "
                           "padded with continuum if narrower than the orders); needs --models-dir")
     emulator.set_defaults(func=_emulator)
+
+
+def _line_mask(args) -> int:
+    from .evaluation.benchmark_stars import benchmark_set
+    from .evaluation.line_mask import make_line_mask, write_line_mask
+    from .profiles import get_profile
+
+    profile = get_profile(args.profile)
+    if profile.line_mask not in (None, profile.name):
+        raise ValueError(f"profile {profile.name!r} trains with the line mask of profile "
+                         f"{profile.line_mask!r}: make that one (--profile {profile.line_mask})")
+    record = make_line_mask(profile, benchmark_set(args.folder), args.threshold)
+    for fold, mask in record["folds"].items():
+        print(f"{fold:18s} {len(mask['intervals']):4d} intervals, "
+              f"{mask['masked_fraction']:.0%} of the pixels masked")
+    if not args.dry_run:
+        print(f"stored in {write_line_mask(record)}; retrain the _real variant "
+              f"(./run_all.sh --profile {profile.name} --from 03)")
+    return 0
+
+
+def add_line_mask_parser(sub) -> None:
+    """``line-mask``: the calibrator stars' line mask the ``_real`` variant never sees."""
+    from .evaluation.line_mask import THRESHOLD
+
+    mask = sub.add_parser("line-mask", help="(re)make models/<profile>/line_mask.json: the "
+                          "pixels where the profile's emulator misses the Sun and Arcturus at "
+                          "their reference labels, which the _real variant never sees")
+    mask.add_argument("--profile", default="cpu")
+    mask.add_argument("--threshold", type=float, default=THRESHOLD,
+                      help=f"|real − model| above which a pixel is masked (default {THRESHOLD})")
+    mask.add_argument("--folder", default=None, help="a benchmark folder: spectra and "
+                      "references.csv (default: the shared data's benchmarks/, plus the Sun)")
+    mask.add_argument("--dry-run", action="store_true", help="measure and print, store nothing")
+    mask.set_defaults(func=_line_mask)

@@ -10,6 +10,7 @@ once. Variant names: ``<resnet|attention>_<diagonal|full>[_dae][_limited|_real]`
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from .labels import VSINI_RANGE, label_span, unscale_labels
 from .predict import predict
 from .profiles import Profile
 from .training.checkpoints import history_path, load_model, load_variant_file
-from .training.variants import TrainResult, parse_variant, train_variant
+from .training.variants import TrainResult, parse_variant, real_options, train_variant
 
 VAL_SEED_OFFSET = 100  # validation sets: profile.seed + 100 (+1 for the limited range)
 TEST_SEED_OFFSET = 1  # test sets: profile.seed + 1
@@ -44,7 +45,7 @@ def data_settings(profile: Profile, *, limited: bool = False, real: bool = False
                  "teff_range": profile.limited_teff} if limited else
                 {"snr": profile.snr_train, "box": profile.label_box, "teff_range": None})
     if real and not limited:
-        settings["realism"] = Realism(**profile.real)
+        settings["realism"] = Realism(**real_options(profile))
     if profile.interpolation != "linear":  # left out when linear: the sets keep their keys
         settings["interpolation"] = profile.interpolation
     return settings
@@ -152,6 +153,34 @@ def train_variants(variants, profile: Profile, grid, out_dir=None, *, progress: 
     return results
 
 
+def train_line_mask_folds(profile: Profile, grid, out_dir=None, *, progress: bool = True
+                          ) -> dict[str, TrainResult]:
+    """The ``_real`` variant once more for each leave-one-out fold of the profile's line mask
+    (:func:`~paper_lib.evaluation.line_mask.fold_names`): trained exactly as the variant, from
+    the same base, but blind to the mask made without one calibrator star, in
+    ``<out_dir>/line_mask_folds/<fold>/``. Those networks read the calibrator stars in the
+    benchmark evaluation; {} when the profile has no mask or no ``_real`` variant."""
+    from .evaluation.line_mask import FOLDS_DIR, fold_names, line_mask_intervals
+    from .profiles import REAL_VARIANT
+    from .training.variants import base_variant
+
+    out_dir = Path(out_dir or models_dir(profile))
+    if not profile.line_mask or REAL_VARIANT not in profile.variants:
+        return {}
+    base = out_dir / f"{base_variant(parse_variant(REAL_VARIANT))}.pt"
+    results = {}
+    for fold, left_out in fold_names().items():
+        if left_out is None:
+            continue
+        folded = replace(profile, real={**profile.real,
+                                        "masked_wavelengths": line_mask_intervals(profile, fold)})
+        results[fold] = train_variant(
+            REAL_VARIANT, folded, training_source(grid, folded, real=True),
+            validation_batch(grid, folded, real=True), out_dir / FOLDS_DIR / fold,
+            init_from=base, progress=progress)
+    return results
+
+
 def ensure_ood_calibration(profile: Profile, grid, out_dir=None, *, n: int | None = None,
                            force: bool = False, source: str | None = None,
                            **generator_kwargs) -> Path:
@@ -181,8 +210,6 @@ def sigma_calibration_sets(profile: Profile, grid, variant: str, out_dir=None) -
     (realism for ``_real``, the † range for ``_limited``) at each SNR of ``profile.snr_curve``;
     validation: the profile's ``n_val`` spectra (validation seed), test: up to OOD_SPECTRA
     (test seed). Each: {"true", "mean", "sigma" (N, 4) physical, "estimated_snr" (N,)}."""
-    from dataclasses import replace
-
     from .observed.quality import estimate_snr
 
     spec = parse_variant(variant)

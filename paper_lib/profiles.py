@@ -59,6 +59,9 @@ class Profile:
     init_from_base: bool = False  # _full/_limited/_real start from their trained base variant
     real: dict = field(default_factory=dict)  # echelle.realism.Realism options of _real variants
     interpolation: str = "linear"  # between grid nodes in training/test spectra (grid.INTERPOLATIONS)
+    # whose models/<name>/line_mask.json the _real variant never sees (evaluation.line_mask;
+    # made from the cpu emulator, whose grid physics every profile shares); None: no mask
+    line_mask: str | None = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -107,6 +110,7 @@ PROFILES = {
         lr_schedule="cosine",
         init_from_base=True,
         real=REAL_SPECTRA,
+        line_mask="cpu",
     ),
     "cpu": Profile(
         name="cpu",
@@ -144,6 +148,7 @@ PROFILES = {
                         "resnet_diagonal_real": 40},
         init_from_base=True,
         real=REAL_SPECTRA,
+        line_mask="cpu",
     ),
     "paper": Profile(
         name="paper",
@@ -167,6 +172,7 @@ PROFILES = {
         dae={"width": 32, "depth": 4},
         variants=ALL_VARIANTS,
         real=REAL_SPECTRA,
+        line_mask="cpu",
     ),
 }
 

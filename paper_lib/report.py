@@ -18,7 +18,7 @@ import numpy as np
 
 from . import paths
 from .labels import LABEL_DECIMALS, LABEL_NAMES, label_header
-from .profiles import Profile
+from .profiles import REAL_VARIANT, Profile
 
 
 def _load(profile: Profile, notebook: str) -> dict | None:
@@ -294,7 +294,10 @@ def results_section(profile: Profile, *, short: bool = False) -> str:
     if sun is not None:
         out += ["", "**Table 4 — real solar spectra** (reference: Teff 5772 K, log g 4.438, "
                 "[M/H] 0, v sin i ≈ 2 km/s; paper's HARPS-N Sun: ResNet 5791.6 ± 140.1 K, "
-                "4.72 ± 0.28, 0.035 ± 0.15, 0.76 ± 1.76 km/s)", ""]
+                "4.72 ± 0.28, 0.035 ± 0.15, 0.76 ± 1.76 km/s" + (
+                    f"; `{REAL_VARIANT}` never sees a line mask made from the Sun and "
+                    "Arcturus: the Sun is a calibrator of it, read without its own mask in "
+                    "the benchmark table below" if profile.line_mask else "") + ")", ""]
         out += table4_block(sun["results"])
     stars = _load(profile, "09_benchmark_stars")
     if stars is not None:

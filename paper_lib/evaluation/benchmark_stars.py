@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import paths
 from ..labels import SUN_REFERENCE
 from .label_calibration import CALIBRATED_LABELS
 
@@ -113,12 +114,67 @@ def predict_benchmarks(spectra, model=None, **options):
     """``paper_lib.predict`` on every benchmark spectrum (``options`` as for it; the raw answer
     unless told otherwise), with the reference labels, Δ and Δ/σ beside it: a DataFrame with
     one row per spectrum and columns ``star``, ``counted``, ``ref_<label>``, ``ref_<label>_err``,
-    ``delta_<label>``, ``z_<label>`` (Δ over the total σ and the reference's error)."""
-    from ..predict import DEFAULT_MODEL, predict_table
+    ``delta_<label>``, ``z_<label>`` (Δ over the total σ and the reference's error). A
+    calibrator star of the network's line mask is read by the network blind to the mask made
+    without it (:func:`star_readers`)."""
+    import pandas as pd
 
-    table = predict_table([s.path for s in spectra], model or DEFAULT_MODEL, progress=False,
-                          **options)
-    return with_references(table, spectra)
+    from ..predict import predict_table
+    from .line_mask import calibrator_of
+
+    predictor, readers = star_readers(model, options.get("profile"), options.get("models_dir"))
+    keys = [calibrator_of(s) if calibrator_of(s) in readers else None for s in spectra]
+    parts = []
+    for key in dict.fromkeys(keys):
+        index = [k for k, found in enumerate(keys) if found == key]
+        part = predict_table([spectra[k].path for k in index], readers.get(key, predictor),
+                             progress=False, **options)
+        parts.append(part.set_axis(index))
+    return with_references(pd.concat(parts).sort_index(), spectra)
+
+
+def star_readers(model=None, profile=None, models_dir=None) -> tuple:
+    """(predictor, {calibrator star: predictor}): the :class:`~paper_lib.predict.Predictor` of
+    ``model`` (a variant name, default ``predict``'s, or a Predictor) and, when its network
+    never sees a line mask made from calibrator stars (:mod:`.line_mask`), the networks that
+    read each calibrator star: trained the same way but blind to the mask made without that
+    star (``line_mask_folds/<fold>/`` beside the weights), with the main network's σ
+    calibration, systematics and label calibration. A fold network that is missing is a
+    warning: that star is then read through a mask made from it."""
+    import dataclasses
+    import warnings
+
+    from ..models import describe
+    from ..predict import DEFAULT_MODEL, Predictor
+    from ..training.checkpoints import load_model
+    from .line_mask import FOLDS_DIR, fold_names
+
+    predictor = (model if isinstance(model, Predictor)
+                 else Predictor.load(model or DEFAULT_MODEL, profile, models_dir))
+    readers = {}
+    if not describe(predictor.model).get("kwargs", {}).get("hidden_runs"):
+        return predictor, readers
+    folder = Path(models_dir or paths.models / predictor.profile) / FOLDS_DIR
+    for fold, star in fold_names().items():
+        path = folder / fold / f"{predictor.name}.pt"
+        if star is None:
+            continue
+        problem = "is missing" if not path.exists() else (
+            None if _finished(path) else "is still training")
+        if problem is None:
+            readers[star] = dataclasses.replace(predictor, model=load_model(path))
+        else:
+            warnings.warn(f"{path} {problem}: {star} is read through a line mask made from "
+                          f"it (notebook 03 trains it)", stacklevel=2)
+    return predictor, readers
+
+
+def _finished(path) -> bool:
+    """Whether the checkpoint at ``path`` holds all the epochs it was trained for."""
+    from ..training.checkpoints import load_checkpoint
+
+    checkpoint = load_checkpoint(path)
+    return checkpoint["epoch"] >= checkpoint["config"]["epochs"]
 
 
 def with_references(table, spectra):

@@ -16,6 +16,14 @@ CCD gap).
 Leave one star out: a calibrator star is judged only through a mask made without it
 (``without=``); its numbers with the full mask are no test. ``benchmarks/fit_masks.py`` and
 ``benchmarks/mask_ablation.py`` measure what such masks do to the fit and to the networks.
+
+**The shipped mask.** ``python -m paper_lib line-mask --profile cpu`` (:func:`make_line_mask`)
+writes ``models/<profile>/line_mask.json``: the intervals of every fold of :func:`fold_names`
+(``all``: from every calibrator; ``without_<star>``: without that one), the threshold, the
+calibrator spectra, the emulator's SHA-256 and the commit. A profile's ``line_mask`` names
+the profile whose file its ``_real`` variant trains with (:func:`line_mask_intervals`); the
+network keeps the mask's pixels in its architecture record (``hidden_runs``,
+:func:`pixel_runs`), so every use of the weights applies it.
 """
 
 from __future__ import annotations
@@ -26,6 +34,12 @@ import numpy as np
 
 CALIBRATOR_STARS = ("Sun", "Arcturus")  # benchmark-set star names begin so (references.csv)
 WIDEN_PX = 2  # a masked pixel's neighbours this far along the order are masked too
+# |real − model| at the reference labels above which a pixel is masked: where in-painting the
+# benchmark spectra (benchmarks/mask_ablation.py, step 1, all stars) removes most of the offset
+THRESHOLD = 0.05
+LINE_MASK_FILE = "line_mask.json"
+FOLDS_DIR = "line_mask_folds"  # models/<profile>/<this>/<fold>/: the leave-one-out networks
+START_VSINI = 3.0  # km/s: where the v sin i fit at the reference labels starts
 
 
 def calibrator_of(spectrum, calibrators=CALIBRATOR_STARS) -> str | None:
@@ -96,3 +110,115 @@ def apply_mask(model_input, intervals):
     hidden = masked_pixels(model_input.order_wave, intervals)
     image = np.where(hidden, FILL_VALUE, model_input.image).astype(np.float32)
     return dataclasses.replace(model_input, mask=model_input.mask & ~hidden, image=image)
+
+
+def fold_names(calibrators=CALIBRATOR_STARS) -> dict:
+    """{fold: calibrator left out}: ``all`` (None) and ``without_<star>`` for each star."""
+    return {"all": None, **{f"without_{name.lower()}": name for name in calibrators}}
+
+
+def pixel_runs(intervals, order_wave=None) -> list:
+    """The masked pixels of ``intervals`` ((lo, hi) Å) on ``order_wave`` (default: the HARPS-N
+    layout) as runs [[order, first, stop], …] (stop exclusive): a network's ``hidden_runs``."""
+    from ..echelle.layout import order_wavelengths
+    from ..echelle.realism import masked_pixels
+
+    hidden = masked_pixels(order_wavelengths() if order_wave is None else order_wave, intervals)
+    runs = []
+    for order, row in enumerate(hidden):
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], row.astype(np.int8), [0]])))
+        runs += [[order, int(a), int(b)] for a, b in zip(edges[::2], edges[1::2])]
+    return runs
+
+
+def make_line_mask(profile="cpu", spectra=None, threshold: float = THRESHOLD,
+                   models_dir=None) -> dict:
+    """The line-mask record of ``profile``'s shipped emulator (``models_dir``, default
+    models/<profile>/) and the calibrator spectra among ``spectra`` (default: the benchmark
+    set): residuals at the reference labels (v sin i fitted from :data:`START_VSINI`), then
+    one mask per fold of :func:`fold_names`. Not written (:func:`write_line_mask`)."""
+    from ..echelle.layout import order_wavelengths
+    from ..fileio import file_sha256
+    from ..predict.inputs import prepare
+    from ..predict.rows import refinement_renderer
+    from ..profiles import get_profile
+    from ..provenance import git_commit
+    from .benchmark_stars import benchmark_set
+
+    profile = get_profile(profile)
+    spectra = [s for s in (benchmark_set() if spectra is None else spectra) if calibrator_of(s)]
+    inputs = [prepare(s.path, None, None, None, None) for s in spectra]
+    fitter = refinement_renderer(None, profile, models_dir)
+    images, masks = np.stack([i.image for i in inputs]), np.stack([i.mask for i in inputs])
+    residuals = residuals_at_reference(spectra, images, masks, [START_VSINI] * len(spectra),
+                                       fitter.render)
+    folds = {}
+    for fold, left_out in fold_names().items():
+        kept = calibrator_mask(spectra, residuals, threshold, without=left_out)
+        folds[fold] = {"without": left_out, "masked_fraction": round(float(1 - kept.mean()), 4),
+                       "intervals": [list(i) for i in mask_intervals(kept, order_wavelengths())]}
+    emulator = fitter_path(profile, models_dir)
+    return {"profile": profile.name, "threshold": threshold, "widen_px": WIDEN_PX,
+            "calibrators": [{"star": s.star, "file": s.path.name, "instrument": s.instrument}
+                            for s in spectra],
+            "emulator": emulator.name, "emulator_sha256": file_sha256(emulator),
+            "commit": git_commit(), "folds": folds}
+
+
+def fitter_path(profile, models_dir=None):
+    """The emulator file a profile's line mask is made with."""
+    from pathlib import Path
+
+    from .. import paths
+
+    return Path(models_dir or paths.models / profile.name) / "emulator.pt"
+
+
+def write_line_mask(record: dict, models_dir=None):
+    """``record`` as ``models_dir``/line_mask.json (default models/<its profile>/; atomic)."""
+    from pathlib import Path
+
+    from .. import paths
+    from ..fileio import atomic_write_json
+
+    path = Path(models_dir or paths.models / record["profile"]) / LINE_MASK_FILE
+    atomic_write_json(path, record)
+    return path
+
+
+def read_line_mask(profile) -> dict | None:
+    """The line-mask record a profile trains its ``_real`` variant with (``profile.line_mask``
+    names whose models/ folder holds it), or None when the profile has none. A named file that
+    is missing or unreadable raises, saying how to make it."""
+    import json
+
+    from .. import paths
+    from ..profiles import get_profile
+
+    profile = get_profile(profile)
+    if not profile.line_mask:
+        return None
+    path = paths.models / profile.line_mask / LINE_MASK_FILE
+    remake = (f"python -m paper_lib line-mask --profile {profile.line_mask} (needs the "
+              "benchmark stars and that profile's emulator)")
+    try:
+        record = json.loads(path.read_text())
+        record["folds"]["all"]["intervals"]
+    except FileNotFoundError:
+        raise FileNotFoundError(f"profile {profile.name!r} trains with the line mask {path}, "
+                                f"which is missing: make it with {remake}") from None
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{path} is not a line-mask record ({err}); remake it with "
+                         f"{remake}") from None
+    return record
+
+
+def line_mask_intervals(profile, fold: str = "all") -> tuple:
+    """The rest-frame intervals ((lo, hi) Å, …) of a fold of the profile's line mask (() when
+    the profile has none)."""
+    record = read_line_mask(profile)
+    if record is None:
+        return ()
+    if fold not in record["folds"]:
+        raise ValueError(f"the line mask has no fold {fold!r}; it has {', '.join(record['folds'])}")
+    return tuple(tuple(i) for i in record["folds"][fold]["intervals"])

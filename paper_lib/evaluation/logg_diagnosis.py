@@ -53,8 +53,10 @@ def held_label_fit(inp, render, reference: dict, start, mask=None):
 
 
 def diagnose(spectra, grid, model=None, profile: str = "cpu") -> list[dict]:
-    """Per benchmark spectrum: the network's raw answer, the least-squares fit on the profile's
-    shipped emulator from it (if there is one), the all-free least-squares fit of the grid —
+    """Per benchmark spectrum: the network's raw answer (a calibrator star of its line mask
+    read by the network blind to the mask made without it: ``benchmark_stars.star_readers``),
+    the least-squares fit on the profile's shipped emulator from it (if there is one), the
+    all-free least-squares fit of the grid —
     started from the network's answer and from the emulator fit's, the lower residual kept (a
     fit from one start can stop in a shallower minimum: the grid's interpolation has a kink at
     every node) — and the log g wanted with Teff and [M/H] held at the reference (whole
@@ -63,16 +65,18 @@ def diagnose(spectra, grid, model=None, profile: str = "cpu") -> list[dict]:
     from ..echelle.layout import order_wavelengths
     from ..observed.model_input import to_model_input
     from ..observed.read import read_spectrum
-    from ..predict import DEFAULT_MODEL
     from ..predict.refine import Renderer
+    from .benchmark_stars import star_readers
+    from .line_mask import calibrator_of
 
+    predictor, readers = star_readers(model, profile)
     render = Renderer(grid)
     emulator = _emulator_fitter(profile)
     wings = mgb_wing_mask(order_wavelengths())
     out = []
     for s in spectra:
         row = {"star": s.star, "file": s.path.name, "counted": s.counted, "notes": []}
-        answers = _answers(s.path, model or DEFAULT_MODEL, profile, emulator, row)
+        answers = _answers(s.path, readers.get(calibrator_of(s), predictor), emulator, row)
         if answers is None:
             out.append(row)
             continue
@@ -102,12 +106,12 @@ def _emulator_fitter(profile):
         return None
 
 
-def _answers(path, model, profile, emulator, row) -> dict | None:
+def _answers(path, predictor, emulator, row) -> dict | None:
     """{"network": labels (4,), "emulator_fit": labels (4,) when fitted} of one spectrum (raw),
     or None with the error in ``row["notes"]``."""
     from ..predict import predict_rows
 
-    answer, = predict_rows([path], model, profile=profile, calibrate=False, progress=False,
+    answer, = predict_rows([path], predictor, calibrate=False, progress=False,
                            refine=emulator or False)
     if answer["error"]:
         row["notes"].append(answer["error"])

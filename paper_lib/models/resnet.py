@@ -13,6 +13,11 @@ the pixel axis only. Layout (torchvision style)::
 paper profile uses 1 (full resolution). The flux enters as x − 1 (centred on the continuum):
 a plain shift in float32, but under bfloat16 autocast it keeps the line depths exact to ~0.4 %
 instead of rounding the flux near 1 to steps of 0.008 (larger than the noise at SNR 100).
+
+``hidden_runs`` ((order, first, stop) pixel runs, stop exclusive) are pixels the network never
+sees: they are set to the continuum (1.0) before the stem, in training and in every use — a
+line mask (:mod:`paper_lib.evaluation.line_mask`) that travels with the weights, because it is
+part of the architecture record.
 """
 
 from __future__ import annotations
@@ -28,6 +33,18 @@ BLOCK_STRIDES = (1, 2, 2, 2, 2)  # along the pixel axis
 
 
 # helpers
+
+
+def hidden_pixels(runs) -> Tensor:
+    """Boolean (8, 4096): True on the pixels of ``runs`` ((order, first, stop), stop exclusive);
+    ValueError for runs outside the image."""
+    hidden = torch.zeros(N_ORDERS, N_PIXELS, dtype=torch.bool)
+    for order, first, stop in runs:
+        if not (0 <= order < N_ORDERS and 0 <= first < stop <= N_PIXELS):
+            raise ValueError(f"hidden run ({order}, {first}, {stop}) lies outside the "
+                             f"{N_ORDERS}×{N_PIXELS} image")
+        hidden[order, first:stop] = True
+    return hidden
 
 
 def conv1x7(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
@@ -97,6 +114,7 @@ class ResNet(nn.Module):
     stem_stride: pixel stride of the stem convolution (1 = full resolution, as in the paper).
     pooled_pixels: pixels per order kept by the adaptive average pool before the FC layers.
     covariance: "diagonal" or "full" (see :class:`paper_lib.models.gaussian.GaussianHead`).
+    hidden_runs: pixels never seen, ((order, first, stop), …), set to 1.0 (see the module doc).
     """
 
     def __init__(
@@ -108,10 +126,13 @@ class ResNet(nn.Module):
         stem_stride: int = 1,
         pooled_pixels: int = 32,
         covariance: str = "diagonal",
+        hidden_runs=(),
     ) -> None:
         super().__init__()
         if len(fc_hidden) != 2:
             raise ValueError(f"fc_hidden must hold 2 widths (3 FC layers with the head), got {fc_hidden!r}")
+        runs = [[int(v) for v in run] for run in hidden_runs]
+        self.register_buffer("hidden", hidden_pixels(runs), persistent=False)
         self.stem = conv_bn_relu(1, width, stem_stride)
         self.layers = self._make_layers(width)
         self.pool = nn.AdaptiveAvgPool2d((N_ORDERS, pooled_pixels))
@@ -132,6 +153,8 @@ class ResNet(nn.Module):
             "kwargs": {"width": width, "fc_hidden": list(fc_hidden), "dropout": dropout,
                        "stem_stride": stem_stride, "pooled_pixels": pooled_pixels},
         }
+        if runs:  # only when there is a mask: unmasked records stay as they were
+            self.arch["kwargs"]["hidden_runs"] = runs
         self._init_weights()
         self.to(memory_format=torch.channels_last)  # oneDNN/cuDNN run 1×7 convs faster (1.3–2× on CPU)
 
@@ -150,7 +173,10 @@ class ResNet(nn.Module):
 
     def features(self, x: Tensor) -> Tensor:
         """Spectra (B, 8, 4096) → last block's feature map (B, 4w, 8, P) with P = 4096/(16·stem_stride)."""
-        x = check_spectra(x).unsqueeze(1) - 1.0  # centred on the continuum, see the module doc
+        x = check_spectra(x)
+        if self.arch["kwargs"].get("hidden_runs"):
+            x = torch.where(self.hidden, torch.ones((), dtype=x.dtype, device=x.device), x)
+        x = x.unsqueeze(1) - 1.0  # centred on the continuum, see the module doc
         return self.layers(self.stem(x))
 
     def forward(self, x: Tensor) -> GaussianOutput:

@@ -153,7 +153,9 @@ def train_variant(
     dae: for ``_dae`` variants, the trained DAE (module or checkpoint path); it is frozen.
     init_from: for ``_dae`` variants, the checkpoint of the regressor to fine-tune behind the DAE
     for ``profile.finetune_epochs``; default ``out_dir/<variant without _dae>.pt`` if it exists,
-    else the regressor is trained from scratch for ``profile.epochs`` (with a warning).
+    else the regressor is trained from scratch for ``profile.epochs`` (with a warning); for
+    variants that start from their base (``init_from_base``), that base's checkpoint (default
+    ``out_dir/<base>.pt``).
     lr: override the profile's learning rate (``regressor_lr`` or ``dae_lr``; paper 1e-4 / 3e-4).
     Model sizes come from ``profile.resnet`` / ``profile.attention`` / ``profile.dae``.
     """
@@ -171,11 +173,30 @@ def train_variant(
 def network_settings(spec: Variant, profile: Profile) -> dict:
     """Constructor settings of a variant's regressor: the profile's (``profile.resnet`` or
     ``profile.attention``), with :data:`REAL_MODEL_OVERRIDES` for a ``_real`` variant where the
-    network has that setting."""
+    network has that setting, and its line mask's pixels (``hidden_runs``) where it has one."""
+    from ..evaluation.line_mask import pixel_runs
+
     settings = dict(getattr(profile, spec.network))
     if spec.real:
         settings.update({k: v for k, v in REAL_MODEL_OVERRIDES.items() if k in settings})
+        runs = pixel_runs(real_options(profile)["masked_wavelengths"])
+        if runs and spec.network != "resnet":
+            raise ValueError(f"{spec.name}: only the resnet hides a line mask's pixels")
+        if runs:
+            settings["hidden_runs"] = runs
     return settings
+
+
+def real_options(profile: Profile) -> dict:
+    """The :class:`~paper_lib.echelle.realism.Realism` options of a ``_real`` variant:
+    ``profile.real``, with the profile's line mask as ``masked_wavelengths`` unless it names
+    its own (:func:`~paper_lib.evaluation.line_mask.line_mask_intervals`)."""
+    from ..evaluation.line_mask import line_mask_intervals
+
+    options = dict(profile.real)
+    if "masked_wavelengths" not in options:
+        options["masked_wavelengths"] = line_mask_intervals(profile)
+    return options
 
 
 def _variant_model(spec: Variant, profile: Profile, out_dir: Path, dae, init_from) -> tuple[nn.Module, bool]:
@@ -188,10 +209,11 @@ def _variant_model(spec: Variant, profile: Profile, out_dir: Path, dae, init_fro
         base = base_variant(spec) if profile.init_from_base else None
         if base is None:
             return model, False
-        if not (out_dir / f"{base}.pt").exists():
+        path = Path(init_from) if init_from is not None else out_dir / f"{base}.pt"
+        if not path.exists():
             raise FileNotFoundError(f"{spec.name} starts from {base}, which is not trained yet "
-                                    f"({out_dir / (base + '.pt')}); train {base} first")
-        _transfer_weights(model, out_dir / f"{base}.pt")
+                                    f"({path}); train {base} first")
+        _transfer_weights(model, path)
         return model, True
     base = Path(init_from) if init_from is not None else out_dir / f"{spec.base}.pt"
     finetune = base.exists()
