@@ -98,12 +98,12 @@ fig = report.plot_benchmark_deltas(
 
 # %% [markdown]
 # ## The calibration `predict` applies
-# Fitted on every counted star; the term of each label chosen by the leave-one-star-out RMS of
-# the candidates (zero point alone, or with one linear term).
+# Fitted on every counted star; the model of each label chosen by the leave-one-star-out RMS
+# of the candidates (no correction, a zero point, or a zero point with one linear term).
 
 # %%
 for label, fit in chosen["record"]["labels"].items():
-    print(f"{label:5s} zero point {fit['zero_point']:+.3f}, term {fit['term']}, slope "
+    print(f"{label:5s} {fit['model']}: zero point {fit['zero_point']:+.3f}, term {fit['term']}, slope "
           f"{fit['slope']:+.3f}, σ_cal {fit['sigma_cal']:.3f}; LOSO RMS of the candidates: "
           + ", ".join(f"{k} {v:.3f}" for k, v in fit["loso_rms_of_candidates"].items()))
 

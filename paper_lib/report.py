@@ -158,13 +158,29 @@ def default_choice_text(results: dict) -> str:
     ranked = sorted(variants, key=loso_logg)
     rank = ranked.index(default) + 1
     cal, raw = variants[default]["calibrated_loso"], variants[default]["raw"]
-    why = ("its bias is the most consistent from star to star, so the calibration removes most "
-           "of it" if rank == 1 else f"`{ranked[0]}` ranks first")
+    first = "" if rank == 1 else f" (`{ranked[0]}` ranks first)"
     return (f"`predict`'s default `{default}` ranks {rank} of {len(ranked)} by the calibrated "
-            f"(LOSO) median |Δlog g|: {_triple_text(cal['median_abs_delta'])}, "
+            f"(LOSO) median |Δlog g|{first}: {_triple_text(cal['median_abs_delta'])}, "
             f"{100 * cal['within_2sigma']:.0f} % within 2σ; raw {_triple_text(raw['median_abs_delta'])}"
-            f", {100 * raw['within_2sigma']:.0f} % within 2σ: {why} (raw answers: "
+            f", {100 * raw['within_2sigma']:.0f} % within 2σ. The calibration `predict` applies "
+            f"(fitted on all these stars; each model chosen by its LOSO error): "
+            f"{calibration_text(variants[default]['calibration'])} (raw answers: "
             f"`--no-calibration`).")
+
+
+def calibration_text(labels: dict) -> str:
+    """The stored calibration's model per label, e.g. "Teff none, log g none, [M/H] +0.07"."""
+    names = {"teff": ("Teff", " K", 0), "logg": ("log g", "", 2), "mh": ("[M/H]", "", 2)}
+    parts = []
+    for label, (name, unit, digits) in names.items():
+        fit = labels[label]
+        model = fit.get("model") or ("zero point" if fit["term"] is None
+                                     else f"zero point + {fit['term']}")
+        text = "none" if model == "none" else f"{fit['zero_point']:+.{digits}f}{unit}"
+        if fit["term"] is not None:
+            text += f" {fit['slope']:+.2f} × ({fit['term']} term)"
+        parts.append(f"{name} {text}")
+    return ", ".join(parts)
 
 
 def _triple_text(values: dict) -> str:

@@ -65,7 +65,29 @@ def _one_label(case, label):
 def test_too_few_stars_get_a_zero_point_only():
     answers, refs, stars, sigma = constructed_stars(n_stars=4, slope_in_teff=-0.3)
     fit, scores = lc.fit_label(answers, refs["logg"], stars, sigma["logg"], "logg")
-    assert fit.term is None and list(scores) == ["None"]
+    assert fit.term is None and list(scores) == ["none", "None"]  # no linear term to choose
+
+
+def test_answers_without_an_offset_are_left_as_they_are():
+    """Four stars read ±e about their references: a zero point fitted without one of them is
+    off by e/3 on it, so no correction has the lower LOSO error and is chosen."""
+    stars = np.repeat(["a", "b", "c", "d"], 2)
+    refs = {"teff": np.repeat([4500.0, 5000.0, 5500.0, 6000.0], 2),
+            "logg": np.repeat([1.5, 2.5, 3.5, 4.5], 2), "mh": np.repeat([-1.0, -0.5, 0.0, 0.2], 2)}
+    sign = np.repeat([1.0, -1.0, 1.0, -1.0], 2)
+    step = {"teff": 60.0, "logg": 0.1, "mh": 0.05}
+    answers = {k: refs[k] + sign * step[k] for k in lc.CALIBRATED_LABELS}
+    sigma = {k: np.full(8, 1.5 * step[k]) for k in lc.CALIBRATED_LABELS}
+    fits = lc.fit_all_labels(answers, refs, stars, sigma)
+    for label, (fit, scores) in fits.items():
+        assert fit.model == lc.NO_CORRECTION and fit.zero_point == 0.0 and fit.term is None, label
+        assert scores["none"] == pytest.approx(step[label])
+        assert scores["None"] == pytest.approx(step[label] * 4 / 3)
+        assert fit.sigma_cal == 0.0  # the raw residuals are within their σ
+    loso = lc.leave_one_star_out(answers, refs, stars, sigma)
+    np.testing.assert_allclose(loso["teff"][0], answers["teff"])  # nothing removed
+    biased, _ = lc.fit_label(*_one_label(constructed_stars(), "teff"), "teff")
+    assert biased.model.startswith("zero point")  # an offset of 6σ per star is removed
 
 
 def test_sigma_cal_gives_the_normalised_residuals_unit_mean_square():

@@ -7,10 +7,11 @@ leaves (weak lines too strong, no NLTE/3D), and every benchmark star comes out a
 reference and is not calibrated), the correction ``reference − answer`` is modelled as a smooth
 function of the answer's own labels:
 
-* a **zero point** first;
+* **no correction** unless one helps: a **zero point** is applied only where it lowers the
+  **leave-one-star-out** (LOSO) error below that of the raw answers;
 * one further **linear term** (in the answer's Teff, log g or [M/H]) only where it lowers the
-  **leave-one-star-out** (LOSO) error: every spectrum of a star left out together, the model
-  fitted on the other stars, the left-out star's error measured. With a handful of stars this
+  LOSO error too: every spectrum of a star left out together, the model fitted on the other
+  stars, the left-out star's error measured. With a handful of stars this
   keeps the calibration as simple as the data allow. A linear term is **not extrapolated**:
   beyond the range of the calibrators' own answers its variable is held at the nearest end
   (Vega at 9400 K gets the correction of the hottest calibrator, not a line continued 3000 K
@@ -49,6 +50,7 @@ TERM_CENTRE = {"teff": 5500.0, "logg": 3.5, "mh": -0.5}  # where a linear term i
 MIN_STARS_FOR_TERM = 5  # a linear term needs at least this many stars besides the one left out
 RANGE_MARGIN = 0.1  # an answer this far (× the range) beyond the calibrators' is extrapolated
 CALIBRATED_METHODS = ("network", "fit")  # answers a calibration can be fitted on
+NO_CORRECTION = "none"  # the candidate model that leaves the answers as they are
 
 
 @dataclass
@@ -62,6 +64,7 @@ class LabelFit:
     slope: float
     sigma_cal: float
     term_range: tuple | None = None  # (low, high) of the term's variable over the calibrators
+    model: str = "zero point"  # "none", "zero point" or "zero point + <term>"
 
     def correction(self, answers: dict) -> np.ndarray:
         """The correction (N,) at ``answers`` ({label: (N,) array}, physical units), the
@@ -110,6 +113,8 @@ def loso_residuals(answers: dict, reference: np.ndarray, stars: np.ndarray,
                    term: str | None) -> np.ndarray:
     """Calibrated answer − reference (N,) of every spectrum, its own star left out of the fit."""
     label_answer = np.asarray(answers["_label"], dtype=np.float64)
+    if term == NO_CORRECTION:
+        return label_answer - reference
     out = np.full(len(stars), np.nan)
     for star in np.unique(stars):
         out_of_fit = stars == star
@@ -148,15 +153,16 @@ def calibration_sigma(residuals, sigma_known, stars) -> float:
 
 
 def choose_model(answers: dict, reference, stars, label: str) -> tuple[str | None, dict]:
-    """The term (None or a label) with the lowest LOSO RMS for ``label``, and every
-    candidate's LOSO RMS; a term must beat the zero point to be chosen."""
+    """The model with the lowest LOSO RMS for ``label`` — :data:`NO_CORRECTION`, None (the
+    zero point) or a label (zero point + that term) — and every candidate's LOSO RMS; a model
+    must beat every simpler one to be chosen."""
     inputs = {**{k: answers[k] for k in CALIBRATED_LABELS}, "_label": answers[label]}
-    candidates = [None]
+    candidates = [NO_CORRECTION, None]
     if len(np.unique(stars)) - 1 >= MIN_STARS_FOR_TERM:
         candidates += list(CALIBRATED_LABELS)
     scores = {str(term): star_rms(loso_residuals(inputs, reference, stars, term), stars)
               for term in candidates}
-    best = min(candidates, key=lambda t: (scores[str(t)], t is not None))
+    best = min(candidates, key=lambda t: (scores[str(t)], candidates.index(t)))
     return best, scores
 
 
@@ -168,10 +174,14 @@ def fit_label(answers: dict, reference, stars, sigma_known, label: str) -> tuple
     reference, stars = np.asarray(reference, dtype=np.float64), np.asarray(stars)
     term, scores = choose_model(answers, reference, stars, label)
     inputs = {**{k: answers[k] for k in CALIBRATED_LABELS}, "_label": answers[label]}
+    sigma_cal = calibration_sigma(loso_residuals(inputs, reference, stars, term), sigma_known,
+                                  stars)
+    if term == NO_CORRECTION:
+        return LabelFit(label, 0.0, None, 0.0, sigma_cal, model=NO_CORRECTION), scores
     coef = fit_correction(inputs, reference - np.asarray(answers[label]), stars, term)
-    residuals = loso_residuals(inputs, reference, stars, term)
-    fit = LabelFit(label, float(coef[0]), term, float(coef[1]) if term else 0.0,
-                   calibration_sigma(residuals, sigma_known, stars), value_range(answers, term))
+    fit = LabelFit(label, float(coef[0]), term, float(coef[1]) if term else 0.0, sigma_cal,
+                   value_range(answers, term),
+                   "zero point" if term is None else f"zero point + {term}")
     return fit, scores
 
 
@@ -258,7 +268,8 @@ def calibration_record(fits: dict, *, variant: str, method: str, weights_path, s
     the date."""
     from ..provenance import git_commit
 
-    labels = {label: {"zero_point": fit.zero_point, "term": fit.term, "slope": fit.slope,
+    labels = {label: {"model": fit.model, "zero_point": fit.zero_point, "term": fit.term,
+                      "slope": fit.slope,
                       "sigma_cal": fit.sigma_cal, "term_range": fit.term_range,
                       "loso_rms_of_candidates": scores, "loso_median_abs": loso.get(label)}
               for label, (fit, scores) in fits.items()}
