@@ -210,7 +210,7 @@ def sigma_calibration_sets(profile: Profile, grid, variant: str, out_dir=None) -
     (realism for ``_real``, the † range for ``_limited``) at each SNR of ``profile.snr_curve``;
     validation: the profile's ``n_val`` spectra (validation seed), test: up to OOD_SPECTRA
     (test seed). Each: {"true", "mean", "sigma" (N, 4) physical, "estimated_snr" (N,)}."""
-    from .observed.quality import estimate_snr
+    from .observed.quality import estimate_snr, filled_pixels_left_out
 
     spec = parse_variant(variant)
     model = load_variant(profile, variant, out_dir)
@@ -227,7 +227,8 @@ def sigma_calibration_sets(profile: Profile, grid, variant: str, out_dir=None) -
             batch = make_test_set(grid, n=sizes[part], seed=seeds[part], slant_max=profile.slant_max,
                                   **{**settings, "snr": float(snr)})
             out = _physical(model, batch)
-            out["estimated_snr"] = estimate_snr(batch.noisy.numpy())
+            noisy = batch.noisy.numpy()
+            out["estimated_snr"] = estimate_snr(noisy, filled_pixels_left_out(noisy))
             pair.append(out)
         sets[float(snr)] = tuple(pair)
     return sets

@@ -132,3 +132,26 @@ def test_predict_scales_the_statistical_sigma_at_the_spectrum_snr(tmp_path):
     for name, factor in factors.items():
         assert scaled[f"{name}_sigma_stat"] == pytest.approx(factor * plain[f"{name}_sigma_stat"])
         assert scaled[name] == plain[name]
+
+
+def test_a_synthetic_image_with_filled_pixels_is_measured_at_its_true_snr(smoke_grid):
+    """The _real variant's images have the line mask and the CCD gap filled with a noiseless 1.0;
+    the σ calibration measures their SNR without those pixels, as predict does on a real
+    spectrum (whose filled pixels its mask leaves out), else it would read ~3× too high."""
+    import dataclasses
+
+    from paper_lib.echelle.testsets import make_test_set
+    from paper_lib.experiments import data_settings
+    from paper_lib.observed.quality import estimate_snr, filled_pixels_left_out
+    from paper_lib.profiles import get_profile
+
+    settings = data_settings(get_profile("smoke"), real=True)
+    assert settings["realism"].masked_wavelengths  # the shipped line mask
+    settings["realism"] = dataclasses.replace(settings["realism"], snr_range=None,
+                                              gap_probability=1.0)
+    noisy = make_test_set(smoke_grid, n=8, seed=3, slant_max=0.05,
+                          **{**settings, "snr": 20.0}).noisy.numpy()
+    kept = filled_pixels_left_out(noisy)
+    assert 0.4 < 1.0 - kept.mean() < 0.6  # the mask (45 %) and the gap
+    assert np.median(estimate_snr(noisy, kept)) == pytest.approx(20.0, rel=0.15)
+    assert np.median(estimate_snr(noisy)) > 30.0  # what the noiseless pixels did

@@ -47,6 +47,16 @@ def estimate_snr(image, mask=None) -> np.ndarray:
         return np.nanmedian(level / noise, axis=-1)
 
 
+def filled_pixels_left_out(images) -> np.ndarray:
+    """Boolean like ``images`` (synthetic model inputs): False where a pixel holds exactly the
+    fill value (1.0) — the CCD gap and masked wavelengths of realism, which carry no noise — so
+    that :func:`estimate_snr` measures a synthetic image as it measures a real one, whose
+    filled pixels its model-input mask leaves out."""
+    from .model_input import FILL_VALUE
+
+    return np.asarray(images) != FILL_VALUE
+
+
 def _nanmedian_rows(values: np.ndarray) -> np.ndarray:
     """``np.nanmedian(values, axis=-1)`` (the same numbers, NaN for a row without values) by
     one sort instead of numpy's row-by-row loop: the two middle finite values of each row."""
