@@ -72,6 +72,8 @@ results = experiments.train_variants(variants, P, grid, nb.models)
 
 # %%
 folds = experiments.train_line_mask_folds(P, grid, nb.models)
+
+# %%
 # NBVAL_CHECK_OUTPUT
 print(sorted(folds))
 

@@ -34,14 +34,18 @@ def add_benchmark_parser(sub) -> None:
     calibrate.add_argument("--models-dir", default=None, help="default models/<profile>/")
     calibrate.add_argument("--variant", action="append", default=[],
                            help="a variant to calibrate (repeatable; default predict's default)")
-    calibrate.add_argument("--folder", default=None, help="a benchmark folder: spectra and "
-                           "references.csv (default: the shared data's benchmarks/, plus the Sun)")
     calibrate.add_argument("--refine", action="store_true", help="calibrate the least-squares "
                            "fit's answers on the profile's emulator (predict --refine), stored "
                            "as <variant>+fit, instead of the network's")
-    calibrate.add_argument("--dry-run", action="store_true",
-                           help="measure and print, store nothing")
+    _add_benchmark_folder_options(calibrate)
     calibrate.set_defaults(func=_benchmark_calibrate)
+
+
+def _add_benchmark_folder_options(parser) -> None:
+    """``--folder`` (the benchmark set) and ``--dry-run``, of the commands fitted on it."""
+    parser.add_argument("--folder", default=None, help="a benchmark folder: spectra and "
+                        "references.csv (default: the shared data's benchmarks/, plus the Sun)")
+    parser.add_argument("--dry-run", action="store_true", help="measure and print, store nothing")
 
 
 def _emulator(args) -> int:
@@ -100,7 +104,5 @@ def add_line_mask_parser(sub) -> None:
     mask.add_argument("--profile", default="cpu")
     mask.add_argument("--threshold", type=float, default=THRESHOLD,
                       help=f"|real − model| above which a pixel is masked (default {THRESHOLD})")
-    mask.add_argument("--folder", default=None, help="a benchmark folder: spectra and "
-                      "references.csv (default: the shared data's benchmarks/, plus the Sun)")
-    mask.add_argument("--dry-run", action="store_true", help="measure and print, store nothing")
+    _add_benchmark_folder_options(mask)
     mask.set_defaults(func=_line_mask)

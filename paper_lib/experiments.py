@@ -160,7 +160,7 @@ def train_line_mask_folds(profile: Profile, grid, out_dir=None, *, progress: boo
     the same base, but blind to the mask made without one calibrator star, in
     ``<out_dir>/line_mask_folds/<fold>/``. Those networks read the calibrator stars in the
     benchmark evaluation; {} when the profile has no mask or no ``_real`` variant."""
-    from .evaluation.line_mask import FOLDS_DIR, fold_names, line_mask_intervals
+    from .echelle.line_mask import FOLDS_DIR, fold_names, line_mask_intervals
     from .profiles import REAL_VARIANT
     from .training.variants import base_variant
 

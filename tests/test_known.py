@@ -173,8 +173,14 @@ def test_predict_reports_both_sigma_parts_and_conditions_on_a_known_label(models
     assert plain["teff_sigma_sys"] == pytest.approx(160.0, rel=1e-3)
     assert fixed["method"] == "network+fix" and fixed["fixed"] == "logg=4.44±0.05"
     assert abs(fixed["logg"] - 4.44) < abs(plain["logg"] - 4.44)
-    # the valley's correlation carries the known log g into Teff and [M/H]
-    assert fixed["teff"] > plain["teff"] + 50 and fixed["mh"] > plain["mh"] + 0.05
+    # the valley's correlation carries the known log g into Teff and [M/H]: conditioned on a
+    # measurement of σ 0.05, a label moves by ρ σ σ_logg / (σ_logg² + 0.05²) × (4.44 − log g)
+    assert plain["corr_teff_logg"] > 0.3 and plain["corr_logg_mh"] > 0.3
+    pull = (4.44 - plain["logg"]) * plain["logg_sigma"] / (plain["logg_sigma"] ** 2 + 0.05 ** 2)
+    for name, rho in (("teff", plain["corr_teff_logg"]), ("mh", plain["corr_logg_mh"])):
+        assert fixed[name] - plain[name] == pytest.approx(rho * plain[f"{name}_sigma"] * pull,
+                                                          rel=0.02)
+        assert abs(fixed[name] - plain[name]) > 0.1 * plain[f"{name}_sigma"]
 
 
 def test_a_bad_fix_from_the_command_line_names_the_option():

@@ -97,7 +97,7 @@ def test_a_resnet_never_sees_its_hidden_pixels_and_keeps_them_in_its_record():
 
 
 def test_pixel_runs_are_the_pixels_of_the_intervals():
-    from paper_lib.evaluation.line_mask import pixel_runs
+    from paper_lib.echelle.line_mask import pixel_runs
 
     wave = order_wavelengths()
     kept = np.ones((8, 4096), dtype=bool)
@@ -115,7 +115,7 @@ def test_a_profile_names_its_line_mask_and_a_missing_one_says_how_to_make_it(mon
     import dataclasses
 
     from paper_lib import paths
-    from paper_lib.evaluation.line_mask import line_mask_intervals, pixel_runs, read_line_mask
+    from paper_lib.echelle.line_mask import line_mask_intervals, pixel_runs, read_line_mask
     from paper_lib.experiments import data_settings
     from paper_lib.profiles import get_profile
     from paper_lib.training.variants import network_settings, parse_variant
@@ -148,7 +148,8 @@ def test_the_shipped_mask_is_what_the_command_makes_and_what_the_networks_hide()
 
     from paper_lib import paths
     from paper_lib.evaluation.benchmark_stars import benchmark_set, star_readers
-    from paper_lib.evaluation.line_mask import fold_names, make_line_mask, pixel_runs
+    from paper_lib.echelle.line_mask import fold_names, pixel_runs
+    from paper_lib.evaluation.line_mask import make_line_mask
     from paper_lib.models import describe
 
     from .conftest import shared_or_skip

@@ -270,6 +270,7 @@ def test_base_variants():
 
 
 def test_real_variant_has_no_dropout_its_base_keeps_the_profiles():
+    from paper_lib.echelle.line_mask import line_mask_intervals, pixel_runs
     from paper_lib.training.variants import network_settings
 
     assert get_profile("paper").resnet["dropout"] == 0.2  # the paper's setting
@@ -278,7 +279,9 @@ def test_real_variant_has_no_dropout_its_base_keeps_the_profiles():
         profile = get_profile(name)
         assert network_settings(parse_variant("resnet_diagonal"), profile) == profile.resnet
         real = network_settings(parse_variant("resnet_diagonal_real"), profile)
-        assert real == {**profile.resnet, "dropout": 0.0}
+        assert real == {**profile.resnet, "dropout": 0.0,  # and the profile's line mask
+                        "hidden_runs": pixel_runs(line_mask_intervals(profile))}
+        assert real["hidden_runs"]
         # a network without that setting is left as the profile says
         attention = network_settings(parse_variant("attention_diagonal"), profile)
         assert attention == profile.attention and "dropout" not in attention

@@ -120,7 +120,7 @@ def predict_benchmarks(spectra, model=None, **options):
     import pandas as pd
 
     from ..predict import predict_table
-    from .line_mask import calibrator_of
+    from ..echelle.line_mask import calibrator_of
 
     predictor, readers = star_readers(model, options.get("profile"), options.get("models_dir"))
     keys = [calibrator_of(s) if calibrator_of(s) in readers else None for s in spectra]
@@ -147,7 +147,7 @@ def star_readers(model=None, profile=None, models_dir=None) -> tuple:
     from ..models import describe
     from ..predict import DEFAULT_MODEL, Predictor
     from ..training.checkpoints import load_model
-    from .line_mask import FOLDS_DIR, fold_names
+    from ..echelle.line_mask import FOLDS_DIR, fold_names
 
     predictor = (model if isinstance(model, Predictor)
                  else Predictor.load(model or DEFAULT_MODEL, profile, models_dir))

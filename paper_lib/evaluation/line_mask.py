@@ -18,12 +18,13 @@ Leave one star out: a calibrator star is judged only through a mask made without
 ``benchmarks/mask_ablation.py`` measure what such masks do to the fit and to the networks.
 
 **The shipped mask.** ``python -m paper_lib line-mask --profile cpu`` (:func:`make_line_mask`)
-writes ``models/<profile>/line_mask.json``: the intervals of every fold of :func:`fold_names`
-(``all``: from every calibrator; ``without_<star>``: without that one), the threshold, the
-calibrator spectra, the emulator's SHA-256 and the commit. A profile's ``line_mask`` names
-the profile whose file its ``_real`` variant trains with (:func:`line_mask_intervals`); the
-network keeps the mask's pixels in its architecture record (``hidden_runs``,
-:func:`pixel_runs`), so every use of the weights applies it.
+writes ``models/<profile>/line_mask.json``: the intervals of every fold of
+:func:`~paper_lib.echelle.line_mask.fold_names` (``all``: from every calibrator;
+``without_<star>``: without that one), the threshold, the calibrator spectra, the emulator's
+SHA-256 and the commit. :mod:`paper_lib.echelle.line_mask` reads it for training: a profile's
+``line_mask`` names the profile whose file its ``_real`` variant trains with; the network keeps
+the mask's pixels in its architecture record (``hidden_runs``), so every use of the weights
+applies it.
 """
 
 from __future__ import annotations
@@ -32,19 +33,13 @@ import dataclasses
 
 import numpy as np
 
-CALIBRATOR_STARS = ("Sun", "Arcturus")  # benchmark-set star names begin so (references.csv)
+from ..echelle.line_mask import CALIBRATOR_STARS, LINE_MASK_FILE, calibrator_of, fold_names
+
 WIDEN_PX = 2  # a masked pixel's neighbours this far along the order are masked too
 # |real − model| at the reference labels above which a pixel is masked: where in-painting the
 # benchmark spectra (benchmarks/mask_ablation.py, step 1, all stars) removes most of the offset
 THRESHOLD = 0.05
-LINE_MASK_FILE = "line_mask.json"
-FOLDS_DIR = "line_mask_folds"  # models/<profile>/<this>/<fold>/: the leave-one-out networks
 START_VSINI = 3.0  # km/s: where the v sin i fit at the reference labels starts
-
-
-def calibrator_of(spectrum, calibrators=CALIBRATOR_STARS) -> str | None:
-    """The calibrator star a benchmark spectrum belongs to (by its star name), or None."""
-    return next((name for name in calibrators if spectrum.star.startswith(name)), None)
 
 
 def residuals_at_reference(spectra, images, masks, vsini, render) -> np.ndarray:
@@ -112,23 +107,6 @@ def apply_mask(model_input, intervals):
     return dataclasses.replace(model_input, mask=model_input.mask & ~hidden, image=image)
 
 
-def fold_names(calibrators=CALIBRATOR_STARS) -> dict:
-    """{fold: calibrator left out}: ``all`` (None) and ``without_<star>`` for each star."""
-    return {"all": None, **{f"without_{name.lower()}": name for name in calibrators}}
-
-
-def pixel_runs(intervals, order_wave=None) -> list:
-    """The masked pixels of ``intervals`` ((lo, hi) Å) on ``order_wave`` (default: the HARPS-N
-    layout) as runs [[order, first, stop], …] (stop exclusive): a network's ``hidden_runs``."""
-    from ..echelle.layout import order_wavelengths
-    from ..echelle.realism import masked_pixels
-
-    hidden = masked_pixels(order_wavelengths() if order_wave is None else order_wave, intervals)
-    runs = []
-    for order, row in enumerate(hidden):
-        edges = np.flatnonzero(np.diff(np.concatenate([[0], row.astype(np.int8), [0]])))
-        runs += [[order, int(a), int(b)] for a, b in zip(edges[::2], edges[1::2])]
-    return runs
 
 
 def make_line_mask(profile="cpu", spectra=None, threshold: float = THRESHOLD,
@@ -186,39 +164,3 @@ def write_line_mask(record: dict, models_dir=None):
     return path
 
 
-def read_line_mask(profile) -> dict | None:
-    """The line-mask record a profile trains its ``_real`` variant with (``profile.line_mask``
-    names whose models/ folder holds it), or None when the profile has none. A named file that
-    is missing or unreadable raises, saying how to make it."""
-    import json
-
-    from .. import paths
-    from ..profiles import get_profile
-
-    profile = get_profile(profile)
-    if not profile.line_mask:
-        return None
-    path = paths.models / profile.line_mask / LINE_MASK_FILE
-    remake = (f"python -m paper_lib line-mask --profile {profile.line_mask} (needs the "
-              "benchmark stars and that profile's emulator)")
-    try:
-        record = json.loads(path.read_text())
-        record["folds"]["all"]["intervals"]
-    except FileNotFoundError:
-        raise FileNotFoundError(f"profile {profile.name!r} trains with the line mask {path}, "
-                                f"which is missing: make it with {remake}") from None
-    except (ValueError, KeyError, TypeError) as err:
-        raise ValueError(f"{path} is not a line-mask record ({err}); remake it with "
-                         f"{remake}") from None
-    return record
-
-
-def line_mask_intervals(profile, fold: str = "all") -> tuple:
-    """The rest-frame intervals ((lo, hi) Å, …) of a fold of the profile's line mask (() when
-    the profile has none)."""
-    record = read_line_mask(profile)
-    if record is None:
-        return ()
-    if fold not in record["folds"]:
-        raise ValueError(f"the line mask has no fold {fold!r}; it has {', '.join(record['folds'])}")
-    return tuple(tuple(i) for i in record["folds"][fold]["intervals"])

@@ -67,7 +67,7 @@ def diagnose(spectra, grid, model=None, profile: str = "cpu") -> list[dict]:
     from ..observed.read import read_spectrum
     from ..predict.refine import Renderer
     from .benchmark_stars import star_readers
-    from .line_mask import calibrator_of
+    from ..echelle.line_mask import calibrator_of
 
     predictor, readers = star_readers(model, profile)
     render = Renderer(grid)

@@ -174,7 +174,7 @@ def network_settings(spec: Variant, profile: Profile) -> dict:
     """Constructor settings of a variant's regressor: the profile's (``profile.resnet`` or
     ``profile.attention``), with :data:`REAL_MODEL_OVERRIDES` for a ``_real`` variant where the
     network has that setting, and its line mask's pixels (``hidden_runs``) where it has one."""
-    from ..evaluation.line_mask import pixel_runs
+    from ..echelle.line_mask import pixel_runs
 
     settings = dict(getattr(profile, spec.network))
     if spec.real:
@@ -191,7 +191,7 @@ def real_options(profile: Profile) -> dict:
     """The :class:`~paper_lib.echelle.realism.Realism` options of a ``_real`` variant:
     ``profile.real``, with the profile's line mask as ``masked_wavelengths`` unless it names
     its own (:func:`~paper_lib.evaluation.line_mask.line_mask_intervals`)."""
-    from ..evaluation.line_mask import line_mask_intervals
+    from ..echelle.line_mask import line_mask_intervals
 
     options = dict(profile.real)
     if "masked_wavelengths" not in options:
