@@ -28,6 +28,12 @@ def fold_names(calibrators=CALIBRATOR_STARS) -> dict:
     return {"all": None, **{f"without_{name.lower()}": name for name in calibrators}}
 
 
+def true_runs(row) -> list:
+    """(first, stop) of each run of True in the boolean ``row`` (stop exclusive)."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], np.asarray(row, dtype=np.int8), [0]])))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2])]
+
+
 def pixel_runs(intervals, order_wave=None) -> list:
     """The masked pixels of ``intervals`` ((lo, hi) Å) on ``order_wave`` (default: the HARPS-N
     layout) as runs [[order, first, stop], …] (stop exclusive): a network's ``hidden_runs``."""
@@ -35,11 +41,8 @@ def pixel_runs(intervals, order_wave=None) -> list:
     from .realism import masked_pixels
 
     hidden = masked_pixels(order_wavelengths() if order_wave is None else order_wave, intervals)
-    runs = []
-    for order, row in enumerate(hidden):
-        edges = np.flatnonzero(np.diff(np.concatenate([[0], row.astype(np.int8), [0]])))
-        runs += [[order, int(a), int(b)] for a, b in zip(edges[::2], edges[1::2])]
-    return runs
+    return [[order, first, stop] for order, row in enumerate(hidden)
+            for first, stop in true_runs(row)]
 
 
 def read_line_mask(profile) -> dict | None:

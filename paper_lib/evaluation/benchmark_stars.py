@@ -123,7 +123,7 @@ def predict_benchmarks(spectra, model=None, **options):
     from ..echelle.line_mask import calibrator_of
 
     predictor, readers = star_readers(model, options.get("profile"), options.get("models_dir"))
-    keys = [calibrator_of(s) if calibrator_of(s) in readers else None for s in spectra]
+    keys = [star if star in readers else None for star in map(calibrator_of, spectra)]
     parts = []
     for key in dict.fromkeys(keys):
         index = [k for k, found in enumerate(keys) if found == key]
@@ -156,9 +156,9 @@ def star_readers(model=None, profile=None, models_dir=None) -> tuple:
         return predictor, readers
     folder = Path(models_dir or paths.models / predictor.profile) / FOLDS_DIR
     for fold, star in fold_names().items():
-        path = folder / fold / f"{predictor.name}.pt"
-        if star is None:
+        if star is None:  # the shipped network itself
             continue
+        path = folder / fold / f"{predictor.name}.pt"
         problem = "is missing" if not path.exists() else (
             None if _finished(path) else "is still training")
         if problem is None:

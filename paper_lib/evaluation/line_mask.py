@@ -33,7 +33,8 @@ import dataclasses
 
 import numpy as np
 
-from ..echelle.line_mask import CALIBRATOR_STARS, LINE_MASK_FILE, calibrator_of, fold_names
+from ..echelle.line_mask import (CALIBRATOR_STARS, LINE_MASK_FILE, calibrator_of, fold_names,
+                                  true_runs)
 
 WIDEN_PX = 2  # a masked pixel's neighbours this far along the order are masked too
 # |real − model| at the reference labels above which a pixel is masked: where in-painting the
@@ -87,9 +88,8 @@ def mask_intervals(kept, order_wave) -> tuple:
     :func:`~paper_lib.echelle.realism.masked_pixels` gives the same pixels back."""
     intervals = []
     for order, wave in zip(np.asarray(kept, dtype=bool), np.asarray(order_wave, dtype=np.float64)):
-        edges = np.flatnonzero(np.diff(np.concatenate([[0], (~order).astype(np.int8), [0]])))
         step = np.gradient(wave)
-        for start, stop in zip(edges[::2], edges[1::2]):
+        for start, stop in true_runs(~order):
             intervals.append((float(wave[start] - step[start] / 2),
                               float(wave[stop - 1] + step[stop - 1] / 2)))
     return tuple(intervals)
@@ -105,8 +105,6 @@ def apply_mask(model_input, intervals):
     hidden = masked_pixels(model_input.order_wave, intervals)
     image = np.where(hidden, FILL_VALUE, model_input.image).astype(np.float32)
     return dataclasses.replace(model_input, mask=model_input.mask & ~hidden, image=image)
-
-
 
 
 def make_line_mask(profile="cpu", spectra=None, threshold: float = THRESHOLD,
@@ -162,5 +160,3 @@ def write_line_mask(record: dict, models_dir=None):
     path = Path(models_dir or paths.models / record["profile"]) / LINE_MASK_FILE
     atomic_write_json(path, record)
     return path
-
-

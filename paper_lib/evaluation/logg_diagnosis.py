@@ -56,10 +56,9 @@ def diagnose(spectra, grid, model=None, profile: str = "cpu") -> list[dict]:
     """Per benchmark spectrum: the network's raw answer (a calibrator star of its line mask
     read by the network blind to the mask made without it: ``benchmark_stars.star_readers``),
     the least-squares fit on the profile's shipped emulator from it (if there is one), the
-    all-free least-squares fit of the grid —
-    started from the network's answer and from the emulator fit's, the lower residual kept (a
-    fit from one start can stop in a shallower minimum: the grid's interpolation has a kink at
-    every node) — and the log g wanted with Teff and [M/H] held at the reference (whole
+    all-free least-squares fit of the grid — started from the network's answer and from the
+    emulator fit's, the lower residual kept (a fit from one start can stop in a shallower
+    minimum: the grid's interpolation has a kink at every node) — and the log g wanted with Teff and [M/H] held at the reference (whole
     window; Mg b wings alone); Δ against the reference throughout. A fit that cannot run (a
     start or a held label outside the grid's complete cells) gives NaN and its reason."""
     from ..echelle.layout import order_wavelengths
