@@ -7,13 +7,16 @@ reference of Teff, log g, [M/H] for the default network, ``predict --refine`` on
 the FGK stars (reference Teff < 7000 K) whose fits ended without a fit flag, and the largest
 |emulator − grid| (issue 32's goal: within 15 K / 0.03 / 0.02).
 
-A least-squares fit from the network's answer finds *a* minimum; where χ² has several (the
-grid's trilinear interpolation has a kink at every node), the two fits can stop in different
-ones. So with ``--grid`` each fit is also started from the other's answer and the start with
-the lower residual RMS kept ("best of two starts"): the two models' best minima compared.
-Last, the models alone: the grid's own noise-free image at the grid fit's answer, fitted on the
-emulator from that answer — how far the difference between the two models moves a fit where
-nothing else differs.
+Both fits are the same Levenberg–Marquardt (``paper_lib.predict.fit.fit_batch``) on two models:
+the emulator, and the grid interpolated by its Catmull–Rom spline (in a box of complete cells
+around the start), so from the same start they differ only where the models do. A
+least-squares fit from the network's answer still finds *a* minimum; where χ² has several (on
+real spectra, which neither model matches, χ² is flat along the Teff–log g–[M/H] valley), two
+fits can stop in different ones. So with ``--grid`` each fit is also started from the other's
+answer and the start with the lower residual RMS kept ("best of two starts"): the two models'
+best minima compared. Last, the models alone: the grid's own noise-free image at the grid
+fit's answer, fitted on the emulator from that answer — how far the difference between the
+two models moves a fit where nothing else differs.
 
     python benchmarks/fit_benchmark_stars.py [--grid FILE] [--emulator FILE] [--pad]
 

@@ -51,13 +51,17 @@ def _add_benchmark_folder_options(parser) -> None:
 def _emulator(args) -> int:
     from .profiles import get_profile
     from .synthetic.grid import Grid
-    from .training.emulator import train_profile_emulator
+    from .training.emulator import add_node_table, train_profile_emulator
 
     if args.grid and not args.models_dir:
         raise ValueError("emulator --grid: give --models-dir too (models/<profile>/ holds the "
                          "emulator of the profile's own grid)")
-    train_profile_emulator(get_profile(args.profile), steps=args.steps, models_dir=args.models_dir,
-                           grid=Grid.from_fits(args.grid) if args.grid else None)
+    grid = Grid.from_fits(args.grid) if args.grid else None
+    if args.node_table_only:
+        add_node_table(get_profile(args.profile), models_dir=args.models_dir, grid=grid)
+    else:
+        train_profile_emulator(get_profile(args.profile), steps=args.steps,
+                               models_dir=args.models_dir, grid=grid)
     return 0
 
 
@@ -72,6 +76,8 @@ def add_emulator_parser(sub) -> None:
     emulator.add_argument("--steps", type=int, default=STEPS, help=f"optimiser steps (default {STEPS})")
     emulator.add_argument("--grid", default=None, help="another grid FITS (e.g. the reference grid; "
                           "padded with continuum if narrower than the orders); needs --models-dir")
+    emulator.add_argument("--node-table-only", action="store_true", help="only (re)make the node "
+                          "table of the emulator already there (its MLP kept): seconds, not minutes")
     emulator.set_defaults(func=_emulator)
 
 

@@ -276,9 +276,9 @@ def test_held_label_fit_finds_the_log_g_of_a_synthetic_star(smoke_grid):
 
     from paper_lib.echelle.layout import order_wavelengths
     from paper_lib.evaluation.logg_diagnosis import held_label_fit, mgb_wing_mask
-    from paper_lib.predict.refine import Renderer
+    from paper_lib.predict.forward import GridRenderer
 
-    render = Renderer(smoke_grid)
+    render = GridRenderer(smoke_grid)
     truth = np.array([5800.0, 4.3, -0.2, 3.0])  # inside the smoke grid's complete cells
     inp = SimpleNamespace(image=render(truth[None])[0], mask=np.ones((8, 4096), bool))
     reference = {"teff": 5800.0, "logg": 4.3, "mh": -0.2}
@@ -294,10 +294,11 @@ def test_the_grid_fit_keeps_the_start_with_the_lower_residual(smoke_grid):
     from types import SimpleNamespace
 
     from paper_lib.evaluation.logg_diagnosis import _best_grid_fit
-    from paper_lib.predict.refine import Renderer, refine
+    from paper_lib.predict.forward import GridRenderer
+    from paper_lib.predict.refine import refine
     from paper_lib.synthetic.grid import OutsideGridError
 
-    render = Renderer(smoke_grid)
+    render = GridRenderer(smoke_grid)
     truth = np.array([5800.0, 4.3, -0.2, 3.0])
     rng = np.random.default_rng(0)
     inp = SimpleNamespace(image=render(truth[None])[0] + rng.normal(0, 0.01, (8, 4096)),

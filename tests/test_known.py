@@ -90,9 +90,9 @@ def test_the_total_sigma_is_the_two_parts_in_quadrature():
 @pytest.fixture(scope="module")
 def star(smoke_grid):
     """A synthetic star inside the smoke grid's solar box, observed at SNR 100 (seeded)."""
-    from paper_lib.predict.refine import Renderer
+    from paper_lib.predict.forward import GridRenderer
 
-    render = Renderer(smoke_grid)
+    render = GridRenderer(smoke_grid)
     truth = np.array([5820.0, 4.32, -0.18, 3.0])
     image = render(truth)[0]
     image = image + np.random.default_rng(3).normal(0.0, 0.01, image.shape)
@@ -125,6 +125,18 @@ def test_a_refined_answer_keeps_the_systematic_part_conditioned_on_the_held_labe
     answer = refined_answer(refined, np.outer(direction, direction), known)
     assert answer.sigma_sys[1] == 0.0 and answer.sigma_sys[0] < 0.5 * direction[0]
     np.testing.assert_allclose(answer.sigma ** 2, answer.sigma_stat ** 2 + answer.sigma_sys ** 2)
+
+
+def test_a_start_just_past_the_grid_is_moved_onto_it_and_one_far_past_is_refused(smoke_grid):
+    from paper_lib.predict.refine import fit_bounds, onto_grid
+    from paper_lib.synthetic.grid import OutsideGridError
+
+    np.testing.assert_allclose(onto_grid(smoke_grid, [5820.0, 4.32, 0.6, 3.0]),
+                               [5820.0, 4.32, 0.5, 3.0])  # a network's answer 0.1 dex past
+    far = onto_grid(smoke_grid, [5820.0, 4.32, 0.9, 3.0])
+    assert far[2] == 0.9
+    with pytest.raises(OutsideGridError, match="outside the grid"):
+        fit_bounds(smoke_grid, far)
 
 
 def test_refining_outside_the_grid_is_a_clear_error(star):

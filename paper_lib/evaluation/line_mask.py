@@ -47,7 +47,7 @@ def residuals_at_reference(spectra, images, masks, vsini, render) -> np.ndarray:
     """Real image − model image (n, 8, 4096) of each spectrum at its reference labels
     (``spectrum.reference``: teff K, logg dex, mh dex; held), v sin i fitted from ``vsini``
     (n,) km/s; NaN where ``masks`` says the image holds no data. ``render``: an
-    :class:`~paper_lib.predict.fit.EmulatorRenderer`."""
+    :class:`~paper_lib.predict.forward.EmulatorRenderer`."""
     from ..predict.fit import fit_batch
     from ..predict.known import KnownLabel
 
@@ -112,9 +112,14 @@ def make_line_mask(profile="cpu", spectra=None, threshold: float = THRESHOLD,
     """The line-mask record of ``profile``'s shipped emulator (``models_dir``, default
     models/<profile>/) and the calibrator spectra among ``spectra`` (default: the benchmark
     set): residuals at the reference labels (v sin i fitted from :data:`START_VSINI`), then
-    one mask per fold of :func:`fold_names`. Not written (:func:`write_line_mask`)."""
+    one mask per fold of :func:`fold_names`. Not written (:func:`write_line_mask`). The model
+    is the emulator's MLP alone (:meth:`~paper_lib.models.emulator.SpectrumEmulator.network_only`):
+    the mask was made with it before the emulator had its node table, and the networks that
+    hide the mask were trained with that one; the record names it by
+    ``emulator_network_sha256``. (At the calibrators' labels the two differ by ~3e-4 RMS, far
+    below the threshold.)"""
     from ..echelle.layout import order_wavelengths
-    from ..fileio import file_sha256
+    from ..predict.forward import EmulatorRenderer
     from ..predict.inputs import prepare
     from ..predict.rows import refinement_renderer
     from ..profiles import get_profile
@@ -124,20 +129,21 @@ def make_line_mask(profile="cpu", spectra=None, threshold: float = THRESHOLD,
     profile = get_profile(profile)
     spectra = [s for s in (benchmark_set() if spectra is None else spectra) if calibrator_of(s)]
     inputs = [prepare(s.path, None, None, None, None) for s in spectra]
-    fitter = refinement_renderer(None, profile, models_dir)
+    emulator = refinement_renderer(None, profile, models_dir).render.emulator
+    render = EmulatorRenderer(emulator.network_only())
     images, masks = np.stack([i.image for i in inputs]), np.stack([i.mask for i in inputs])
     residuals = residuals_at_reference(spectra, images, masks, [START_VSINI] * len(spectra),
-                                       fitter.render)
+                                       render)
     folds = {}
     for fold, left_out in fold_names().items():
         kept = calibrator_mask(spectra, residuals, threshold, without=left_out)
         folds[fold] = {"without": left_out, "masked_fraction": round(float(1 - kept.mean()), 4),
                        "intervals": [list(i) for i in mask_intervals(kept, order_wavelengths())]}
-    emulator = fitter_path(profile, models_dir)
     return {"profile": profile.name, "threshold": threshold, "widen_px": WIDEN_PX,
             "calibrators": [{"star": s.star, "file": s.path.name, "instrument": s.instrument}
                             for s in spectra],
-            "emulator": emulator.name, "emulator_sha256": file_sha256(emulator),
+            "emulator": fitter_path(profile, models_dir).name,
+            "emulator_network_sha256": emulator.network_sha256(),
             "commit": git_commit(), "folds": folds}
 
 

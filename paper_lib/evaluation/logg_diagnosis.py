@@ -64,12 +64,12 @@ def diagnose(spectra, grid, model=None, profile: str = "cpu") -> list[dict]:
     from ..echelle.layout import order_wavelengths
     from ..observed.model_input import to_model_input
     from ..observed.read import read_spectrum
-    from ..predict.refine import Renderer
+    from ..predict.forward import GridRenderer
     from .benchmark_stars import star_readers
     from ..echelle.line_mask import calibrator_of
 
     predictor, readers = star_readers(model, profile)
-    render = Renderer(grid)
+    render = GridRenderer(grid)
     emulator = _emulator_fitter(profile)
     wings = mgb_wing_mask(order_wavelengths())
     out = []

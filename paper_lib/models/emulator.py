@@ -3,7 +3,12 @@
 (Teff [K], log g [dex], [M/H] [dex]) → the normalised flux at v sin i = 0 on the grid's own
 wavelengths (air Å, 0.01 Å), as ``mean + coefficients @ basis``: ``basis`` holds the leading
 principal components of the training nodes' spectra (orthonormal rows), a small MLP gives the
-coefficients. Everything after the flux (rotation, macroturbulence, instrument, échelle
+coefficients. With a node table (:meth:`SpectrumEmulator.set_nodes`) the coefficients are
+instead those of every Table-1 node (the grid's spectra projected on the basis; the MLP's at
+the nodes the grid lacks) interpolated by the grid fit's Catmull–Rom spline
+(:meth:`~paper_lib.synthetic.grid.Grid.cubic_weights`): the grid fit's model, compressed, which
+the MLP alone misses between the nodes by ~2e-3 — enough to move a fit of a real star by
+~30 K (``benchmarks/fit_benchmark_stars.py``). Everything after the flux (rotation, macroturbulence, instrument, échelle
 pixels) stays the existing forward model, which is linear in the flux, so a fit renders an
 emulated star as cheaply as an interpolated one (:mod:`paper_lib.predict.fit`).
 
@@ -14,6 +19,7 @@ Trained by :mod:`paper_lib.training.emulator` (``python -m paper_lib emulator``)
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -44,11 +50,13 @@ class SpectrumEmulator(nn.Module):
     fastest with Teff, get a larger share of the input range ("linear": Teff itself).
     The buffers ``mean`` (n_wave,), ``basis`` (n_components, n_wave) and ``scale``
     (n_components,) (the training coefficients' standard deviation, which the MLP's outputs
-    are multiplied by) are set by training (:meth:`set_basis`).
+    are multiplied by) are set by training (:meth:`set_basis`); ``n_nodes`` > 0: the buffers
+    ``node_labels`` (n_nodes, 3) and ``node_coefficients`` (n_nodes, n_components) of the node
+    table (:meth:`set_nodes`), which :meth:`coefficients` then interpolates.
     """
 
     def __init__(self, *, n_wave: int, label_low, label_high, n_components: int = 128,
-                 hidden=(256, 256, 256), teff_input: str = "linear"):
+                 hidden=(256, 256, 256), teff_input: str = "linear", n_nodes: int = 0):
         super().__init__()
         if teff_input not in TEFF_INPUTS:
             raise ValueError(f"teff_input {teff_input!r}: one of {', '.join(TEFF_INPUTS)}")
@@ -56,14 +64,18 @@ class SpectrumEmulator(nn.Module):
         self.arch = {"kind": "emulator", "kwargs": {
             "n_wave": int(n_wave), "label_low": [float(v) for v in label_low],
             "label_high": [float(v) for v in label_high], "n_components": int(n_components),
-            "hidden": [int(h) for h in hidden], "teff_input": teff_input}}
+            "hidden": [int(h) for h in hidden], "teff_input": teff_input,
+            **({"n_nodes": int(n_nodes)} if n_nodes else {})}}
         self.register_buffer("label_low", torch.tensor(label_low, dtype=torch.float32))
         self.register_buffer("label_high", torch.tensor(label_high, dtype=torch.float32))
         self.register_buffer("mean", torch.ones(n_wave))
         self.register_buffer("basis", torch.zeros(n_components, n_wave))
         self.register_buffer("scale", torch.ones(n_components))
         self.register_buffer("wavelength", torch.zeros(n_wave, dtype=torch.float64))
+        self.register_buffer("node_labels", torch.zeros(n_nodes, 3, dtype=torch.float64))
+        self.register_buffer("node_coefficients", torch.zeros(n_nodes, n_components))
         self.net = mlp([3, *hidden, n_components])
+        self._node_spline = None  # the node table as a Grid, made at first use
 
     def set_basis(self, wavelength, mean: torch.Tensor, basis: torch.Tensor,
                   scale: torch.Tensor) -> None:
@@ -85,9 +97,57 @@ class SpectrumEmulator(nn.Module):
             low, high = torch.cat([inverse[0], low[1:]]), torch.cat([inverse[1], high[1:]])
         return 2.0 * (labels - low) / (high - low) - 1.0
 
-    def coefficients(self, labels: torch.Tensor) -> torch.Tensor:
-        """(n, n_components) basis coefficients of physical labels (n, 3)."""
+    def set_nodes(self, labels, coefficients) -> None:
+        """Store the node table: the labels (n_nodes, 3) of every node of the Table-1 axes and
+        their coefficients (n_nodes, n_components); from then on :meth:`coefficients`
+        interpolates it. The emulator must have been made with that ``n_nodes``."""
+        self.node_labels.copy_(torch.as_tensor(labels, dtype=torch.float64))
+        self.node_coefficients.copy_(torch.as_tensor(coefficients, dtype=torch.float32))
+        self._node_spline = None
+
+    def network_only(self) -> "SpectrumEmulator":
+        """A copy without the node table: the MLP's emulator (what the line mask is made with)."""
+        kwargs = {k: v for k, v in self.arch["kwargs"].items() if k != "n_nodes"}
+        copy = SpectrumEmulator(**kwargs)
+        copy.load_state_dict({**copy.state_dict(), **{k: v for k, v in self.state_dict().items()
+                                                      if not k.startswith("node_")}})
+        return copy.eval()
+
+    def network_sha256(self) -> str:
+        """SHA-256 of the MLP's emulator (its settings, basis as stored in float16, weights;
+        not the node table): what a line mask made with :meth:`network_only` records."""
+        import hashlib
+        import json
+
+        digest = hashlib.sha256(json.dumps({k: v for k, v in self.arch["kwargs"].items()
+                                            if k != "n_nodes"}, sort_keys=True).encode())
+        for name, tensor in self.state_dict().items():
+            if not name.startswith("node_"):
+                stored = tensor.half() if name == "basis" else tensor
+                digest.update(name.encode() + stored.contiguous().numpy().tobytes())
+        return digest.hexdigest()
+
+    def network_coefficients(self, labels: torch.Tensor) -> torch.Tensor:
+        """(n, n_components) basis coefficients of physical labels (n, 3) from the MLP."""
         return self.net(self.scaled(labels.to(self.label_low.dtype))) * self.scale
+
+    def coefficients(self, labels: torch.Tensor) -> torch.Tensor:
+        """(n, n_components) basis coefficients of physical labels (n, 3): the node table's
+        Catmull–Rom spline (labels clipped to the label box), or the MLP's without a table."""
+        if not len(self.node_labels):
+            return self.network_coefficients(labels)
+        if self._node_spline is None:
+            from ..synthetic.grid import Grid
+
+            self._node_spline = Grid(np.arange(self.node_coefficients.shape[1]),
+                                     self.node_labels.numpy(), self.node_coefficients.numpy())
+        box = (self.label_low.double().numpy(), self.label_high.double().numpy())
+        points = np.clip(labels.detach().double().cpu().numpy(), *box)
+        return torch.from_numpy(self._node_spline.interpolate(points, "cubic")).to(labels.device)
+
+    def _load_from_state_dict(self, *args, **kwargs):  # a new table: remake the spline
+        self._node_spline = None
+        super()._load_from_state_dict(*args, **kwargs)
 
     def forward(self, labels: torch.Tensor) -> torch.Tensor:
         """Normalised flux (n, n_wave) at physical labels (n, 3) [K, dex, dex]."""
@@ -117,8 +177,10 @@ def load_emulator(path) -> tuple[SpectrumEmulator, dict]:
     try:
         stored = torch.load(path, map_location="cpu", weights_only=True)
         emulator = SpectrumEmulator(**stored["arch"]["kwargs"])
-        emulator.load_state_dict({k: v.to(emulator.state_dict()[k].dtype)
-                                  for k, v in stored["state"].items()})
+        empty_table = {k: v for k, v in emulator.state_dict().items() if k.startswith("node_")}
+        emulator.load_state_dict({**empty_table,  # files made before the node table: the MLP
+                                  **{k: v.to(emulator.state_dict()[k].dtype)
+                                     for k, v in stored["state"].items()}})
     except (OSError, KeyError, TypeError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
         raise ValueError(f"{path}: not a spectrum emulator file ({error})") from error
     return emulator.eval(), stored.get("record", {})

@@ -1,95 +1,33 @@
 """A classical least-squares fit of the synthetic grid around the network's answer (opt-in).
 
-``predict --refine`` starts from the network's answer and fits the noise-free synthetic image
-(:meth:`~paper_lib.echelle.generator.SpectrumGenerator.render_labels`, normalised like a real
-spectrum) to the real image over the pixels that hold data, with the labels
-a user knows held at their values (:mod:`paper_lib.predict.known`): a trust-region
-least-squares fit with bounds
-(``scipy.optimize.least_squares``), the Jacobian by finite differences rendered in one batch.
-It is what a spectroscopist would run by hand, and it shares every systematic of the synthesis
-with the network (the same grid), so its covariance adds the systematic one of the physics
-variants to the fit's own.
+``predict --refine --grid FILE`` starts from the network's answer and fits the noise-free
+synthetic image (the grid interpolated by a Catmull–Rom spline,
+:class:`~.forward.GridRenderer`, normalised like a real spectrum) to the real image over the
+pixels that hold data, with the labels a user knows held at their values: the emulator fit's
+Levenberg–Marquardt (:func:`~.fit.fit_batch`, star by star) in the largest box of complete grid
+cells around the start (:func:`fit_bounds`), so a grid fit and an emulator fit of a star differ
+only in the model. It is what a spectroscopist would run by hand, and it shares every
+systematic of the synthesis with the network (the same grid), so its covariance adds the
+systematic one of the physics variants to the fit's own. A fit that ends at a bound of its
+box, or with a σ as wide as the box, says nothing (:meth:`~.fit.Refined.problem`): the
+network's answer stands, flagged ``refine_failed``.
 
 Needs the profile's grid (``python -m paper_lib synth --profile cpu``) or a grid file.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
 
 import numpy as np
 
-from ..labels import LABEL_NAMES, VSINI_RANGE
+from ..labels import VSINI_RANGE
+from .fit import MAX_ITERATIONS, Refined, fit_batch, held_labels
+from .forward import GridRenderer
 from .known import KnownLabel
 
-DERIVATIVE_STEPS = np.array([20.0, 0.02, 0.01, 0.2])  # K, dex, dex, km/s
 FIT_REACH_CELLS = 3  # grid cells the fit may move from the start, each way
-BOUND_TOLERANCE = 1e-3  # a label this close (× the fit's range) to a bound ended "at" it
-MAX_SIGMA_OF_BOX = 0.5  # a fit σ above this × the fit's range of its label says nothing
-# between the nodes the grid fit's spectra are a Catmull–Rom spline, not trilinear: the linear
-# one's kinks at every node put minima there, and it is 1.6–3× farther from left-out nodes
-# (paper_lib.synthetic.grid; benchmarks/grid_interpolation.py)
-GRID_FIT_INTERPOLATION = "cubic"
-
-
-@dataclass
-class Refined:
-    """Result of a least-squares fit (:func:`refine`, :func:`~.fit.fit_batch`): labels (4,), the
-    fit's covariance (4, 4), the RMS of the residual over the fitted pixels, the number of
-    image renders, whether it converged, the free labels it left at a bound of its box, and
-    (grid fits) the fit's label bounds (4,) each (:func:`fit_bounds`) and the held labels."""
-
-    labels: np.ndarray
-    cov: np.ndarray
-    rms: float
-    renders: int
-    converged: bool
-    at_bound: tuple = ()
-    lower: np.ndarray | None = None
-    upper: np.ndarray | None = None
-    held: tuple = ()  # indices of the labels held at known values
-
-    def problem(self) -> str | None:
-        """Why the fit is not to be trusted, or None: a free label ended at a bound of the fit
-        (v sin i at 0 is allowed: slow rotators are common), or a σ that is not finite or
-        not smaller than MAX_SIGMA_OF_BOX × the fit's range of its label (free labels only).
-        Fits without stored bounds (the emulator's: ``at_bound``) have none of this check."""
-        if self.lower is None or self.upper is None:
-            return None
-        sigma = np.sqrt(np.clip(np.diag(self.cov), 0.0, None))
-        width = self.upper - self.lower
-        for i, name in enumerate(LABEL_NAMES):
-            if i in self.held:
-                continue
-            if not (np.isfinite(self.cov[i, i]) and sigma[i] < MAX_SIGMA_OF_BOX * width[i]):
-                return f"σ({name}) = {sigma[i]:.3g} is not finite and small"
-            at_low = name != "vsini" and self.labels[i] <= self.lower[i] + BOUND_TOLERANCE * width[i]
-            at_high = self.labels[i] >= self.upper[i] - BOUND_TOLERANCE * width[i]
-            if at_low or at_high:
-                return f"{name} = {self.labels[i]:.4g} ended at a bound of the fit"
-        return None
-
-
-class Renderer:
-    """Noise-free normalised images of the grid at labels (n, 4), with a render count;
-    ``pad_with_continuum`` for grids narrower than the orders (the reference grid);
-    ``interpolation`` between the nodes (:data:`GRID_FIT_INTERPOLATION` by default)."""
-
-    def __init__(self, grid, *, pad_with_continuum: bool = False,
-                 interpolation: str = GRID_FIT_INTERPOLATION):
-        from ..echelle.generator import SpectrumGenerator
-
-        self.grid = grid
-        self.generator = SpectrumGenerator(grid, snr=1.0, seed=0, interpolation=interpolation,
-                                           pad_with_continuum=pad_with_continuum)
-        self.renders = 0
-
-    def __call__(self, labels) -> np.ndarray:
-        from ..echelle.continuum import normalise_orders
-
-        labels = np.atleast_2d(np.asarray(labels, dtype=np.float64))
-        self.renders += len(labels)
-        return normalise_orders(self.generator.render_labels(labels).numpy())
+START_REACH_STEPS = 0.5  # a start this far (× the axis step) outside the grid is moved onto it
 
 
 class GridRefiner:
@@ -98,7 +36,7 @@ class GridRefiner:
     method = "refined"
 
     def __init__(self, grid, **options):
-        self.render = Renderer(grid, **options)
+        self.render = GridRenderer(grid, **options)
 
     def fit(self, images, masks, starts, known=()) -> list:
         """(Refined or None, problem or None) of each image (n, 8, 4096) from ``starts`` (n, 4)."""
@@ -114,6 +52,19 @@ class GridRefiner:
             problem = refined.problem()  # the fit says nothing: the network's answer stands
             out.append((None, problem) if problem else (refined, None))
         return out
+
+
+def onto_grid(grid, start) -> np.ndarray:
+    """``start`` (4,) with Teff, log g and [M/H] moved onto the grid's axes where they lie
+    outside by at most :data:`START_REACH_STEPS` of a step (a network's answer a little past
+    the grid's edge, e.g. [M/H] −2.53 for a grid ending at −2.5); farther out they stay, and
+    :func:`fit_bounds` says so."""
+    point = np.array(start, dtype=np.float64)
+    for d, axis in enumerate(grid.axes):
+        reach = START_REACH_STEPS * (axis[1] - axis[0])
+        if axis[0] - reach <= point[d] <= axis[-1] + reach:
+            point[d] = np.clip(point[d], axis[0], axis[-1])
+    return point
 
 
 def fit_bounds(grid, start, reach: int = FIT_REACH_CELLS) -> tuple[np.ndarray, np.ndarray]:
@@ -145,86 +96,24 @@ def fit_bounds(grid, start, reach: int = FIT_REACH_CELLS) -> tuple[np.ndarray, n
     return np.array(lower, dtype=np.float64), np.array(upper, dtype=np.float64)
 
 
-def refine(image, mask, start, render: Renderer, known: list[KnownLabel] = (), *,
-           max_renders: int = 200) -> Refined:
+def refine(image, mask, start, render: GridRenderer, known: list[KnownLabel] = (), *,
+           max_iterations: int = MAX_ITERATIONS) -> Refined:
     """Least-squares labels (4,) of the normalised ``image`` (8, 4096) over ``mask`` (True =
-    data), starting at ``start`` (4,) physical, with the ``known`` labels held at their values.
+    data), starting at ``start`` (4,) physical (:func:`onto_grid`), with the ``known`` labels
+    held at their values: :func:`~.fit.fit_batch` on the grid within :func:`fit_bounds`.
 
     The covariance is the fit's (the Jacobian's, scaled by the residual variance: the pixel
     error is the synthetic gap, not the photon noise) plus each known label's σ carried
-    through the fit's sensitivity of the free labels to it. Raises ValueError for a start
-    outside the grid.
+    through the fit's sensitivity of the free labels to it. The result carries the box and the
+    held labels (:meth:`~.fit.Refined.problem`). Raises OutsideGridError for a start outside
+    the grid or in its hole, or a known label outside the box.
     """
-    from scipy.optimize import least_squares
-
+    start = onto_grid(render.grid, start)
     lower, upper = fit_bounds(render.grid, start)
-    held = {LABEL_NAMES.index(k.name): k for k in known}
-    free = np.array([i for i in range(len(LABEL_NAMES)) if i not in held])
-    x_full = np.clip(np.asarray(start, dtype=np.float64), lower, upper)
-    for i, k in held.items():
-        if not lower[i] <= k.value <= upper[i]:
-            from ..synthetic.grid import OutsideGridError
-
-            raise OutsideGridError(f"{k}: outside the complete grid cells around the answer "
-                                   f"({k.name} {lower[i]:g} to {upper[i]:g})")
-        x_full[i] = k.value
-    data = np.asarray(image, dtype=np.float64)[mask]
-
-    def full(u):
-        x = x_full.copy()
-        x[free] = np.clip(u * DERIVATIVE_STEPS[free], lower[free], upper[free])
-        return x
-
-    def fun(u):
-        return data - render(full(u)[None])[0][mask]
-
-    last = {}  # the latest Jacobian over all four labels (pixels, 4), for the covariance
-
-    def jac(u):  # forward differences (backward at the upper bound), one batched render
-        x = full(u)
-        steps = difference_steps(x, upper)
-        points = np.vstack([x, x + np.diag(steps)])
-        images = render(points)[:, mask]
-        last["all"] = -(images[1:] - images[0][None]).T / steps  # d residual / d label
-        return last["all"][:, free] * DERIVATIVE_STEPS[free]
-
-    u0 = x_full[free] / DERIVATIVE_STEPS[free]
-    result = least_squares(fun, u0, jac=jac, bounds=(lower[free] / DERIVATIVE_STEPS[free],
-                                                     upper[free] / DERIVATIVE_STEPS[free]),
-                           method="trf", max_nfev=max_renders // 5)
-    jac(result.x)
-    return Refined(full(result.x), fit_covariance(last["all"], free, held, result.fun),
-                   float(np.sqrt(np.mean(result.fun ** 2))), render.renders, bool(result.success),
-                   lower=lower, upper=upper, held=tuple(sorted(held)))
-
-
-def difference_steps(x, upper) -> np.ndarray:
-    """The finite-difference step of each label at ``x`` (..., 4): :data:`DERIVATIVE_STEPS`
-    forward, backward where a forward step would pass ``upper`` (4,)."""
-    return np.where(np.asarray(x) + DERIVATIVE_STEPS <= upper, DERIVATIVE_STEPS, -DERIVATIVE_STEPS)
-
-
-def fit_covariance(jacobian, free, held: dict, residual) -> np.ndarray:
-    """(4, 4) covariance of the refined labels: free labels from the Jacobian (pixels, 4)
-    scaled by the residual variance, held labels their σ², propagated into the free ones."""
-    return covariance_from_normal(jacobian.T @ jacobian, free, held, float(np.mean(residual ** 2)))
-
-
-def covariance_from_normal(normal, free, held: dict, variance: float) -> np.ndarray:
-    """:func:`fit_covariance` from the normal matrix JᵀJ (4, 4) and the residual variance."""
-    free = np.asarray(free)
-    inverse = np.linalg.pinv(normal[np.ix_(free, free)])
-    cov = np.zeros(normal.shape)
-    cov[np.ix_(free, free)] = inverse * variance
-    if held:
-        index = np.array(sorted(held))
-        known_cov = np.diag([held[i].sigma ** 2 for i in index])
-        sensitivity = -inverse @ normal[np.ix_(free, index)]  # d free / d held
-        cov[np.ix_(free, free)] += sensitivity @ known_cov @ sensitivity.T
-        cov[np.ix_(free, index)] = sensitivity @ known_cov
-        cov[np.ix_(index, free)] = (sensitivity @ known_cov).T
-        cov[np.ix_(index, index)] = known_cov
-    return cov
+    held = held_labels(known, lower, upper, "the complete grid cells around the answer")
+    fitted = fit_batch(np.asarray(image)[None], np.asarray(mask)[None], [start], render, known,
+                       bounds=(lower, upper), max_iterations=max_iterations)[0]
+    return dataclasses.replace(fitted, lower=lower, upper=upper, held=tuple(sorted(held)))
 
 
 REBUILD = "build the grid with python -m paper_lib synth --profile <profile>"

@@ -5,9 +5,13 @@
    their Gram matrix, float64);
 3. the MLP: labels → the training nodes' basis coefficients, full-batch Adam with a one-cycle
    learning rate, a checkpoint every ``CHECKPOINT_EVERY`` steps (a rerun resumes from it);
-4. the errors, in the networks' input space (8 × 4096 normalised images at v sin i = 0 with the
-   macroturbulence of the labels): the held-out nodes against their true spectra, and cell
-   centres against the grid's trilinear interpolation.
+4. the node table (:func:`node_table`): every Table-1 node's coefficients — the grid's spectra
+   projected on the basis (the held-out nodes too: they were held out of the MLP), the MLP's
+   where the grid has no node — which the emulator interpolates by the grid fit's spline;
+5. the errors, in the networks' input space (8 × 4096 normalised images at v sin i = 0 with the
+   macroturbulence of the labels): the held-out nodes against their true spectra (what the
+   emulator gives at a node missing from its table: the MLP's), and cell centres against the
+   grid's trilinear and Catmull–Rom interpolations.
 
 ``python -m paper_lib emulator --profile cpu`` (:func:`train_profile_emulator`) writes
 ``models/<profile>/emulator.pt`` and its record ``emulator.history.json``.
@@ -78,17 +82,17 @@ def train_emulator(grid, *, n_components: int = N_COMPONENTS, hidden=HIDDEN, ste
     emulator = SpectrumEmulator(n_wave=len(grid.wavelength), n_components=n_components,
                                 hidden=hidden, label_low=[LABEL_RANGES[n][0] for n in GRID_LABELS],
                                 label_high=[LABEL_RANGES[n][1] for n in GRID_LABELS],
-                                teff_input=teff_input)
+                                teff_input=teff_input, n_nodes=len(table1_nodes()))
     emulator.set_basis(grid.wavelength, mean, basis, targets.std(0).clamp_min(1e-6))
     optimizer = torch.optim.Adam(emulator.net.parameters(), lr=PEAK_LR / 25)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, PEAK_LR, total_steps=steps)
     settings = {"n_components": n_components, "hidden": list(hidden), "steps": steps,
-                "held": held.tolist(), "seed": seed, "teff_input": teff_input}
+                "held": held.tolist(), "seed": seed, "teff_input": teff_input, "node_table": True}
     start = _resume(checkpoint, settings, emulator, optimizer, schedule, log)
     labels = torch.as_tensor(grid.labels[train], dtype=torch.float32)
     started = time.time()
     for step in range(start, steps):
-        loss = ((emulator.coefficients(labels) - targets) ** 2).sum(1).mean()
+        loss = ((emulator.network_coefficients(labels) - targets) ** 2).sum(1).mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -99,7 +103,31 @@ def train_emulator(grid, *, n_components: int = N_COMPONENTS, hidden=HIDDEN, ste
                 f"({time.time() - started:.0f} s)")
             if checkpoint is not None:
                 _save_checkpoint(checkpoint, settings, step + 1, emulator, optimizer, schedule)
-    return emulator.eval(), held
+    emulator.eval().set_nodes(*node_table(emulator, grid))
+    return emulator, held
+
+
+def table1_nodes() -> np.ndarray:
+    """Every node (n, 3) of the Table-1 axes (Teff K, log g dex, [M/H] dex), in grid order."""
+    from ..labels import GRID_LABELS, table1_axis
+
+    axes = np.meshgrid(*(table1_axis(name) for name in GRID_LABELS), indexing="ij")
+    return np.column_stack([axis.ravel() for axis in axes])
+
+
+def node_table(emulator, grid) -> tuple[np.ndarray, np.ndarray]:
+    """(labels (n, 3), coefficients (n, n_components)) of every Table-1 node: the grid's
+    spectrum projected on ``emulator``'s basis where the grid has the node, else the MLP's
+    coefficients (the hot, low-gravity corner without model atmospheres; a smaller grid's
+    surroundings)."""
+    labels = table1_nodes()
+    with torch.no_grad():
+        coefficients = emulator.network_coefficients(torch.as_tensor(labels, dtype=torch.float32))
+        rows = grid.row_of.reshape(-1)  # the same Table-1 axes, in the same order
+        present = rows >= 0
+        flux = torch.as_tensor(grid.flux[rows[present]], dtype=torch.float32)
+        coefficients[torch.from_numpy(present)] = (flux - emulator.mean.float()) @ emulator.basis.float().T
+    return labels, coefficients.numpy()
 
 
 def _resume(checkpoint, settings, emulator, optimizer, schedule, log) -> int:
@@ -146,7 +174,8 @@ def normalised_images(generator, flux, labels) -> np.ndarray:
 def emulator_errors(emulator, grid, held, *, n_cells: int = N_CELLS, seed: int = 0,
                     pad_with_continuum: bool = False) -> dict:
     """RMS errors of ``emulator`` in the networks' input space: ``held_rms`` over the held-out
-    nodes ``held`` (rows) against their spectra, ``held_worst`` the worst node's RMS, and
+    nodes ``held`` (rows) against their spectra (the MLP's: at a node missing from the table
+    the spline gives the MLP's value), ``held_worst`` the worst node's RMS, and
     ``cells_rms`` / ``cells_worst`` over ``n_cells`` random complete cells' centres against
     the grid's trilinear interpolation, ``cells_cubic_rms`` / ``…_worst`` against its cubic
     one (:meth:`~paper_lib.synthetic.grid.Grid.cubic_weights`)."""
@@ -162,7 +191,9 @@ def emulator_errors(emulator, grid, held, *, n_cells: int = N_CELLS, seed: int =
                                 ("cells", centres, grid.interpolate(centres)),
                                 ("cells_cubic", centres, grid.interpolate(centres, "cubic"))):
         with torch.no_grad():
-            emulated = emulator(torch.as_tensor(labels, dtype=torch.float32)).numpy()
+            points = torch.as_tensor(labels, dtype=torch.float32)
+            emulated = (emulator.mean + emulator.network_coefficients(points) @ emulator.basis
+                        if name == "held" else emulator(points)).numpy()
         error = (normalised_images(generator, emulated, labels)
                  - normalised_images(generator, truth, labels))
         per_star = np.sqrt(np.mean(error ** 2, axis=(1, 2)))
@@ -213,3 +244,38 @@ def grid_physics(grid_file) -> str | None:
     from astropy.io import fits
 
     return fits.getheader(grid_file).get("PHYSICS")
+
+
+def add_node_table(profile, *, models_dir=None, grid=None, held_fraction: float = HELD_FRACTION,
+                   seed: int = 0, log=print) -> Path:
+    """Give an emulator trained before the node table (its MLP alone) the table of ``profile``'s
+    grid (or ``grid``), remeasure it and write it back; the MLP is unchanged, the record keeps
+    its training provenance and adds ``node_table`` (this run's). ``held_fraction`` and
+    ``seed``: the training's (:func:`train_emulator`), which name its held-out nodes."""
+    from .. import paths
+    from ..fileio import atomic_write_json
+    from ..models.emulator import SpectrumEmulator, load_emulator, save_emulator
+    from ..provenance import provenance
+    from ..synthetic.grid import load_grid
+    from .checkpoints import history_path
+
+    started = time.time()
+    out = Path(models_dir or paths.models / profile.name) / "emulator.pt"
+    old, record = load_emulator(out)
+    grid = grid or load_grid(profile)
+    if grid.source and record.get("grid_physics") not in (None, grid_physics(grid.source)):
+        raise ValueError(f"{out} was trained on a grid of physics {record['grid_physics']}, "
+                         f"not {grid.source}'s: retrain it (python -m paper_lib emulator)")
+    emulator = SpectrumEmulator(**{**old.arch["kwargs"], "n_nodes": len(table1_nodes())})
+    emulator.load_state_dict({**old.state_dict(), **{k: v for k, v in emulator.state_dict().items()
+                                                      if k.startswith("node_")}})
+    emulator.eval().set_nodes(*node_table(emulator, grid))
+    held = held_out_nodes(grid, held_fraction, seed)
+    errors = emulator_errors(emulator, grid, held, pad_with_continuum=bool(record.get("pad_with_continuum")))
+    log(f"errors (8×4096 image RMS): {errors}")
+    record = {**record, "errors": errors, "arch": emulator.arch,
+              "node_table": provenance(profile, started=started)}
+    save_emulator(out, emulator, record)
+    atomic_write_json(history_path(out), record)
+    log(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) in {time.time() - started:.0f} s")
+    return out
