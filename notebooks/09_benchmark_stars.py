@@ -110,7 +110,9 @@ for label, fit in chosen["record"]["labels"].items():
 # %% [markdown]
 # ## Every star fitted: least squares on the spectrum emulator, beside the network
 # `predict --refine` fits each spectrum by least squares against the shipped spectrum emulator
-# (`models/<profile>/emulator.pt`, The Payne's way), starting from the network's answer. The
+# (`models/<profile>/emulator.pt`: the grid's nodes compressed to their principal components
+# and splined as the grid fit does, The Payne's MLP where the grid has no node), starting from
+# the network's answer, with the same fit as the grid's own (below). The
 # same benchmark table for the fit's answers, raw and calibrated leaving one star out (that
 # calibration is stored as `<variant>+fit` and applied by `predict --refine`). `predict` fits
 # by default only if the fit, calibrated, reads the stars at least as well as the calibrated

@@ -3,8 +3,9 @@
 The Payne's practice (Ting et al. 2019) for a synthesis whose lines are not all right: leave
 out the pixels where the models miss well-known stars. For each **calibrator** spectrum (of
 :data:`CALIBRATOR_STARS` in the benchmark set: the Sun's three, Arcturus) the residual real −
-model is taken at the star's reference labels — the shipped emulator's image with Teff, log g
-and [M/H] held, v sin i fitted (:func:`residuals_at_reference`). A pixel is masked where any
+model is taken at the star's reference labels — the shipped emulator's image (its MLP alone:
+:func:`make_line_mask`) with Teff, log g and [M/H] held, v sin i fitted
+(:func:`residuals_at_reference`). A pixel is masked where any
 calibrator spectrum of another star misses its model by more than ``threshold`` (normalised
 flux), widened by :data:`WIDEN_PX` pixels each way for the line wings
 (:func:`calibrator_mask`). The mask lives on the model input's pixels, i.e. in the rest frame,
@@ -20,8 +21,8 @@ Leave one star out: a calibrator star is judged only through a mask made without
 **The shipped mask.** ``python -m paper_lib line-mask --profile cpu`` (:func:`make_line_mask`)
 writes ``models/<profile>/line_mask.json``: the intervals of every fold of
 :func:`~paper_lib.echelle.line_mask.fold_names` (``all``: from every calibrator;
-``without_<star>``: without that one), the threshold, the calibrator spectra, the emulator's
-SHA-256 and the commit. :mod:`paper_lib.echelle.line_mask` reads it for training: a profile's
+``without_<star>``: without that one), the threshold, the calibrator spectra, the SHA-256 of
+the emulator's MLP and the commit. :mod:`paper_lib.echelle.line_mask` reads it for training: a profile's
 ``line_mask`` names the profile whose file its ``_real`` variant trains with; the network keeps
 the mask's pixels in its architecture record (``hidden_runs``), so every use of the weights
 applies it.
