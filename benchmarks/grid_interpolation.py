@@ -13,8 +13,9 @@ double steps; the ranking of the two interpolations is what carries over.
 
 Last, with ``--emulator`` (default: the shipped ``models/cpu/emulator.pt`` when the grid is the
 cpu one), the emulator against the grid in the networks' input space
-(:func:`paper_lib.training.emulator.emulator_errors`): at its held-out nodes, and at 200 cell
-centres against each interpolation.
+(:func:`paper_lib.training.emulator.emulator_errors`): at its held-out nodes (its MLP, which
+never saw them: the emulator's node table holds them, so there it is the grid), and at 200
+cell centres against each interpolation.
 
     python benchmarks/grid_interpolation.py [--grid FILE] [--emulator FILE]
 """
@@ -115,8 +116,8 @@ def compare_emulator(emulator_file, grid) -> None:
 
 
 def held_out_comparison(emulator, grid, held, pad_with_continuum: bool) -> None:
-    """At the emulator's held-out nodes, which it never saw (its nearest training nodes one
-    step away), the emulator against the grid's own interpolations across the same gap: the
+    """At the emulator's held-out nodes, which its MLP never saw (its nearest training nodes one
+    step away), the MLP against the grid's own interpolations across the same gap: the
     node from its neighbours ±1 step (linear) and ±1, ±3 steps (cubic) along each axis where
     they exist; image RMS in the networks' input space, per axis."""
     import torch
@@ -128,11 +129,11 @@ def held_out_comparison(emulator, grid, held, pad_with_continuum: bool) -> None:
     labels = grid.labels[held]
     truth = normalised_images(generator, grid.flux[held], labels)
     with torch.no_grad():
-        emulated = emulator(torch.as_tensor(labels, dtype=torch.float32)).numpy()
+        emulated = emulator.network_only()(torch.as_tensor(labels, dtype=torch.float32)).numpy()
     rms = lambda a, b: np.sqrt(np.mean((a - b) ** 2, axis=(1, 2)))  # noqa: E731
     emulator_rms = rms(normalised_images(generator, emulated, labels), truth)
     print(f"at the {len(held)} held-out nodes, image RMS (median over nodes; each axis where "
-          f"the nodes ±1 and ±3 steps exist): emulator {np.median(emulator_rms):.1e}")
+          f"the nodes ±1 and ±3 steps exist): the emulator's MLP {np.median(emulator_rms):.1e}")
     for axis, name in enumerate(AXIS_NAMES):
         estimates, kept = [], []
         for k, row in enumerate(held):
@@ -147,8 +148,8 @@ def held_out_comparison(emulator, grid, held, pad_with_continuum: bool) -> None:
         linear, cubic = (rms(normalised_images(generator, estimates[:, j], labels[kept]),
                              truth[kept]) for j in (0, 1))
         print(f"  along {name:5s} ({len(kept)} nodes): linear {np.median(linear):.1e}, cubic "
-              f"{np.median(cubic):.1e}, emulator at the same nodes "
-              f"{np.median(emulator_rms[kept]):.1e}; the emulator closer than the cubic "
+              f"{np.median(cubic):.1e}, the MLP at the same nodes "
+              f"{np.median(emulator_rms[kept]):.1e}; the MLP closer than the cubic "
               f"at {100 * np.mean(emulator_rms[kept] < cubic):.0f} %")
 
 
