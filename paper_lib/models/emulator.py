@@ -8,9 +8,10 @@ instead those of every Table-1 node (the grid's spectra projected on the basis; 
 the nodes the grid lacks) interpolated by the grid fit's Catmull–Rom spline
 (:meth:`~paper_lib.synthetic.grid.Grid.cubic_weights`): the grid fit's model, compressed, which
 the MLP alone misses between the nodes by ~2e-3 — enough to move a fit of a real star by
-~30 K (``benchmarks/fit_benchmark_stars.py``). Everything after the flux (rotation, macroturbulence, instrument, échelle
-pixels) stays the existing forward model, which is linear in the flux, so a fit renders an
-emulated star as cheaply as an interpolated one (:mod:`paper_lib.predict.fit`).
+~30 K (``benchmarks/fit_benchmark_stars.py``). Everything after the flux (rotation,
+macroturbulence, instrument, échelle pixels) stays the existing forward model, which is linear
+in the flux, so a fit renders an emulated star as cheaply as an interpolated one
+(:mod:`paper_lib.predict.forward`).
 
 Trained by :mod:`paper_lib.training.emulator` (``python -m paper_lib emulator``); stored as
 ``models/<profile>/emulator.pt`` with the basis in float16. Shape demo:

@@ -211,12 +211,9 @@ def train_profile_emulator(profile, *, steps: int = STEPS, models_dir=None, grid
     ``settings``: :func:`train_emulator`'s (n_components, hidden, held_fraction, seed,
     teff_input)."""
     from .. import paths
-    from ..fileio import atomic_write_json
-    from ..models.emulator import save_emulator
     from ..provenance import provenance
     from ..synthetic.grid import load_grid
     from ..synthetic.runner import WAVE_RANGE
-    from .checkpoints import history_path
 
     started = time.time()
     grid = grid or load_grid(profile)
@@ -232,11 +229,21 @@ def train_profile_emulator(profile, *, steps: int = STEPS, models_dir=None, grid
               "pad_with_continuum": not covers, "errors": errors, "arch": emulator.arch,
               **provenance(profile, started=started)}
     out = Path(models_dir or paths.models / profile.name) / "emulator.pt"
+    store_emulator(out, emulator, record, started, log)
+    checkpoint.unlink(missing_ok=True)
+    return out
+
+
+def store_emulator(out: Path, emulator, record: dict, started: float, log=print) -> None:
+    """Write ``emulator`` with its ``record`` to ``out`` and the record beside it
+    (``emulator.history.json``); log the size and the seconds since ``started``."""
+    from ..fileio import atomic_write_json
+    from ..models.emulator import save_emulator
+    from .checkpoints import history_path
+
     save_emulator(out, emulator, record)
     atomic_write_json(history_path(out), record)
-    checkpoint.unlink(missing_ok=True)
     log(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) in {time.time() - started:.0f} s")
-    return out
 
 
 def grid_physics(grid_file) -> str | None:
@@ -253,11 +260,9 @@ def add_node_table(profile, *, models_dir=None, grid=None, held_fraction: float 
     its training provenance and adds ``node_table`` (this run's). ``held_fraction`` and
     ``seed``: the training's (:func:`train_emulator`), which name its held-out nodes."""
     from .. import paths
-    from ..fileio import atomic_write_json
-    from ..models.emulator import SpectrumEmulator, load_emulator, save_emulator
+    from ..models.emulator import SpectrumEmulator, load_emulator
     from ..provenance import provenance
     from ..synthetic.grid import load_grid
-    from .checkpoints import history_path
 
     started = time.time()
     out = Path(models_dir or paths.models / profile.name) / "emulator.pt"
@@ -271,11 +276,10 @@ def add_node_table(profile, *, models_dir=None, grid=None, held_fraction: float 
                                                       if k.startswith("node_")}})
     emulator.eval().set_nodes(*node_table(emulator, grid))
     held = held_out_nodes(grid, held_fraction, seed)
-    errors = emulator_errors(emulator, grid, held, pad_with_continuum=bool(record.get("pad_with_continuum")))
+    errors = emulator_errors(emulator, grid, held,
+                             pad_with_continuum=bool(record.get("pad_with_continuum")))
     log(f"errors (8×4096 image RMS): {errors}")
     record = {**record, "errors": errors, "arch": emulator.arch,
               "node_table": provenance(profile, started=started)}
-    save_emulator(out, emulator, record)
-    atomic_write_json(history_path(out), record)
-    log(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) in {time.time() - started:.0f} s")
+    store_emulator(out, emulator, record, started, log)
     return out
