@@ -257,6 +257,7 @@ def calibrate_on_benchmarks(variant: str, *, profile: str = "cpu", models_dir=No
     import warnings
 
     from .. import paths
+    from ..models.emulator import EMULATOR_FILE
     from .label_calibration import calibration_record, fit_all_labels, write_label_calibration
 
     spectra = spectra if spectra is not None else benchmark_set()
@@ -279,7 +280,7 @@ def calibrate_on_benchmarks(variant: str, *, profile: str = "cpu", models_dir=No
         stars=[{"star": s.star, "file": s.path.name, "reference": s.reference,
                 "source": s.source} for s in spectra if s.counted and s.path.name in read],
         loso=summary_loso["median_abs_delta"], answers=answers,
-        emulator_path=folder / "emulator.pt" if refine else None)
+        emulator_path=folder / EMULATOR_FILE if refine else None)
     if write:
         write_label_calibration(folder, record)
     return {"record": record, "raw": raw, "loso": loso, "summary_raw": summary(raw),

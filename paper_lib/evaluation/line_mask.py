@@ -120,7 +120,7 @@ def make_line_mask(profile="cpu", spectra=None, threshold: float = THRESHOLD,
     ``emulator_network_sha256``. (At the calibrators' labels the two differ by ~3e-4 RMS, far
     below the threshold.)"""
     from ..echelle.layout import order_wavelengths
-    from ..predict.forward import EmulatorRenderer
+    from ..models.emulator import EMULATOR_FILE
     from ..predict.inputs import prepare
     from ..predict.rows import refinement_renderer
     from ..profiles import get_profile
@@ -130,8 +130,7 @@ def make_line_mask(profile="cpu", spectra=None, threshold: float = THRESHOLD,
     profile = get_profile(profile)
     spectra = [s for s in (benchmark_set() if spectra is None else spectra) if calibrator_of(s)]
     inputs = [prepare(s.path, None, None, None, None) for s in spectra]
-    emulator = refinement_renderer(None, profile, models_dir).render.emulator
-    render = EmulatorRenderer(emulator.network_only())
+    render = refinement_renderer(None, profile, models_dir, network_only=True).render
     images, masks = np.stack([i.image for i in inputs]), np.stack([i.mask for i in inputs])
     residuals = residuals_at_reference(spectra, images, masks, [START_VSINI] * len(spectra),
                                        render)
@@ -143,18 +142,9 @@ def make_line_mask(profile="cpu", spectra=None, threshold: float = THRESHOLD,
     return {"profile": profile.name, "threshold": threshold, "widen_px": WIDEN_PX,
             "calibrators": [{"star": s.star, "file": s.path.name, "instrument": s.instrument}
                             for s in spectra],
-            "emulator": fitter_path(profile, models_dir).name,
-            "emulator_network_sha256": emulator.network_sha256(),
+            "emulator": EMULATOR_FILE,
+            "emulator_network_sha256": render.emulator.network_sha256(),
             "commit": git_commit(), "folds": folds}
-
-
-def fitter_path(profile, models_dir=None):
-    """The emulator file a profile's line mask is made with."""
-    from pathlib import Path
-
-    from .. import paths
-
-    return Path(models_dir or paths.models / profile.name) / "emulator.pt"
 
 
 def write_line_mask(record: dict, models_dir=None):

@@ -58,8 +58,9 @@ def diagnose(spectra, grid, model=None, profile: str = "cpu") -> list[dict]:
     the least-squares fit on the profile's shipped emulator from it (if there is one), the
     all-free least-squares fit of the grid — started from the network's answer and from the
     emulator fit's, the lower residual kept (a fit from one start can stop in a shallower
-    minimum: the grid's interpolation has a kink at every node) — and the log g wanted with Teff and [M/H] held at the reference (whole
-    window; Mg b wings alone); Δ against the reference throughout. A fit that cannot run (a
+    minimum: on a real star χ² is flat along the Teff–log g–[M/H] valley) — and the log g
+    wanted with Teff and [M/H] held at the reference (whole window; Mg b wings alone); Δ
+    against the reference throughout. A fit that cannot run (a
     start or a held label outside the grid's complete cells) gives NaN and its reason."""
     from ..echelle.layout import order_wavelengths
     from ..observed.model_input import to_model_input

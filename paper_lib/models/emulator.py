@@ -26,6 +26,7 @@ from torch import nn
 
 THETA_KELVIN = 5040.0  # θ = 5040 K / Teff: the Boltzmann factor 10^(−θ χ/eV)
 TEFF_INPUTS = ("linear", "inverse")
+EMULATOR_FILE = "emulator.pt"  # in models/<profile>/
 
 # helpers
 
@@ -153,6 +154,16 @@ class SpectrumEmulator(nn.Module):
     def forward(self, labels: torch.Tensor) -> torch.Tensor:
         """Normalised flux (n, n_wave) at physical labels (n, 3) [K, dex, dex]."""
         return self.mean + self.coefficients(labels) @ self.basis
+
+
+def emulator_file(profile_name: str, models_dir=None):
+    """The path of a profile's emulator: ``models_dir`` (default ``models/<profile_name>/``) /
+    :data:`EMULATOR_FILE`."""
+    from pathlib import Path
+
+    from .. import paths
+
+    return Path(models_dir or paths.models / profile_name) / EMULATOR_FILE
 
 
 def save_emulator(path, emulator: SpectrumEmulator, record: dict) -> None:

@@ -87,12 +87,15 @@ class EmulatorFitter:
         self.record = record or {}
 
     @classmethod
-    def load(cls, path) -> "EmulatorFitter":
-        """The fitter of an emulator file (:func:`~paper_lib.models.emulator.save_emulator`)."""
+    def load(cls, path, *, network_only: bool = False) -> "EmulatorFitter":
+        """The fitter of an emulator file (:func:`~paper_lib.models.emulator.save_emulator`);
+        ``network_only``: of its MLP alone, without the node table (what the line mask is made
+        with)."""
         from ..models.emulator import load_emulator
 
         emulator, record = load_emulator(path)
-        return cls(emulator, record, pad_with_continuum=bool(record.get("pad_with_continuum")))
+        return cls(emulator.network_only() if network_only else emulator, record,
+                   pad_with_continuum=bool(record.get("pad_with_continuum")))
 
     def fit(self, images, masks, starts, known=()) -> list:
         """(Refined or None, problem or None) of each image (n, 8, 4096) from ``starts`` (n, 4)."""

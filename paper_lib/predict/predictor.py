@@ -50,6 +50,7 @@ class Predictor:
         from ..evaluation.label_calibration import load_label_calibrations
         from ..evaluation.sigma_calibration import load_sigma_calibration
         from ..evaluation.systematics import read_systematics
+        from ..models.emulator import EMULATOR_FILE
         from ..observed.quality import OODCalibration
         from ..training.checkpoints import load_model, load_variant_file
         from ..training.variants import parse_variant
@@ -75,7 +76,7 @@ class Predictor:
                    load_sigma_calibration(folder, model, folder / f"{model}.pt"),
                    profile.name, problem,
                    load_label_calibrations(folder, model, folder / f"{model}.pt",
-                                           folder / "emulator.pt"))
+                                           folder / EMULATOR_FILE))
 
 
 def models_folder(model: str, profile=None, models_dir=None):

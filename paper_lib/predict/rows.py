@@ -264,14 +264,13 @@ def predict_table(inputs, model=DEFAULT_MODEL, *, rv=None, **options):
     return pd.DataFrame(predict_rows(inputs, model, rv=rv, **options))
 
 
-def refinement_renderer(grid, profile, models_dir=None):
+def refinement_renderer(grid, profile, models_dir=None, *, network_only: bool = False):
     """The fitter of ``predict --refine``: a :class:`~.refine.GridRefiner` of ``grid`` (a Grid or
     a grid file, checked against the networks: physics id, air wavelengths, coverage), else the
     :class:`~.fit.EmulatorFitter` of the profile's shipped emulator (``models_dir``, default
-    ``models/<profile>/``); ValueError saying how to make it if none."""
-    from pathlib import Path
-
-    from .. import paths
+    ``models/<profile>/``; ``network_only``: its MLP alone, :meth:`~.fit.EmulatorFitter.load`);
+    ValueError saying how to make it if none."""
+    from ..models.emulator import emulator_file
     from ..profiles import get_profile
     from ..synthetic.grid import Grid
     from .fit import EmulatorFitter
@@ -284,10 +283,10 @@ def refinement_renderer(grid, profile, models_dir=None):
         check_grid_wavelengths(grid)
         return GridRefiner(grid)
     profile = get_profile(profile)
-    path = Path(models_dir or paths.models / profile.name) / "emulator.pt"
+    path = emulator_file(profile.name, models_dir)
     if not path.exists():
         raise ValueError(f"fitting needs the spectrum emulator of profile {profile.name!r} "
                          f"({path}): train it with python -m paper_lib emulator --profile "
                          f"{profile.name} (needs the grid: python -m paper_lib synth --profile "
                          f"{profile.name}), or fit a grid file with --grid")
-    return EmulatorFitter.load(path)
+    return EmulatorFitter.load(path, network_only=network_only)

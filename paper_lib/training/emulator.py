@@ -211,6 +211,7 @@ def train_profile_emulator(profile, *, steps: int = STEPS, models_dir=None, grid
     ``settings``: :func:`train_emulator`'s (n_components, hidden, held_fraction, seed,
     teff_input)."""
     from .. import paths
+    from ..models.emulator import emulator_file
     from ..provenance import provenance
     from ..synthetic.grid import load_grid
     from ..synthetic.runner import WAVE_RANGE
@@ -228,7 +229,7 @@ def train_profile_emulator(profile, *, steps: int = STEPS, models_dir=None, grid
               "grid_physics": grid.source and grid_physics(grid.source),
               "pad_with_continuum": not covers, "errors": errors, "arch": emulator.arch,
               **provenance(profile, started=started)}
-    out = Path(models_dir or paths.models / profile.name) / "emulator.pt"
+    out = emulator_file(profile.name, models_dir)
     store_emulator(out, emulator, record, started, log)
     checkpoint.unlink(missing_ok=True)
     return out
@@ -259,13 +260,12 @@ def add_node_table(profile, *, models_dir=None, grid=None, held_fraction: float 
     grid (or ``grid``), remeasure it and write it back; the MLP is unchanged, the record keeps
     its training provenance and adds ``node_table`` (this run's). ``held_fraction`` and
     ``seed``: the training's (:func:`train_emulator`), which name its held-out nodes."""
-    from .. import paths
-    from ..models.emulator import SpectrumEmulator, load_emulator
+    from ..models.emulator import SpectrumEmulator, emulator_file, load_emulator
     from ..provenance import provenance
     from ..synthetic.grid import load_grid
 
     started = time.time()
-    out = Path(models_dir or paths.models / profile.name) / "emulator.pt"
+    out = emulator_file(profile.name, models_dir)
     old, record = load_emulator(out)
     grid = grid or load_grid(profile)
     if grid.source and record.get("grid_physics") not in (None, grid_physics(grid.source)):
